@@ -1,0 +1,25 @@
+"""Per-address throttles whose rates are read from ``MARKETLINK`` on every request.
+
+Ninja fixes a throttle's rate when the route is declared; reading it live lets a host (or its
+tests, via ``override_settings``) change the rate without re-importing the routers. Counts live in
+the default cache, so several web workers share them when that cache is Redis.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja.throttling import AnonRateThrottle
+
+from marketlink import conf
+
+
+class SettingRateThrottle(AnonRateThrottle):
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+        self.scope = f"marketlink_{setting.lower()}"
+        super().__init__(rate=getattr(conf.get(), setting))
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        self.rate = getattr(conf.get(), self.setting)
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request)

@@ -1,0 +1,38 @@
+"""The JSON API: :func:`build_api` assembles the apps' routers behind our envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ninja import NinjaAPI
+
+from marketlink import __version__
+from marketlink.envelope import JSONParser, install_error_handlers
+
+
+def build_api(**options: Any) -> NinjaAPI:
+    """A NinjaAPI with every marketlink router, the strict parser and the envelope's handlers.
+
+    ``marketlink.urls`` calls this once; a host that wants the API under its own NinjaAPI options
+    (title, docs URL, a different ``urls_namespace``) may call it itself with ``options``. Each
+    router can be attached to one API only, so call it once per process.
+    """
+    from marketlink.accounts.api import router as accounts_router
+    from marketlink.catalog.api import router as catalog_router
+    from marketlink.vendors.api import router as vendors_router
+
+    api = NinjaAPI(
+        **{
+            "title": "marketlink",
+            "version": __version__,
+            "description": "Vendors, a stock-limited catalogue, orders and payments.",
+            "urls_namespace": "marketlink",
+            "parser": JSONParser(),
+            **options,
+        }
+    )
+    install_error_handlers(api)
+    api.add_router("/users/", accounts_router)
+    api.add_router("/vendors/", vendors_router)
+    api.add_router("/services/", catalog_router)
+    return api

@@ -1,0 +1,60 @@
+"""Services and their priced, stock-limited variants.
+
+Deleting through the API *archives* (``archived_at``): orders keep pointing at what was bought, so
+history is never erased and no delete can fail on a foreign key. Archived rows disappear from every
+public read and cannot be booked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.db import models
+
+from marketlink.vendors.models import VendorProfile
+
+
+class Service(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    vendor = models.ForeignKey(VendorProfile, on_delete=models.PROTECT, related_name="services")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, max_length=5000)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["vendor", "archived_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServiceVariant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="variants")
+    name = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    estimated_minutes = models.PositiveIntegerField()
+    # Units that can still be booked now. The database refuses a negative value, so no code path,
+    # however buggy or racy, can oversell.
+    stock = models.IntegerField(default=0)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["price", "created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(stock__gte=0), name="marketlink_variant_stock_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(price__gt=Decimal("0")), name="marketlink_variant_price_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.name} / {self.name}"

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from ninja import Field, Schema
+from pydantic import StringConstraints
+
+from marketlink.catalog.models import ServiceVariant
+from marketlink.envelope import PageQuery
+from marketlink.schemas import PatchSchema
+from marketlink.vendors.schemas import VendorProfileOut
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
+Price = Annotated[Decimal, Field(gt=0, max_digits=10, decimal_places=2)]
+Minutes = Annotated[int, Field(gt=0, le=60 * 24 * 365)]
+Stock = Annotated[int, Field(ge=0, le=2_000_000_000)]
+
+
+class ServiceIn(Schema):
+    name: Name
+    description: Description = ""
+
+
+class ServicePatch(PatchSchema):
+    name: Name | None = None
+    description: Description | None = None
+
+
+class VariantIn(Schema):
+    name: Name
+    price: Price
+    estimated_minutes: Minutes
+    stock: Stock = 0
+
+
+class VariantPatch(PatchSchema):
+    name: Name | None = None
+    price: Price | None = None
+    estimated_minutes: Minutes | None = None
+    stock: Stock | None = None
+
+
+class VariantOut(Schema):
+    id: uuid.UUID
+    service: uuid.UUID
+    name: str
+    price: Decimal
+    estimated_minutes: int
+    stock: int
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_service(variant: ServiceVariant) -> uuid.UUID:
+        return variant.service_id
+
+
+class AvailabilityOut(VariantOut):
+    is_available: bool
+    available_stock: int
+
+
+class ServiceOut(Schema):
+    id: uuid.UUID
+    vendor: VendorProfileOut
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+    variants: list[VariantOut]
+
+
+class ServiceQuery(PageQuery):
+    search: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    vendor: uuid.UUID | None = Field(None, description="Only this vendor profile's services.")

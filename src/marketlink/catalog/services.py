@@ -1,0 +1,57 @@
+"""Writes to the catalogue. Callers have already resolved ownership via the selectors."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketlink.catalog.models import Service, ServiceVariant
+from marketlink.vendors.models import VendorProfile
+
+
+def service_create(*, vendor: VendorProfile, name: str, description: str = "") -> Service:
+    return Service.objects.create(vendor=vendor, name=name, description=description)
+
+
+def service_update(*, service: Service, **changes: Any) -> Service:
+    for name, value in changes.items():
+        setattr(service, name, value)
+    if changes:
+        service.save(update_fields=[*changes, "updated_at"])
+    return service
+
+
+@transaction.atomic
+def service_archive(*, service: Service) -> None:
+    """Hide the service and its variants; orders that refer to them keep their history."""
+    now = timezone.now()
+    service.variants.filter(archived_at__isnull=True).update(archived_at=now, updated_at=now)
+    Service.objects.filter(pk=service.pk).update(archived_at=now, updated_at=now)
+
+
+def variant_create(
+    *, service: Service, name: str, price: Decimal, estimated_minutes: int, stock: int = 0
+) -> ServiceVariant:
+    return ServiceVariant.objects.create(
+        service=service, name=name, price=price, estimated_minutes=estimated_minutes, stock=stock
+    )
+
+
+@transaction.atomic
+def variant_update(*, variant: ServiceVariant, **changes: Any) -> ServiceVariant:
+    """Apply a vendor's edit under the variant's row lock, the lock bookings take too, so a
+    stock edit during a rush of bookings neither loses nor invents a unit."""
+    locked = ServiceVariant.objects.select_for_update().get(pk=variant.pk)
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    if changes:
+        locked.save(update_fields=[*changes, "updated_at"])
+    return locked
+
+
+def variant_archive(*, variant: ServiceVariant) -> None:
+    now = timezone.now()
+    ServiceVariant.objects.filter(pk=variant.pk).update(archived_at=now, updated_at=now)

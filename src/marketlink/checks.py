@@ -1,0 +1,121 @@
+"""``manage.py check`` for marketlink: explain a bad configuration before a request meets it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+
+from marketlink import conf
+
+REQUIRED_APPS = [
+    "marketlink.accounts",
+    "marketlink.vendors",
+    "marketlink.catalog",
+    "ninja_jwt.token_blacklist",
+]
+
+
+def register() -> None:
+    checks.register(check_settings)
+    checks.register(check_apps)
+    checks.register(check_payments)
+    checks.register(check_lock_store)
+
+
+def check_settings(**_: Any) -> list[checks.CheckMessage]:
+    return [
+        checks.Error(problem, hint="See the settings table in marketlink's docs.", id="marketlink.E001")
+        for problem in conf.validation_errors()
+    ]
+
+
+def check_apps(**_: Any) -> list[checks.CheckMessage]:
+    return [
+        checks.Error(
+            f"{app} is not in INSTALLED_APPS.",
+            hint="marketlink needs it: add it to INSTALLED_APPS (see the install docs).",
+            id="marketlink.E002",
+        )
+        for app in REQUIRED_APPS
+        if not apps.is_installed(app)
+    ]
+
+
+def check_payments(**_: Any) -> list[checks.CheckMessage]:
+    if conf.validation_errors():
+        return []
+    config = conf.get()
+    if config.PAYMENT_GATEWAY != "stripe":
+        return []
+    messages: list[checks.CheckMessage] = []
+    key = config.STRIPE_SECRET_KEY
+    if not key:
+        messages.append(
+            checks.Error(
+                "PAYMENT_GATEWAY is 'stripe' but STRIPE_SECRET_KEY is empty.",
+                hint="Set MARKETLINK['STRIPE_SECRET_KEY'] (sk_test_... or sk_live_...).",
+                id="marketlink.E003",
+            )
+        )
+    if not config.STRIPE_WEBHOOK_SECRET:
+        messages.append(
+            checks.Error(
+                "PAYMENT_GATEWAY is 'stripe' but STRIPE_WEBHOOK_SECRET is empty: no payment "
+                "could be confirmed.",
+                hint="Copy the endpoint's signing secret (whsec_...) from Stripe or `stripe listen`.",
+                id="marketlink.E004",
+            )
+        )
+    live = key.startswith(("sk_live_", "rk_live_"))
+    if key and live == settings.DEBUG:
+        mode = "a live" if live else "a test"
+        site = "a DEBUG" if settings.DEBUG else "a production (DEBUG=False)"
+        messages.append(
+            checks.Warning(
+                f"STRIPE_SECRET_KEY is {mode} key on {site} site.",
+                hint="Use sk_test_ keys while developing and sk_live_ keys in production.",
+                id="marketlink.W001",
+            )
+        )
+    return messages
+
+
+def check_lock_store(**_: Any) -> list[checks.CheckMessage]:
+    if conf.validation_errors():
+        return []
+    config = conf.get()
+    if config.LOCK_CACHE not in settings.CACHES:
+        return [
+            checks.Error(
+                f"MARKETLINK['LOCK_CACHE'] is {config.LOCK_CACHE!r}, which is not in CACHES.",
+                id="marketlink.E005",
+            )
+        ]
+    if config.LOCK_BACKEND != "redis":
+        return []
+    backend = settings.CACHES[config.LOCK_CACHE].get("BACKEND", "")
+    if backend != "django_redis.cache.RedisCache":
+        return [
+            checks.Error(
+                f"LOCK_BACKEND is 'redis' but CACHES[{config.LOCK_CACHE!r}] uses {backend}.",
+                hint="Use django_redis.cache.RedisCache, or LOCK_BACKEND 'auto'/'database'.",
+                id="marketlink.E006",
+            )
+        ]
+    from django_redis import get_redis_connection
+
+    try:
+        get_redis_connection(config.LOCK_CACHE).ping()
+    except Exception as exc:
+        return [
+            checks.Error(
+                f"Redis for the booking locks is unreachable: {exc}",
+                hint="Start Redis or fix the LOCATION of that cache; bookings would fall back "
+                "to database locking only.",
+                id="marketlink.E007",
+            )
+        ]
+    return []

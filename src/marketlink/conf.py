@@ -1,0 +1,120 @@
+"""The one home of marketlink's settings.
+
+A host configures marketlink with a single ``MARKETLINK`` dict in its Django settings. This module
+owns the defaults, validates the dict with pydantic (so a typo or a wrong type is reported by
+``manage.py check`` instead of surfacing as a 500 later) and reads it *live*: the parsed value is
+cached only until Django's ``setting_changed`` signal fires, so ``override_settings`` in a host's
+tests works as they expect.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["MarketlinkSettings", "get", "validation_errors"]
+
+
+class MarketlinkSettings(BaseModel):
+    """Every key a host may put in ``settings.MARKETLINK``, with its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- API frame -------------------------------------------------------------------------
+    PAGE_SIZE: int = Field(20, ge=1, description="Default `limit` of list endpoints.")
+    MAX_PAGE_SIZE: int = Field(100, ge=1, description="Largest `limit` a client may ask for.")
+    MAX_BODY_BYTES: int = Field(
+        64 * 1024, ge=1024, description="Largest JSON request body accepted (413 above)."
+    )
+
+    # --- Accounts --------------------------------------------------------------------------
+    ACCESS_TOKEN_LIFETIME: int = Field(3600, ge=60, description="JWT access token life, seconds.")
+    REFRESH_TOKEN_LIFETIME: int = Field(
+        7 * 24 * 3600, ge=60, description="JWT refresh token life, seconds."
+    )
+    LOGIN_THROTTLE: str = Field("10/min", description="Login attempts per client address.")
+    REGISTER_THROTTLE: str = Field("20/hour", description="Registrations per client address.")
+
+    # --- Orders and stock ------------------------------------------------------------------
+    CURRENCY: str = Field("usd", min_length=3, max_length=3, description="ISO 4217, lowercase.")
+    RESERVATION_TTL: int = Field(
+        30 * 60, ge=60, description="Seconds a pending order holds its unit of stock."
+    )
+    LOCK_BACKEND: Literal["auto", "redis", "database"] = Field(
+        "auto",
+        description="`auto` uses the Redis lock when LOCK_CACHE is a django-redis cache.",
+    )
+    LOCK_CACHE: str = Field("default", description="The CACHES alias holding the booking locks.")
+    LOCK_TTL: float = Field(10.0, gt=0, description="Seconds before a crashed holder's lock lapses.")
+    LOCK_WAIT: float = Field(
+        5.0, ge=0, description="Seconds a booking waits for a busy variant lock before 503."
+    )
+
+    # --- Payments --------------------------------------------------------------------------
+    PAYMENT_GATEWAY: Literal["dummy", "stripe"] = "dummy"
+    PAYMENT_LINK_MODE: Literal["link", "eager"] = Field(
+        "link", description="`link`: stable marketlink URL; `eager`: Stripe's URL at booking."
+    )
+    STRIPE_SECRET_KEY: str = ""
+    STRIPE_WEBHOOK_SECRET: str = ""
+    STRIPE_API_BASE: str = Field("", description="Point the Stripe SDK at another server.")
+    STRIPE_WEBHOOK_TOLERANCE: int = Field(300, ge=1, description="Signature age limit, seconds.")
+    SUCCESS_URL: str = Field("", description="Template with {order_id}; empty: our own page.")
+    CANCEL_URL: str = Field("", description="Template with {order_id}; empty: our own page.")
+    INVOICE_FROM_EMAIL: str = Field("", description="Empty: Django's DEFAULT_FROM_EMAIL.")
+
+    @field_validator("CURRENCY")
+    @classmethod
+    def _lowercase_currency(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("LOGIN_THROTTLE", "REGISTER_THROTTLE")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        from ninja.throttling import SimpleRateThrottle
+
+        try:
+            SimpleRateThrottle.parse_rate(SimpleRateThrottle, value)  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate like '10/min'") from None
+        return value
+
+
+_cached: MarketlinkSettings | None = None
+
+
+def _raw() -> dict[str, Any]:
+    raw = getattr(django_settings, "MARKETLINK", None) or {}
+    if not isinstance(raw, dict):
+        raise TypeError("settings.MARKETLINK must be a dict")
+    return raw
+
+
+def get() -> MarketlinkSettings:
+    """The current settings, parsed once per change of ``settings.MARKETLINK``."""
+    global _cached
+    if _cached is None:
+        _cached = MarketlinkSettings(**_raw())
+    return _cached
+
+
+def validation_errors() -> list[str]:
+    """Human-readable problems with ``settings.MARKETLINK``, for the system checks."""
+    try:
+        MarketlinkSettings(**_raw())
+    except TypeError as exc:
+        return [str(exc)]
+    except ValidationError as exc:
+        return [f"MARKETLINK[{'.'.join(map(str, e['loc']))!r}]: {e['msg']}" for e in exc.errors()]
+    return []
+
+
+@receiver(setting_changed)
+def _forget_cached_settings(*, setting: str, **_: Any) -> None:
+    global _cached
+    if setting == "MARKETLINK":
+        _cached = None
