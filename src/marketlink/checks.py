@@ -27,7 +27,9 @@ def register() -> None:
 
 def check_settings(**_: Any) -> list[checks.CheckMessage]:
     return [
-        checks.Error(problem, hint="See the settings table in marketlink's docs.", id="marketlink.E001")
+        checks.Error(
+            problem, hint="See the settings table in marketlink's docs.", id="marketlink.E001"
+        )
         for problem in conf.validation_errors()
     ]
 
@@ -65,7 +67,7 @@ def check_payments(**_: Any) -> list[checks.CheckMessage]:
             checks.Error(
                 "PAYMENT_GATEWAY is 'stripe' but STRIPE_WEBHOOK_SECRET is empty: no payment "
                 "could be confirmed.",
-                hint="Copy the endpoint's signing secret (whsec_...) from Stripe or `stripe listen`.",
+                hint="Copy the endpoint's signing secret (whsec_...) from Stripe or stripe listen.",
                 id="marketlink.E004",
             )
         )

@@ -49,7 +49,9 @@ class MarketlinkSettings(BaseModel):
         description="`auto` uses the Redis lock when LOCK_CACHE is a django-redis cache.",
     )
     LOCK_CACHE: str = Field("default", description="The CACHES alias holding the booking locks.")
-    LOCK_TTL: float = Field(10.0, gt=0, description="Seconds before a crashed holder's lock lapses.")
+    LOCK_TTL: float = Field(
+        10.0, gt=0, description="Seconds before a crashed holder's lock lapses."
+    )
     LOCK_WAIT: float = Field(
         5.0, ge=0, description="Seconds a booking waits for a busy variant lock before 503."
     )

@@ -116,7 +116,7 @@ def responses(ok_status: int, schema: Any, *error_codes: int, body: bool = False
     body can also answer 413 and 415 from the parser.
     """
     codes = {400, *error_codes} | ({413, 415} if body else set())
-    return {ok_status: schema} | {code: ErrorEnvelope for code in sorted(codes)}
+    return {ok_status: schema} | dict.fromkeys(sorted(codes), ErrorEnvelope)
 
 
 class JSONParser(Parser):
@@ -180,7 +180,11 @@ def _humanize(error: Mapping[str, Any]) -> tuple[tuple[str | int, ...], str]:
 
 
 def _envelope(
-    api: NinjaAPI, request: HttpRequest, status: int, message: str, errors: Iterable[FieldError] = ()
+    api: NinjaAPI,
+    request: HttpRequest,
+    status: int,
+    message: str,
+    errors: Iterable[FieldError] = (),
 ) -> HttpResponse:
     body = {
         "success": False,
@@ -194,17 +198,17 @@ def _envelope(
 def install_error_handlers(api: NinjaAPI) -> None:
     """Map every failure a request can meet onto a response in the envelope."""
 
-    def marketlink_error(request: HttpRequest, exc: MarketlinkError) -> HttpResponse:
+    def marketlink_error(request: HttpRequest, exc: Any) -> HttpResponse:
         return _envelope(api, request, exc.status_code, exc.message, exc.errors)
 
-    def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    def validation_error(request: HttpRequest, exc: Any) -> HttpResponse:
         items = [FieldError(*_humanize(error)) for error in exc.errors]
         message = items[0].msg if items else "The request is invalid."
         if len(items) > 1:
             message += f" (and {len(items) - 1} more problem{'s' if len(items) > 2 else ''})"
         return _envelope(api, request, 400, message, items)
 
-    def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    def http_error(request: HttpRequest, exc: Any) -> HttpResponse:
         # Ninja wraps whatever the body parser raises; our own error is the real answer.
         if isinstance(exc.__cause__, MarketlinkError):
             return marketlink_error(request, exc.__cause__)
@@ -214,20 +218,20 @@ def install_error_handlers(api: NinjaAPI) -> None:
             return marketlink_error(request, Throttled())
         return _envelope(api, request, exc.status_code, exc.message)
 
-    def not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    def not_found(request: HttpRequest, exc: Any) -> HttpResponse:
         return marketlink_error(request, NotFound())
 
-    def forbidden(request: HttpRequest, exc: Exception) -> HttpResponse:
+    def forbidden(request: HttpRequest, exc: Any) -> HttpResponse:
         return marketlink_error(request, PermissionDenied())
 
-    def too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
+    def too_big(request: HttpRequest, exc: Any) -> HttpResponse:
         return marketlink_error(request, PayloadTooLarge())
 
-    def database_down(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    def database_down(request: HttpRequest, exc: Any) -> HttpResponse:
         logger.error("database unavailable on %s %s: %s", request.method, request.path, exc)
         return marketlink_error(request, ServiceUnavailable())
 
-    def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    def unexpected(request: HttpRequest, exc: Any) -> HttpResponse:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return _envelope(api, request, 500, "Internal error; it has been logged.")
 

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja import Router, Status
 
 from marketlink.accounts import services
-from marketlink.accounts.auth import authenticated
+from marketlink.accounts.auth import AuthedRequest, authenticated
 from marketlink.accounts.schemas import (
     AuthOut,
     LoginIn,
@@ -57,7 +57,7 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
 @router.post(
     "/logout/", response=responses(200, Envelope[None], 401, body=True), auth=authenticated
 )
-def logout(request: HttpRequest, payload: LogoutIn) -> dict[str, Any]:
+def logout(request: AuthedRequest, payload: LogoutIn) -> dict[str, Any]:
     services.user_logout(user=request.auth, refresh_token=payload.refresh_token)
     return ok(None, "Logged out.")
 
@@ -68,15 +68,13 @@ def token_refresh(request: HttpRequest, payload: RefreshIn) -> dict[str, Any]:
 
 
 @router.get("/profile/", response=responses(200, Envelope[UserOut], 401), auth=authenticated)
-def profile(request: HttpRequest) -> dict[str, Any]:
+def profile(request: AuthedRequest) -> dict[str, Any]:
     return ok(account_for_user(request.auth))
 
 
 @router.patch(
     "/profile/", response=responses(200, Envelope[UserOut], 401, body=True), auth=authenticated
 )
-def profile_update(request: HttpRequest, payload: ProfilePatch) -> dict[str, Any]:
-    account = services.profile_update(
-        account=account_for_user(request.auth), **payload.changes()
-    )
+def profile_update(request: AuthedRequest, payload: ProfilePatch) -> dict[str, Any]:
+    account = services.profile_update(account=account_for_user(request.auth), **payload.changes())
     return ok(account, "Profile updated.")

@@ -24,7 +24,9 @@ def account_for_user(user: Any) -> Account:
     role = Role.ADMIN if user.is_staff or user.is_superuser else Role.CUSTOMER
     try:
         with transaction.atomic():
-            account = Account.objects.create(user=user, role=role, email=email or f"{user.pk}@invalid")
+            account = Account.objects.create(
+                user=user, role=role, email=email or f"{user.pk}@invalid"
+            )
     except IntegrityError:
         account = Account.objects.get(user=user)
     user.marketlink_account = account

@@ -34,7 +34,7 @@ def user_register(
     setattr(user, email_field, email)
     if username_field != email_field:
         # The stock User logs in by username: the address is the natural unique username.
-        max_length = user_model._meta.get_field(username_field).max_length or 150
+        max_length = getattr(user_model._meta.get_field(username_field), "max_length", None) or 150
         if len(email) > max_length:
             raise InvalidInput.for_field(
                 "email", f"email must be at most {max_length} characters on this site"

@@ -19,16 +19,16 @@ def token_classes() -> tuple[type[Any], type[Any]]:
     """``(AccessToken, RefreshToken)`` classes whose lifetimes come from ``MARKETLINK``."""
     from ninja_jwt.tokens import AccessToken, RefreshToken
 
-    class MarketlinkAccessToken(AccessToken):  # type: ignore[misc]
-        @property  # type: ignore[misc]
-        def lifetime(self) -> timedelta:
+    class MarketlinkAccessToken(AccessToken):
+        @property
+        def lifetime(self) -> timedelta:  # type: ignore[override]
             return timedelta(seconds=conf.get().ACCESS_TOKEN_LIFETIME)
 
-    class MarketlinkRefreshToken(RefreshToken):  # type: ignore[misc]
+    class MarketlinkRefreshToken(RefreshToken):
         access_token_class = MarketlinkAccessToken
 
-        @property  # type: ignore[misc]
-        def lifetime(self) -> timedelta:
+        @property
+        def lifetime(self) -> timedelta:  # type: ignore[override]
             return timedelta(seconds=conf.get().REFRESH_TOKEN_LIFETIME)
 
     return MarketlinkAccessToken, MarketlinkRefreshToken

@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from marketlink.accounts.auth import customers, vendors
+from marketlink.accounts.auth import AuthedRequest, customers, vendors
 from marketlink.catalog import selectors, services
 from marketlink.catalog.schemas import (
     AvailabilityOut,
@@ -36,16 +36,14 @@ def service_list(request: HttpRequest, query: Query[ServiceQuery]) -> dict[str, 
     return paginate(selectors.service_list(search=query.search, vendor=query.vendor), query)
 
 
-@router.post(
-    "/", response=responses(201, Envelope[ServiceOut], 401, 403, body=True), auth=vendors
-)
-def service_create(request: HttpRequest, payload: ServiceIn) -> Status[dict[str, Any]]:
+@router.post("/", response=responses(201, Envelope[ServiceOut], 401, 403, body=True), auth=vendors)
+def service_create(request: AuthedRequest, payload: ServiceIn) -> Status[dict[str, Any]]:
     service = services.service_create(vendor=verified_vendor_of(request.auth), **payload.dict())
     return created(service, "Service created.")
 
 
 @router.get("/my/", response=responses(200, PageEnvelope[ServiceOut], 401, 403), auth=vendors)
-def service_list_mine(request: HttpRequest, page: Query[PageQuery]) -> dict[str, Any]:
+def service_list_mine(request: AuthedRequest, page: Query[PageQuery]) -> dict[str, Any]:
     vendor = verified_vendor_of(request.auth)
     return paginate(selectors.service_list_of_vendor(vendor=vendor), page)
 
@@ -55,7 +53,7 @@ def service_list_mine(request: HttpRequest, page: Query[PageQuery]) -> dict[str,
     response=responses(200, Envelope[VariantOut], *WRITE_ERRORS, body=True),
     auth=vendors,
 )
-def variant_update(request: HttpRequest, id: uuid.UUID, payload: VariantPatch) -> dict[str, Any]:
+def variant_update(request: AuthedRequest, id: uuid.UUID, payload: VariantPatch) -> dict[str, Any]:
     variant = selectors.variant_get_owned(variant_id=id, user=request.auth)
     return ok(services.variant_update(variant=variant, **payload.changes()), "Variant updated.")
 
@@ -63,7 +61,7 @@ def variant_update(request: HttpRequest, id: uuid.UUID, payload: VariantPatch) -
 @router.delete(
     "/variants/{id}/", response=responses(200, Envelope[None], *WRITE_ERRORS), auth=vendors
 )
-def variant_delete(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
+def variant_delete(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     services.variant_archive(variant=selectors.variant_get_owned(variant_id=id, user=request.auth))
     return ok(None, "Variant deleted.")
 
@@ -85,13 +83,13 @@ def service_detail(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
 @router.patch(
     "/{id}/", response=responses(200, Envelope[ServiceOut], *WRITE_ERRORS, body=True), auth=vendors
 )
-def service_update(request: HttpRequest, id: uuid.UUID, payload: ServicePatch) -> dict[str, Any]:
+def service_update(request: AuthedRequest, id: uuid.UUID, payload: ServicePatch) -> dict[str, Any]:
     service = selectors.service_get_owned(service_id=id, user=request.auth)
     return ok(services.service_update(service=service, **payload.changes()), "Service updated.")
 
 
 @router.delete("/{id}/", response=responses(200, Envelope[None], *WRITE_ERRORS), auth=vendors)
-def service_delete(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
+def service_delete(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     services.service_archive(service=selectors.service_get_owned(service_id=id, user=request.auth))
     return ok(None, "Service deleted.")
 
@@ -106,7 +104,9 @@ def variant_list(request: HttpRequest, id: uuid.UUID, page: Query[PageQuery]) ->
     response=responses(201, Envelope[VariantOut], *WRITE_ERRORS, body=True),
     auth=vendors,
 )
-def variant_create(request: HttpRequest, id: uuid.UUID, payload: VariantIn) -> Status[dict[str, Any]]:
+def variant_create(
+    request: AuthedRequest, id: uuid.UUID, payload: VariantIn
+) -> Status[dict[str, Any]]:
     service = selectors.service_get_owned(service_id=id, user=request.auth)
     verified_vendor_of(request.auth)
     return created(services.variant_create(service=service, **payload.dict()), "Variant created.")

@@ -27,7 +27,9 @@ def _services() -> QuerySet[Service]:
     )
 
 
-def service_list(*, search: str | None = None, vendor: uuid.UUID | None = None) -> QuerySet[Service]:
+def service_list(
+    *, search: str | None = None, vendor: uuid.UUID | None = None
+) -> QuerySet[Service]:
     """What the public sees: live services of active vendors."""
     services = _services().filter(vendor__is_active=True)
     if vendor is not None:
@@ -91,20 +93,9 @@ def variant_get_owned(*, variant_id: uuid.UUID, user: Any) -> ServiceVariant:
     return variant
 
 
-def variant_availability(*, variant_id: uuid.UUID) -> dict[str, Any]:
+def variant_availability(*, variant_id: uuid.UUID) -> ServiceVariant:
+    """The variant annotated with ``available_stock`` and ``is_available`` for AvailabilityOut."""
     variant = variant_get(variant_id=variant_id)
-    available = variant.stock
-    return {**_as_dict(variant), "is_available": available > 0, "available_stock": available}
-
-
-def _as_dict(variant: ServiceVariant) -> dict[str, Any]:
-    return {
-        "id": variant.id,
-        "service": variant.service_id,
-        "name": variant.name,
-        "price": variant.price,
-        "estimated_minutes": variant.estimated_minutes,
-        "stock": variant.stock,
-        "created_at": variant.created_at,
-        "updated_at": variant.updated_at,
-    }
+    variant.available_stock = variant.stock  # type: ignore[attr-defined]
+    variant.is_available = variant.stock > 0  # type: ignore[attr-defined]
+    return variant

@@ -9,7 +9,9 @@ from pydantic import StringConstraints
 
 from marketlink.schemas import PatchSchema
 
-BusinessName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+BusinessName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
 Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 
 

@@ -1,0 +1,127 @@
+"""Every check marketlink runs, locally and in CI (``./dev test`` runs the default sessions).
+
+Test sessions cover Python 3.11 + Django 5.2 LTS and Python 3.12 + Django 6.x, each on the
+embedded default (SQLite, local-memory cache) and on PostgreSQL + Redis, plus the stock
+``auth.User`` host configuration. PostgreSQL/Redis sessions skip when the servers are unreachable
+on a laptop, and fail when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+STACKS = [("3.11", "5.2"), ("3.12", "6.1")]
+DATABASE_URL = os.environ.get(
+    "MARKETLINK_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketlink"
+)
+REDIS_URL = os.environ.get("MARKETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _install(session: nox.Session, django: str, *groups: str) -> None:
+    session.install(f"django~={django}.0", ".", *[f"--group={g}" for g in groups])
+
+
+@nox.session(python=[p for p, _ in STACKS])
+@nox.parametrize("db", ["sqlite", "postgres"])
+def tests(session: nox.Session, db: str) -> None:
+    """The test-suite on one stack, with the custom email user (and the stock User on SQLite)."""
+    django = dict(STACKS)[session.python]  # type: ignore[index]
+    env = {"DJANGO_SETTINGS_MODULE": "example_project.settings"}
+    if db == "postgres":
+        if not (_reachable("127.0.0.1", 5432) and _reachable("127.0.0.1", 6379)):
+            if IN_CI:
+                session.error("CI=true but PostgreSQL or Redis is unreachable on 127.0.0.1")
+            session.skip("PostgreSQL or Redis is not running on 127.0.0.1")
+        env |= {"DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL}
+        marks = []
+    else:
+        marks = ["-m", "not postgres and not redis"]
+    _install(session, django, "test")
+    session.run("pytest", *marks, *session.posargs, env=env)
+    if db == "sqlite":
+        session.run(
+            "pytest", *marks, "--ds=example_project.settings_stock_user", *session.posargs, env=env
+        )
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    session.install("--group=lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.12")
+def typing(session: nox.Session) -> None:
+    session.install(".", "--group=typing", "--group=test")
+    session.run("mypy", "src/marketlink")
+
+
+@nox.session(python="3.12")
+def migrations(session: nox.Session) -> None:
+    """Shipped migrations match the models, for both kinds of host user model."""
+    session.install(".")
+    for settings in ("example_project.settings", "example_project.settings_stock_user"):
+        session.run(
+            "python",
+            "example_project/manage.py",
+            "makemigrations",
+            "--check",
+            "--dry-run",
+            f"--settings={settings}",
+        )
+
+
+@nox.session(python="3.12")
+def docs(session: nox.Session) -> None:
+    session.install("--group=docs")
+    session.run("mkdocs", "build", "--strict", "--site-dir", f"{session.create_tmp()}/site")
+
+
+@nox.session(python="3.12")
+def build(session: nox.Session) -> None:
+    """Build sdist and wheel, install the wheel alone and smoke-test it."""
+    tmp = session.create_tmp()
+    session.install("build")
+    session.run("python", "-m", "build", "--outdir", f"{tmp}/dist", ".")
+    wheel = next(p for p in os.listdir(f"{tmp}/dist") if p.endswith(".whl"))
+    session.install("--force-reinstall", f"{tmp}/dist/{wheel}")
+    session.run("marketlink", "version")
+    session.run(
+        "python",
+        "-c",
+        "import marketlink, pathlib; p = pathlib.Path(marketlink.__file__).parent; "
+        "assert (p / 'py.typed').exists(); "
+        "assert list(p.glob('*/migrations/0001_initial.py')), 'migrations missing'",
+    )
+
+
+@nox.session(python="3.12", default=False)
+def demo(session: nox.Session) -> None:
+    """The example site on the embedded default, with demo data."""
+    session.install("-e", ".")
+    manage = ["python", "example_project/manage.py"]
+    session.run(*manage, "migrate", "--no-input")
+    session.run(
+        "marketlink", "--settings=example_project.settings", "--pythonpath=example_project", "seed"
+    )
+    address = (session.posargs or ["127.0.0.1:8000"])[0]
+    session.log(f"marketlink demo: API http://{address}/api/  docs http://{address}/api/docs")
+    session.log("log in as customer@example.com or vendor1@example.com, password demo-pass-123")
+    session.run(*manage, "runserver", address)

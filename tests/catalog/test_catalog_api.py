@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from marketlink.catalog.models import Service, ServiceVariant
+from marketlink.testing.factories import (
+    AccountFactory,
+    ServiceFactory,
+    VariantFactory,
+    VendorProfileFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+VARIANT = {"name": "Standard", "price": "29.99", "estimated_minutes": 15, "stock": 5}
+
+
+def test_verified_vendor_creates_service_and_variant(api, vendor_user):
+    service = api.post("/services/", {"name": "Oil Change"}, user=vendor_user)
+    assert service.status_code == 201
+    data = service.json()["data"]
+    assert data["variants"] == []
+    assert data["vendor"]["business_name"]
+    variant = api.post(f"/services/{data['id']}/variants/", VARIANT, user=vendor_user)
+    assert variant.status_code == 201
+    v = variant.json()["data"]
+    assert v["service"] == data["id"]
+    assert v["price"] == "29.99"
+    assert set(v) == {
+        "id",
+        "service",
+        "name",
+        "price",
+        "estimated_minutes",
+        "stock",
+        "created_at",
+        "updated_at",
+    }
+
+
+def test_vendor_without_profile_cannot_sell(api):
+    user = AccountFactory(role="VENDOR").user
+    response = api.post("/services/", {"name": "Oil"}, user=user)
+    assert response.status_code == 403
+    assert "vendor profile" in response.json()["message"]
+
+
+def test_inactive_vendor_cannot_create_services(api):
+    profile = VendorProfileFactory(is_active=False)
+    assert api.post("/services/", {"name": "Oil"}, user=profile.user).status_code == 403
+
+
+def test_customer_cannot_create_services(api, customer_user):
+    assert api.post("/services/", {"name": "Oil"}, user=customer_user).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("price", "0", "price should be greater than 0"),
+        ("price", "-5", "price should be greater than 0"),
+        ("price", "1.999", "price"),
+        ("price", "abc", "price"),
+        ("estimated_minutes", 0, "estimated_minutes should be greater than 0"),
+        ("stock", -1, "stock should be greater than or equal to 0"),
+        ("name", "", "name"),
+    ],
+)
+def test_variant_validation(api, vendor_user, field, value, message):
+    service = ServiceFactory(vendor=vendor_user.marketlink_vendor)
+    response = api.post(
+        f"/services/{service.id}/variants/", {**VARIANT, field: value}, user=vendor_user
+    )
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+    assert response.json()["errors"][0]["loc"] == ["body", field]
+    assert not ServiceVariant.objects.exists()
+
+
+def test_only_the_owner_writes(api, vendor_user):
+    other = ServiceFactory()
+    variant = VariantFactory(service=other)
+    assert (
+        api.patch(f"/services/{other.id}/", {"name": "Mine"}, user=vendor_user).status_code == 403
+    )
+    assert api.delete(f"/services/{other.id}/", user=vendor_user).status_code == 403
+    assert api.post(f"/services/{other.id}/variants/", VARIANT, user=vendor_user).status_code == 403
+    assert (
+        api.patch(f"/services/variants/{variant.id}/", {"stock": 0}, user=vendor_user).status_code
+        == 403
+    )
+    assert api.delete(f"/services/variants/{variant.id}/", user=vendor_user).status_code == 403
+    variant.refresh_from_db()
+    assert variant.stock == 5
+
+
+def test_owner_updates_service_and_variant(api, vendor_user):
+    service = ServiceFactory(vendor=vendor_user.marketlink_vendor)
+    variant = VariantFactory(service=service)
+    response = api.patch(f"/services/{service.id}/", {"description": "Better"}, user=vendor_user)
+    assert response.json()["data"]["description"] == "Better"
+    response = api.patch(
+        f"/services/variants/{variant.id}/", {"price": "10.50", "stock": 7}, user=vendor_user
+    )
+    assert response.status_code == 200
+    assert response.json()["data"]["price"] == "10.50"
+    assert response.json()["data"]["stock"] == 7
+
+
+def test_public_list_paginates_filters_and_searches(api):
+    garage = VendorProfileFactory(business_name="Speedy Garage")
+    for n in range(5):
+        VariantFactory(service=ServiceFactory(vendor=garage, name=f"Wash {n}"))
+    ServiceFactory(name="Brake job")
+    ServiceFactory(vendor=VendorProfileFactory(is_active=False), name="Hidden")
+
+    page = api.get("/services/?limit=2&offset=1").json()
+    assert page["pagination"] == {"count": 6, "limit": 2, "offset": 1}
+    assert len(page["data"]) == 2
+    by_vendor = api.get(f"/services/?vendor={garage.id}").json()
+    assert by_vendor["pagination"]["count"] == 5
+    assert api.get("/services/?search=brake").json()["pagination"]["count"] == 1
+    assert api.get("/services/?search=speedy").json()["pagination"]["count"] == 5
+    assert api.get("/services/?search=hidden").json()["pagination"]["count"] == 0
+
+
+def test_page_size_is_capped(api, settings):
+    settings.MARKETLINK = {"MAX_PAGE_SIZE": 3}
+    for _ in range(4):
+        ServiceFactory()
+    page = api.get("/services/?limit=50").json()
+    assert page["pagination"]["limit"] == 3
+    assert len(page["data"]) == 3
+
+
+@pytest.mark.parametrize("page_size", [1, 10, 40])
+def test_listing_costs_constant_queries(api, django_assert_num_queries, page_size):
+    for _ in range(page_size):
+        service = ServiceFactory()
+        VariantFactory.create_batch(3, service=service)
+    # the page, its variants, the count
+    with django_assert_num_queries(3):
+        response = api.get(f"/services/?limit={page_size}")
+    assert len(response.json()["data"]) == page_size
+    assert all(len(s["variants"]) == 3 for s in response.json()["data"])
+
+
+def test_my_services_lists_only_mine(api, vendor_user):
+    ServiceFactory.create_batch(2, vendor=vendor_user.marketlink_vendor)
+    ServiceFactory()
+    response = api.get("/services/my/", user=vendor_user)
+    assert response.json()["pagination"]["count"] == 2
+
+
+def test_delete_archives_and_keeps_rows(api, vendor_user):
+    service = ServiceFactory(vendor=vendor_user.marketlink_vendor)
+    variant = VariantFactory(service=service)
+    assert api.delete(f"/services/{service.id}/", user=vendor_user).status_code == 200
+    assert api.get(f"/services/{service.id}/").status_code == 404
+    assert api.get("/services/").json()["pagination"]["count"] == 0
+    assert Service.objects.filter(pk=service.pk, archived_at__isnull=False).exists()
+    assert ServiceVariant.objects.filter(pk=variant.pk, archived_at__isnull=False).exists()
+    assert api.delete(f"/services/{service.id}/", user=vendor_user).status_code == 404
+
+
+def test_delete_variant_hides_it(api, vendor_user):
+    service = ServiceFactory(vendor=vendor_user.marketlink_vendor)
+    keep, drop = VariantFactory(service=service), VariantFactory(service=service)
+    assert api.delete(f"/services/variants/{drop.id}/", user=vendor_user).status_code == 200
+    listed = api.get(f"/services/{service.id}/variants/").json()["data"]
+    assert [v["id"] for v in listed] == [str(keep.id)]
+
+
+def test_unknown_ids_are_404_and_bad_ids_400(api):
+    assert api.get(f"/services/{uuid.uuid4()}/").status_code == 404
+    assert api.get(f"/services/{uuid.uuid4()}/variants/").status_code == 404
+    bad = api.get("/services/not-a-uuid/")
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["loc"] == ["path", "id"]
+
+
+def test_availability_is_for_customers(api, customer_user, vendor_user):
+    variant = VariantFactory(stock=2)
+    response = api.get(f"/services/variants/{variant.id}/availability/", user=customer_user)
+    assert response.status_code == 200
+    assert response.json()["data"]["is_available"] is True
+    assert response.json()["data"]["available_stock"] == 2
+    assert api.get(f"/services/variants/{variant.id}/availability/").status_code == 401
+    assert (
+        api.get(f"/services/variants/{variant.id}/availability/", user=vendor_user).status_code
+        == 403
+    )
+
+
+def test_database_refuses_negative_stock():
+    variant = VariantFactory(stock=0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ServiceVariant.objects.filter(pk=variant.pk).update(stock=-1)

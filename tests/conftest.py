@@ -1,0 +1,52 @@
+"""Suite-wide fixtures and the ``postgres``/``redis`` markers' policy.
+
+A test marked ``postgres`` or ``redis`` needs the real server. Where it is missing, the test is
+skipped with the reason, except when ``CI=true``: there a missing server fails the run, so CI can
+never go green by skipping what it was meant to prove.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+
+pytest_plugins = ["marketlink.testing.fixtures"]
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL", "")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _missing(f"this test needs PostgreSQL; DATABASE_URL points at {connection.vendor}")
+    if item.get_closest_marker("redis"):
+        if not redis_url():
+            _missing("this test needs Redis; set REDIS_URL")
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url(), socket_connect_timeout=1).ping()
+        except redis.RedisError as exc:
+            _missing(f"Redis at {redis_url()} is unreachable: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing_and_clean_cache(settings: pytest.FixtureRequest) -> Iterator[None]:
+    # Hashing dominates an API test's time; throttling counters must not leak between tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,0 +1,80 @@
+"""Whatever a client sends, the answer is a 4xx in the envelope, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_envelope_error(response, status):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["success"] is False
+    assert body["data"] is None
+    assert body["message"]
+    return body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"email": "a@example.com", "password": "x"',
+        "",
+        "[1, 2]",
+        '"just a string"',
+        "null",
+        '{"email": 5, "password": ["x"]}',
+    ],
+)
+def test_malformed_bodies(api, body):
+    response = api.client.post("/api/users/login/", body, content_type="application/json")
+    assert_envelope_error(response, 400)
+
+
+def test_nul_bytes_in_body_and_query(api, vendor_user):
+    response = api.post("/services/", {"name": "Oil\x00change"}, user=vendor_user)
+    body = assert_envelope_error(response, 400)
+    assert body["errors"][0]["loc"] == ["body", "name"]
+    response = api.get("/services/?search=a%00b")
+    body = assert_envelope_error(response, 400)
+    assert body["errors"][0]["loc"] == ["query", "search"]
+
+
+def test_long_strings(api, vendor_user):
+    response = api.post("/services/", {"name": "x" * 10_000}, user=vendor_user)
+    assert (
+        "name should have at most 200 characters" in assert_envelope_error(response, 400)["message"]
+    )
+    response = api.get("/services/?search=" + "x" * 10_000)
+    assert_envelope_error(response, 400)
+
+
+def test_wrong_content_type_is_415(api):
+    response = api.client.post(
+        "/api/users/login/", "email=a&password=b", content_type="application/x-www-form-urlencoded"
+    )
+    assert_envelope_error(response, 415)
+
+
+def test_oversized_body_is_413(api, settings):
+    settings.MARKETLINK = {"MAX_BODY_BYTES": 1024}
+    response = api.post("/users/login/", {"email": "a@example.com", "password": "x" * 2000})
+    assert_envelope_error(response, 413)
+
+
+def test_body_beyond_djangos_own_limit_is_413(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = api.post("/users/login/", {"email": "a@example.com", "password": "x" * 5000})
+    assert_envelope_error(response, 413)
+
+
+@pytest.mark.parametrize("param", ["limit=0", "limit=abc", "offset=-1", "vendor=xyz"])
+def test_bad_query_params(api, param):
+    assert_envelope_error(api.get(f"/services/?{param}"), 400)
+
+
+def test_bad_and_expired_tokens_are_401(api):
+    assert_envelope_error(api.get("/users/profile/", token="not.a.jwt"), 401)
+    response = api.client.get("/api/users/profile/", headers={"Authorization": "Basic abc"})
+    assert_envelope_error(response, 401)
