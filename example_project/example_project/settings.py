@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "marketlink.accounts",
     "marketlink.vendors",
     "marketlink.catalog",
+    "marketlink.orders",
     "shop",
 ]
 
@@ -101,6 +102,14 @@ DATABASES = {
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers take the lock at BEGIN (no deadlocked read-to-write upgrades under concurrent
+    # bookings) and WAL lets readers go on meanwhile.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:

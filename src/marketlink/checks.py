@@ -14,6 +14,7 @@ REQUIRED_APPS = [
     "marketlink.accounts",
     "marketlink.vendors",
     "marketlink.catalog",
+    "marketlink.orders",
     "ninja_jwt.token_blacklist",
 ]
 

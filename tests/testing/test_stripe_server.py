@@ -403,7 +403,7 @@ def test_hosted_page_pay_redirects_to_success_url(
     session = create_session(client)
     assert session.url is not None
     with urllib.request.urlopen(session.url) as page:
-        assert f"action=/checkout/{session.id}/pay" in page.read().decode()
+        assert f'action="/checkout/{session.id}/pay"' in page.read().decode()
 
     answer = post_form(f"{session.url}/pay")
 

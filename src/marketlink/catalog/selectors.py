@@ -71,6 +71,7 @@ def variant_list(*, service_id: uuid.UUID) -> QuerySet[ServiceVariant]:
 def variant_get(*, variant_id: uuid.UUID) -> ServiceVariant:
     variant = (
         _live_variants()
+        .select_related("service__vendor")
         .filter(pk=variant_id, service__archived_at__isnull=True, service__vendor__is_active=True)
         .first()
     )
@@ -95,7 +96,10 @@ def variant_get_owned(*, variant_id: uuid.UUID, user: Any) -> ServiceVariant:
 
 def variant_availability(*, variant_id: uuid.UUID) -> ServiceVariant:
     """The variant annotated with ``available_stock`` and ``is_available`` for AvailabilityOut."""
+    from marketlink.orders.selectors import available_stock
+
     variant = variant_get(variant_id=variant_id)
-    variant.available_stock = variant.stock  # type: ignore[attr-defined]
-    variant.is_available = variant.stock > 0  # type: ignore[attr-defined]
+    available = available_stock(variant_id=variant.id, stock=variant.stock)
+    variant.available_stock = available  # type: ignore[attr-defined]
+    variant.is_available = available > 0  # type: ignore[attr-defined]
     return variant

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketlink.catalog.models import Service, ServiceVariant
+from marketlink.locking import lock_variant_row
 from marketlink.vendors.models import VendorProfile
 
 
@@ -44,7 +45,7 @@ def variant_create(
 def variant_update(*, variant: ServiceVariant, **changes: Any) -> ServiceVariant:
     """Apply a vendor's edit under the variant's row lock, the lock bookings take too, so a
     stock edit during a rush of bookings neither loses nor invents a unit."""
-    locked = ServiceVariant.objects.select_for_update().get(pk=variant.pk)
+    locked = lock_variant_row(variant.pk)
     for name, value in changes.items():
         setattr(locked, name, value)
     if changes:

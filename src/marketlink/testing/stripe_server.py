@@ -27,7 +27,13 @@ payment intents and charges that paying them creates, refunds, events, a hosted 
 ``session.url``, Bearer authentication, idempotency keys, and fault injection (``latency``,
 ``fail_next()``, ``down``; ``stop()`` makes the port refuse connections, ``start()`` reopens it).
 Parameters outside that slice are rejected as unknown, as Stripe rejects misspelt ones, so the
-gateway cannot silently rely on something the stand-in ignores.
+gateway cannot silently rely on something the stand-in ignores. ``expires_at`` is checked as
+strictly as Stripe checks it (30 minutes to 24 hours after creation, measured on arrival), but
+sessions never expire by the clock: tests call ``expire()``.
+
+The hosted page has two buttons. Pay completes the session and redirects (303) to
+``success_url`` with ``{CHECKOUT_SESSION_ID}`` filled in; Decline records a declined card and
+redirects to ``cancel_url`` untouched (Stripe only fills the template in ``success_url``).
 
 Idempotency: only successful POSTs are remembered, since Stripe saves no result for requests
 that fail validation and injected faults stand for failures before Stripe's API is reached.
@@ -98,9 +104,10 @@ _RETRIEVABLE = {
     "refunds": ("refund", "refund"),
     "events": ("event", "id"),
 }
-_RETRIEVE = re.compile(r"/v1/(checkout/sessions|payment_intents|charges|refunds|events)/([^/]+)")
+_RETRIEVE = re.compile(rf"/v1/({'|'.join(_RETRIEVABLE)})/([^/]+)")
 _EXPIRE = re.compile(r"/v1/checkout/sessions/([^/]+)/expire")
 _PAGE = re.compile(r"/checkout/([^/]+)(?:/(pay|decline))?")
+_RETURN_URLS = ("success_url", "cancel_url")
 
 
 class StandInError(Exception):
@@ -172,11 +179,18 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedire
 
 
 class StripeStandIn:
+    """Stripe as seen over HTTP, plus the levers a test needs to play the customer and the bank.
+
+    One lock guards all state, shared by the server's request threads and the test's own calls;
+    the accessors hand out copies, so a test never races the server through a shared dict.
+    State survives ``stop()``/``start()``, as a real outage would leave Stripe's data intact.
+    """
+
     def __init__(
         self,
         *,
         api_key: str = "sk_test_standin",
-        webhook_secret: str = "whsec_standin",  # noqa: S107 - a test double's well-known secret
+        webhook_secret: str = "whsec_standin",
         webhook_url: str | None = None,
         auto_deliver: bool = True,
         host: str = "127.0.0.1",
@@ -659,7 +673,11 @@ class StripeStandIn:
         if _required(params, "mode") != "payment":
             raise StandInError(400, "The Stripe stand-in only models mode=payment.", param="mode")
         now = int(time.time())
-        expires_at = _int(params.get("expires_at", str(now + _MAX_EXPIRY)), "expires_at")
+        expires_at = (
+            _int(params["expires_at"], "expires_at")
+            if "expires_at" in params
+            else now + _MAX_EXPIRY
+        )
         if expires_at < now + _MIN_EXPIRY:
             raise StandInError(
                 400,
@@ -778,14 +796,14 @@ class StripeStandIn:
                 self.fail(session_id)
         except StandInError as error:
             return _page(error.status, html.escape(error.message))
-        session = self.sessions[session_id]
+        with self._lock:
+            success_url, cancel_url = (self._objects[session_id][key] for key in _RETURN_URLS)
         page_url = f"{self.api_base}/checkout/{session_id}"
         if action == "pay":
             # Stripe fills the {CHECKOUT_SESSION_ID} template in success_url only.
-            target = session["success_url"] or page_url
-            target = target.replace("{CHECKOUT_SESSION_ID}", session_id)
+            target = (success_url or page_url).replace("{CHECKOUT_SESSION_ID}", session_id)
         else:
-            target = session["cancel_url"] or page_url
+            target = cancel_url or page_url
         return _Response(303, b"", {"Location": target})
 
 
@@ -805,6 +823,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         assert isinstance(self.server, _Server)
@@ -1004,8 +1025,8 @@ def _checkout_html(session: JSONObject, items: list[JSONObject]) -> str:
         return summary
     action = f"/checkout/{html.escape(session['id'])}"
     return (
-        f"{summary}<form method=post action={action}/pay><button>Pay</button></form>"
-        f"<form method=post action={action}/decline><button>Decline</button></form>"
+        f'{summary}<form method="post" action="{action}/pay"><button>Pay</button></form>'
+        f'<form method="post" action="{action}/decline"><button>Decline</button></form>'
     )
 
 

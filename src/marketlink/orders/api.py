@@ -1,0 +1,76 @@
+"""``/orders/``: booking, the customer's and the vendor's lists, cancel and complete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.http import HttpResponse
+from ninja import Header, Query, Router, Status
+
+from marketlink.accounts.auth import AuthedRequest, authenticated, customers, vendors
+from marketlink.accounts.selectors import account_for_user
+from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
+from marketlink.orders import selectors, services
+from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery
+from marketlink.vendors.selectors import vendor_profile_of
+
+router = Router(tags=["orders"])
+
+
+@router.post(
+    "/",
+    response=responses(201, Envelope[OrderOut], 401, 403, 404, 409, 503, body=True)
+    | {200: Envelope[OrderOut]},
+    auth=customers,
+)
+def order_create(
+    request: AuthedRequest,
+    response: HttpResponse,
+    payload: OrderIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+) -> Status[dict[str, Any]]:
+    order, created = services.order_place(
+        customer=request.auth,
+        customer_email=account_for_user(request.auth).email,
+        variant_id=payload.variant_id,
+        idempotency_key=idempotency_key,
+    )
+    if not created:
+        response["Idempotent-Replayed"] = "true"
+        return Status(200, ok(order, "This order was already created with that Idempotency-Key."))
+    return Status(201, ok(order, "Repair order created successfully. Proceed to payment."))
+
+
+@router.get("/my/", response=responses(200, PageEnvelope[OrderOut], 401, 403), auth=customers)
+def order_list_mine(request: AuthedRequest, query: Query[OrderQuery]) -> dict[str, Any]:
+    return paginate(selectors.orders_of_customer(user=request.auth, status=query.status), query)
+
+
+@router.get(
+    "/vendor/", response=responses(200, PageEnvelope[OrderOut], 401, 403, 404), auth=vendors
+)
+def order_list_vendor(request: AuthedRequest, query: Query[OrderQuery]) -> dict[str, Any]:
+    vendor = vendor_profile_of(request.auth)
+    return paginate(selectors.orders_of_vendor(vendor=vendor, status=query.status), query)
+
+
+@router.get("/{id}/", response=responses(200, Envelope[OrderOut], 401, 404), auth=authenticated)
+def order_detail(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
+    return ok(selectors.order_visible_to(order_id=id, user=request.auth))
+
+
+@router.post(
+    "/{id}/cancel/", response=responses(200, Envelope[OrderOut], 401, 403, 404, 409), auth=customers
+)
+def order_cancel(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
+    order = selectors.order_of_customer(order_id=id, user=request.auth)
+    return ok(services.order_cancel(order=order), "Order cancelled; its reservation is released.")
+
+
+@router.post(
+    "/{id}/complete/", response=responses(200, Envelope[OrderOut], 401, 403, 404, 409), auth=vendors
+)
+def order_complete(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
+    order = selectors.order_of_vendor(order_id=id, user=request.auth)
+    return ok(services.order_complete(order=order), "Order completed.")

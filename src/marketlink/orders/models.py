@@ -1,0 +1,99 @@
+"""Orders (one booked unit of a variant each) and the history of their status changes.
+
+An order copies what was bought (variant name, unit price, vendor name, the customer's email) when
+it is placed: the catalogue may change or be archived later, the order's record must not.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from marketlink.catalog.models import ServiceVariant
+from marketlink.vendors.models import VendorProfile
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "pending", "Pending payment"
+    PAID = "paid", "Paid"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Payment failed"
+    CANCELLED = "cancelled", "Cancelled"
+    REFUNDED = "refunded", "Refunded"
+
+
+class ChangeSource(models.TextChoices):
+    API = "api", "API"
+    WEBHOOK = "webhook", "Payment webhook"
+    TASK = "task", "Background task"
+    CLI = "cli", "Command line"
+    ADMIN = "admin", "Admin"
+
+
+class RepairOrder(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="marketlink_orders"
+    )
+    vendor = models.ForeignKey(VendorProfile, on_delete=models.PROTECT, related_name="orders")
+    variant = models.ForeignKey(ServiceVariant, on_delete=models.PROTECT, related_name="orders")
+    customer_email = models.EmailField()
+    vendor_name = models.CharField(max_length=200)
+    variant_name = models.CharField(max_length=200)
+    unit_price = models.DecimalField(max_digits=10, decimal_places=2)
+    # The variant's stock right after this order took its unit, as the seed's clients expect.
+    stock_after_reservation = models.IntegerField()
+    total_amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING
+    )
+    payment_method = models.CharField(max_length=16)
+    expires_at = models.DateTimeField(help_text="When a pending order's reservation lapses.")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["customer", "status"]),
+            models.Index(fields=["vendor", "status"]),
+            models.Index(fields=["variant", "status", "expires_at"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="marketlink_order_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(total_amount__gt=0), name="marketlink_order_amount_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.id} ({self.status})"
+
+
+class OrderStatusChange(models.Model):
+    """One status change of an order: from what, to what, made by what, when."""
+
+    order = models.ForeignKey(RepairOrder, on_delete=models.CASCADE, related_name="history")
+    from_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    to_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    source = models.CharField(max_length=16, choices=ChangeSource.choices)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} -> {self.to_status} ({self.source})"

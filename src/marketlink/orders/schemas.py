@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from ninja import Field, Schema
+
+from marketlink.envelope import PageQuery
+from marketlink.orders.models import RepairOrder
+
+StatusName = Literal[
+    "pending", "paid", "processing", "completed", "failed", "cancelled", "refunded"
+]
+
+
+class OrderIn(Schema):
+    variant_id: uuid.UUID
+
+
+class OrderQuery(PageQuery):
+    status: StatusName | None = Field(None, description="Only orders in this status.")
+
+
+class OrderVariantOut(Schema):
+    id: uuid.UUID
+    name: str
+    price: Decimal
+    stock: int = Field(description="The variant's stock right after this order's reservation.")
+
+
+class OrderOut(Schema):
+    id: uuid.UUID
+    customer_email: str
+    vendor_name: str
+    variant: OrderVariantOut
+    total_amount: Decimal
+    currency: str
+    status: StatusName
+    payment_method: str
+    payment_url: str | None
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_variant(order: RepairOrder) -> dict[str, object]:
+        return {
+            "id": order.variant_id,
+            "name": order.variant_name,
+            "price": order.unit_price,
+            "stock": order.stock_after_reservation,
+        }
+
+    @staticmethod
+    def resolve_payment_url(order: RepairOrder) -> str | None:
+        return getattr(order, "payment_url", None)

@@ -1,0 +1,205 @@
+"""Writes for orders: placing one, and every status change through one state machine.
+
+Every status change goes through :func:`order_transition`, which checks the transition is legal,
+writes it with a conditional ``UPDATE … WHERE status = <expected>`` (of two racing writers — a
+webhook and the expiry job, two cancels — exactly one wins), moves the unit of stock with it, and
+records who or what made the change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketlink import conf, locking
+from marketlink.catalog.selectors import variant_get
+from marketlink.exceptions import Conflict, InvalidInput, NotFound
+from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
+from marketlink.orders.selectors import expired_pending_ids
+
+logger = logging.getLogger(__name__)
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.FAILED}),
+    OrderStatus.PAID: frozenset({OrderStatus.PROCESSING, OrderStatus.REFUNDED}),
+    OrderStatus.PROCESSING: frozenset({OrderStatus.COMPLETED, OrderStatus.REFUNDED}),
+    OrderStatus.COMPLETED: frozenset({OrderStatus.REFUNDED}),
+    # A payment that lands after the reservation was released takes a unit again (payments).
+    OrderStatus.CANCELLED: frozenset({OrderStatus.PAID}),
+    OrderStatus.FAILED: frozenset({OrderStatus.PAID}),
+    OrderStatus.REFUNDED: frozenset(),
+}
+# Statuses whose order holds a unit of stock; entering or leaving this set moves the unit.
+HOLDS_STOCK = frozenset(
+    {OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.PROCESSING, OrderStatus.COMPLETED}
+)
+
+
+class TransitionRefused(Conflict):
+    """The order is not in a status this change may start from (or someone changed it first)."""
+
+
+class NoStockToRetake(Conflict):
+    """A released order could not take its unit back: the variant sold out meanwhile."""
+
+
+def order_transition(
+    *,
+    order_id: uuid.UUID,
+    to: str,
+    source: str,
+    expected: str | None = None,
+    note: str = "",
+) -> RepairOrder:
+    """Move an order to ``to``; raises :class:`TransitionRefused` when that is not (or no longer)
+    possible. ``expected`` pins the status the caller saw; without it, the current one is used."""
+    with transaction.atomic():
+        order = RepairOrder.objects.filter(pk=order_id).first()
+        if order is None:
+            raise NotFound("No such order.")
+        current = expected or order.status
+        if to not in TRANSITIONS.get(current, frozenset()):
+            raise TransitionRefused(f"An order that is {order.status} cannot become {to}.")
+        won = RepairOrder.objects.filter(pk=order_id, status=current).update(
+            status=to, updated_at=timezone.now()
+        )
+        if not won:
+            order.refresh_from_db(fields=["status"])
+            raise TransitionRefused(f"An order that is {order.status} cannot become {to}.")
+        if current in HOLDS_STOCK and to not in HOLDS_STOCK:
+            locking.return_unit(order.variant_id)
+        elif current not in HOLDS_STOCK and to in HOLDS_STOCK:
+            with locking.variant_lock(order.variant_id):
+                if locking.take_unit(order.variant_id) is None:
+                    raise NoStockToRetake(f"Variant {order.variant_id} has no unit left.")
+        OrderStatusChange.objects.create(
+            order_id=order_id, from_status=current, to_status=to, source=source, note=note[:500]
+        )
+        order.status = to
+    logger.info("order %s: %s -> %s (%s)", order_id, current, to, source)
+    return order
+
+
+def _replay(customer: Any, idempotency_key: str, variant_id: uuid.UUID) -> RepairOrder | None:
+    order = RepairOrder.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
+    if order is not None and order.variant_id != variant_id:
+        raise Conflict("This Idempotency-Key was already used to book a different variant.")
+    return order
+
+
+def order_place(
+    *, customer: Any, customer_email: str, variant_id: uuid.UUID, idempotency_key: str | None = None
+) -> tuple[RepairOrder, bool]:
+    """Book one unit of a variant: ``(order, created)``; ``created`` is False on an idempotent
+    replay. Raises :class:`Conflict` (409) when the variant is sold out, and only then."""
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
+            raise InvalidInput.for_field(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 printable characters",
+                location="header",
+            )
+        replay = _replay(customer, idempotency_key, variant_id)
+        if replay is not None:
+            return replay, False
+    variant = variant_get(variant_id=variant_id)
+    if variant.stock < 1 and not expired_pending_ids(variant_id=variant_id):
+        raise Conflict("This variant is out of stock.")
+    config = conf.get()
+    try:
+        with locking.variant_lock(variant_id), transaction.atomic():
+            stock_left = locking.take_unit(variant_id)
+            if stock_left is None and _reclaim_expired(variant_id):
+                stock_left = locking.take_unit(variant_id)
+            if stock_left is None:
+                raise Conflict("This variant is out of stock.")
+            order = RepairOrder.objects.create(
+                customer=customer,
+                vendor_id=variant.service.vendor_id,
+                variant=variant,
+                customer_email=customer_email,
+                vendor_name=variant.service.vendor.business_name,
+                variant_name=variant.name,
+                unit_price=variant.price,
+                stock_after_reservation=stock_left,
+                total_amount=variant.price,
+                currency=config.CURRENCY,
+                payment_method=config.PAYMENT_GATEWAY,
+                expires_at=timezone.now() + timedelta(seconds=config.RESERVATION_TTL),
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        # A concurrent retry with the same Idempotency-Key won; our unit went back on rollback.
+        replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None
+        if replay is None:
+            raise
+        return replay, False
+    logger.info("order %s placed for variant %s (%d left)", order.id, variant_id, stock_left)
+    return order, True
+
+
+def _reclaim_expired(variant_id: uuid.UUID) -> int:
+    """Release this variant's lapsed reservations now, so a late expiry job never keeps a
+    customer from a unit that is really free. Returns how many came back."""
+    reclaimed = 0
+    for order_id in expired_pending_ids(variant_id=variant_id):
+        try:
+            order_transition(
+                order_id=order_id,
+                to=OrderStatus.CANCELLED,
+                source=ChangeSource.API,
+                expected=OrderStatus.PENDING,
+                note="reservation expired (reclaimed at booking)",
+            )
+        except TransitionRefused:
+            continue  # paid or cancelled meanwhile
+        reclaimed += 1
+    return reclaimed
+
+
+def order_cancel(*, order: RepairOrder, source: str = ChangeSource.API) -> RepairOrder:
+    if order.status != OrderStatus.PENDING:
+        raise TransitionRefused(f"Only pending orders can be cancelled; this one is {order.status}.")
+    return order_transition(
+        order_id=order.id,
+        to=OrderStatus.CANCELLED,
+        source=source,
+        expected=OrderStatus.PENDING,
+        note="cancelled by the customer",
+    )
+
+
+def order_complete(*, order: RepairOrder, source: str = ChangeSource.API) -> RepairOrder:
+    if order.status != OrderStatus.PROCESSING:
+        raise TransitionRefused(
+            f"Only orders being processed can be completed; this one is {order.status}."
+        )
+    return order_transition(
+        order_id=order.id, to=OrderStatus.COMPLETED, source=source, expected=OrderStatus.PROCESSING
+    )
+
+
+def orders_expire(*, source: str = ChangeSource.TASK, limit: int = 1000) -> int:
+    """Cancel pending orders whose reservation lapsed and return their units. Safe to run late,
+    twice or concurrently: each order is released by exactly one conditional update."""
+    expired = 0
+    for order_id in expired_pending_ids(limit=limit):
+        try:
+            order_transition(
+                order_id=order_id,
+                to=OrderStatus.CANCELLED,
+                source=source,
+                expected=OrderStatus.PENDING,
+                note="reservation expired",
+            )
+        except TransitionRefused:
+            continue
+        expired += 1
+    if expired:
+        logger.info("expired %d reservations", expired)
+    return expired

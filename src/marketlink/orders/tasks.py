@@ -1,0 +1,18 @@
+"""Background work for orders (Huey; the host owns the ``HUEY`` setting).
+
+Expiry here is housekeeping: bookings reclaim lapsed reservations themselves and availability
+counts them as free, so a late or dead expiry job never holds stock hostage.
+"""
+
+from __future__ import annotations
+
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task
+
+from marketlink.orders.models import ChangeSource
+from marketlink.orders.services import orders_expire
+
+
+@db_periodic_task(crontab(minute="*"))
+def expire_reservations() -> int:
+    return orders_expire(source=ChangeSource.TASK)
