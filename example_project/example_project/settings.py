@@ -14,6 +14,7 @@ Environment: ``DATABASE_URL`` (postgres://user:pass@host:5432/name or sqlite:///
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -109,6 +110,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not Django's shared in-memory database, so the concurrency tests' server threads
+    # get SQLite's real locking (busy timeout, WAL) instead of shared-cache table locks.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"marketlink_test_{os.getpid()}.sqlite3")
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -139,7 +139,9 @@ def variant_lock(variant_id: uuid.UUID) -> Iterator[None]:
         return
     redis_health.succeeded()
     if not acquired:
-        logger.warning("variant %s lock busy for %.1fs; answering 503", variant_id, config.LOCK_WAIT)
+        logger.warning(
+            "variant %s lock busy for %.1fs; answering 503", variant_id, config.LOCK_WAIT
+        )
         raise ServiceUnavailable("This service is in high demand; try again in a moment.")
     try:
         yield

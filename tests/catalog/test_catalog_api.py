@@ -199,3 +199,17 @@ def test_database_refuses_negative_stock():
     variant = VariantFactory(stock=0)
     with pytest.raises(IntegrityError), transaction.atomic():
         ServiceVariant.objects.filter(pk=variant.pk).update(stock=-1)
+
+
+def test_stock_adjustment_is_relative_and_cannot_go_negative(api, vendor_user):
+    variant = VariantFactory(stock=4, service__vendor=vendor_user.marketlink_vendor)
+    url = f"/services/variants/{variant.id}/"
+    assert api.patch(url, {"stock_adjustment": 3}, user=vendor_user).json()["data"]["stock"] == 7
+    assert api.patch(url, {"stock_adjustment": -2}, user=vendor_user).json()["data"]["stock"] == 5
+    refused = api.patch(url, {"stock_adjustment": -6}, user=vendor_user)
+    assert refused.status_code == 409
+    assert "Only 5 units" in refused.json()["message"]
+    both = api.patch(url, {"stock": 1, "stock_adjustment": 1}, user=vendor_user)
+    assert both.status_code == 400
+    variant.refresh_from_db()
+    assert variant.stock == 5

@@ -1,11 +1,14 @@
 """Property-based conformance of the whole API to its own OpenAPI schema (schemathesis).
 
 Every operation of the example site's ``/api/openapi.json`` is called with generated requests,
-valid and invalid, by four callers: anonymous, the vendor who owns a live service and variant,
-another verified vendor, and a customer. Generated ``{id}`` path parameters are often swapped for
-those real objects, so reads, edits, deletes and availability reach the database instead of
-stopping at a 404. Whatever is sent, the answer must not be a 5xx, its status code must be one
-the operation declares, and its content type and body must be the declared ones.
+valid and invalid, by each kind of caller: anonymous, the vendor who owns a live service and
+variant, another verified vendor, a vendor without a profile yet, a customer and a staff member.
+A generated well-formed ``{id}`` is often swapped for the real service or variant, so reads,
+edits, deletes and availability reach the database instead of stopping at a 404.
+
+Whatever is sent, the answer must not be a 5xx; its status code must be one the operation
+declares; its content type and body must be the declared ones; and it must be in the envelope,
+with ``success`` telling the truth about the status code.
 """
 
 from __future__ import annotations
@@ -37,13 +40,9 @@ from marketlink.testing.factories import (
     VendorProfileFactory,
 )
 
-pytestmark = pytest.mark.django_db
-
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("_wsgi_keeps_the_test_connection", "_no_throttling"),
 ]
 
 # A fixed seed and deterministic generation: the same requests on every run, a bounded run time.
@@ -73,15 +72,43 @@ schema = _load_schema()
 
 
 @schema.hook
-def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
-    """Half the time, aim a well-formed ``{id}`` at the real service or variant."""
+def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> Any:
+    """Half the time, aim a well-formed catalogue ``{id}`` at the real service or variant."""
+    path = context.operation.path
     try:
         uuid.UUID(str((path_parameters or {})["id"]))
     except (KeyError, ValueError):
         return st.just(path_parameters)  # no id, or a malformed one that must stay a 400
-    path = context.operation.path
+    if not path.startswith("/api/services/"):
+        return st.just(path_parameters)
     known = VARIANT_ID if path.startswith("/api/services/variants/") else SERVICE_ID
     return st.sampled_from([path_parameters, {**path_parameters, "id": str(known)}])
+
+
+@schemathesis.check
+def answers_in_the_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
+    """``{"success", "message", "data"}``, with ``success`` false exactly for errors."""
+    if case.method.upper() != case.operation.method.upper():
+        return None  # a method this path does not declare: Django Ninja's own 405
+    body = response.json()
+    assert isinstance(body, dict), f"not an envelope: {body!r}"
+    assert {"success", "message", "data"} <= body.keys(), f"not an envelope: {body!r}"
+    is_error = response.status_code >= 400
+    assert body["success"] is not is_error, f"success={body['success']} on {response.status_code}"
+    if is_error:
+        assert body["data"] is None, body
+        assert body["message"], f"an error without a message: {body!r}"
+        assert isinstance(body.get("errors"), list), body
+    return True
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    answers_in_the_envelope,
+]
 
 
 @pytest.fixture
@@ -95,44 +122,34 @@ def _wsgi_keeps_the_test_connection() -> Iterator[None]:
     request_finished.connect(close_old_connections)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _no_throttling(settings: Any) -> None:
     settings.MARKETLINK = {"LOGIN_THROTTLE": "100000/min", "REGISTER_THROTTLE": "100000/min"}
 
 
-@pytest.fixture(params=["anonymous", "owner", "other_vendor", "customer"])
+@pytest.fixture(params=["anonymous", "owner", "other_vendor", "new_vendor", "customer", "staff"])
 def caller_headers(request: pytest.FixtureRequest, db: None) -> dict[str, str]:
-    """The caller's headers; a vendor (the "owner") has a live service with a variant in stock."""
+    """The caller's headers. The "owner" vendor has a live service with a variant in stock, the
+    "other" vendor a profile of its own, the "new" vendor no profile yet."""
     service = ServiceFactory(id=SERVICE_ID)
     VariantFactory(id=VARIANT_ID, service=service, stock=3)
-    users = {
-        "anonymous": None,
-        "owner": service.vendor.user,
-        "other_vendor": VendorProfileFactory().user,
-        "customer": AccountFactory(role=Role.CUSTOMER).user,
-    }
-    user = users[request.param]
-    if user is None:
+    if request.param == "anonymous":
         return {}
+    if request.param == "owner":
+        user = service.vendor.user
+    elif request.param == "other_vendor":
+        user = VendorProfileFactory().user
+    elif request.param == "new_vendor":
+        user = AccountFactory(role=Role.VENDOR).user
+    elif request.param == "customer":
+        user = AccountFactory(role=Role.CUSTOMER).user
+    else:
+        user = AccountFactory(role=Role.ADMIN, user__is_staff=True).user
     return {"Authorization": f"Bearer {tokens_issue(user=user)['access']}"}
 
 
 @schema.parametrize()
 # The fixtures are set up once per operation and shared by its examples, on purpose.
 @hypothesis.settings(suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
-def test_every_operation_conforms_to_its_schema(
-    case: Any, caller_headers: dict[str, str], _wsgi_keeps_the_test_connection: None
-) -> None:
-    r = case.call(headers=caller_headers)
-    _record(case, r, caller_headers)
-    case.validate_response(r, checks=CHECKS, headers=caller_headers)
-
-
-import json as _json  # noqa: E402
-
-_orig = test_every_operation_conforms_to_its_schema
-
-
-def _record(case, response, headers):
-    with open("/tmp/st_log.jsonl", "a") as f:
-        f.write(_json.dumps([case.method, case.formatted_path, bool(headers), response.status_code, str(case.meta.generation.mode) if case.meta else None, case.path_parameters]) + "\n")
+def test_every_operation_conforms_to_its_schema(case: Any, caller_headers: dict[str, str]) -> None:
+    case.call_and_validate(headers=caller_headers, checks=CHECKS)

@@ -22,7 +22,10 @@ def _valid_email(value: str) -> str:
 
 
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_valid_email)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254),
+    AfterValidator(_valid_email),
+    Field(json_schema_extra={"format": "email"}),
 ]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=150)]

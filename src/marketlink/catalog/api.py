@@ -50,7 +50,7 @@ def service_list_mine(request: AuthedRequest, page: Query[PageQuery]) -> dict[st
 
 @router.patch(
     "/variants/{id}/",
-    response=responses(200, Envelope[VariantOut], *WRITE_ERRORS, body=True),
+    response=responses(200, Envelope[VariantOut], *WRITE_ERRORS, 409, body=True),
     auth=vendors,
 )
 def variant_update(request: AuthedRequest, id: uuid.UUID, payload: VariantPatch) -> dict[str, Any]:

@@ -3,10 +3,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Self
 
 from ninja import Field, Schema
-from pydantic import StringConstraints
+from pydantic import StringConstraints, model_validator
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.envelope import PageQuery
@@ -41,7 +41,18 @@ class VariantPatch(PatchSchema):
     name: Name | None = None
     price: Price | None = None
     estimated_minutes: Minutes | None = None
-    stock: Stock | None = None
+    stock: Stock | None = Field(None, description="Units bookable now (replaces the count).")
+    stock_adjustment: Annotated[int, Field(ge=-2_000_000_000, le=2_000_000_000)] | None = Field(
+        None,
+        description="Units to add (or, negative, remove) relative to the current count: safe "
+        "while bookings are under way, unlike setting `stock`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_change_stock(self) -> Self:
+        if self.stock is not None and self.stock_adjustment is not None:
+            raise ValueError("send either stock or stock_adjustment, not both")
+        return self
 
 
 class VariantOut(Schema):

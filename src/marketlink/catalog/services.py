@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketlink.catalog.models import Service, ServiceVariant
+from marketlink.exceptions import Conflict
 from marketlink.locking import lock_variant_row
 from marketlink.vendors.models import VendorProfile
 
@@ -42,10 +43,23 @@ def variant_create(
 
 
 @transaction.atomic
-def variant_update(*, variant: ServiceVariant, **changes: Any) -> ServiceVariant:
+def variant_update(
+    *, variant: ServiceVariant, stock_adjustment: int | None = None, **changes: Any
+) -> ServiceVariant:
     """Apply a vendor's edit under the variant's row lock, the lock bookings take too, so a
-    stock edit during a rush of bookings neither loses nor invents a unit."""
+    stock edit during a rush of bookings neither loses nor invents a unit.
+
+    ``stock`` replaces the count of bookable units; ``stock_adjustment`` adds to (or removes
+    from) whatever the count is when the lock is taken, which is what a vendor restocking during
+    a sale means.
+    """
     locked = lock_variant_row(variant.pk)
+    if stock_adjustment is not None:
+        if locked.stock + stock_adjustment < 0:
+            raise Conflict(
+                f"Only {locked.stock} units are bookable; cannot remove {-stock_adjustment}."
+            )
+        changes["stock"] = locked.stock + stock_adjustment
     for name, value in changes.items():
         setattr(locked, name, value)
     if changes:

@@ -19,8 +19,15 @@ class RepairOrderAdmin(admin.ModelAdmin):
     """Orders are read-only here: status changes must go through the state machine (CLI/API)."""
 
     list_display = (
-        "id", "customer_email", "vendor_name", "variant_name", "total_amount", "currency",
-        "status", "expires_at", "created_at",
+        "id",
+        "customer_email",
+        "vendor_name",
+        "variant_name",
+        "total_amount",
+        "currency",
+        "status",
+        "expires_at",
+        "created_at",
     )
     list_filter = ("status", "currency", "created_at")
     search_fields = ("id", "customer_email", "vendor_name", "variant_name", "payment_intent_id")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import HttpResponse
 from ninja import Header, Query, Router, Status
@@ -17,6 +17,8 @@ from marketlink.vendors.selectors import vendor_profile_of
 
 router = Router(tags=["orders"])
 
+IDEMPOTENCY = "Retrying with the same key returns the order the first attempt made (200)."
+
 
 @router.post(
     "/",
@@ -28,7 +30,9 @@ def order_create(
     request: AuthedRequest,
     response: HttpResponse,
     payload: OrderIn,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255),
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=255, description=IDEMPOTENCY)
+    ] = None,
 ) -> Status[dict[str, Any]]:
     order, created = services.order_place(
         customer=request.auth,

@@ -164,7 +164,9 @@ def _reclaim_expired(variant_id: uuid.UUID) -> int:
 
 def order_cancel(*, order: RepairOrder, source: str = ChangeSource.API) -> RepairOrder:
     if order.status != OrderStatus.PENDING:
-        raise TransitionRefused(f"Only pending orders can be cancelled; this one is {order.status}.")
+        raise TransitionRefused(
+            f"Only pending orders can be cancelled; this one is {order.status}."
+        )
     return order_transition(
         order_id=order.id,
         to=OrderStatus.CANCELLED,

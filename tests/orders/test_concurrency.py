@@ -1,0 +1,362 @@
+"""Concurrency proofs: real threads and processes against a live server and real databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from order_storm import assert_storm_outcome, book_concurrently, units_held
+
+from marketlink.accounts.services import tokens_issue
+from marketlink.orders.models import RepairOrder
+from marketlink.orders.services import (
+    TransitionRefused,
+    order_cancel,
+    order_place,
+    orders_expire,
+)
+from marketlink.testing.factories import AccountFactory, VariantFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EXAMPLE = Path(__file__).parents[2] / "example_project"
+STOCK = 20
+REQUESTS = 200
+CUSTOMERS = 50
+CONCURRENCY = 50
+
+
+@pytest.fixture
+def customer_tokens() -> list[str]:
+    return [tokens_issue(user=AccountFactory().user)["access"] for _ in range(CUSTOMERS)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def start_server() -> Iterator[object]:
+    """Start the example site under gunicorn (2 worker processes) against the test database.
+
+    Processes, not threads: the Redis lock has to hold across them as it does in production.
+    ``redis_url=None`` runs it on the embedded default's local-memory cache.
+    """
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def start(redis_url: str | None) -> str:
+        db = connection.settings_dict
+        if connection.vendor == "postgresql":
+            database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+        else:
+            database_url = f"sqlite:///{db['NAME']}"
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env |= {"DATABASE_URL": database_url, "DEBUG": "0", "MARKETLINK_LOG_LEVEL": "ERROR"}
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        port = _free_port()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "example_project.wsgi:application",
+                "--chdir",
+                str(EXAMPLE),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "16",
+                "--worker-class",
+                "gthread",
+                "--backlog",
+                "512",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
+        servers.append(proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return f"http://127.0.0.1:{port}"
+            except OSError:
+                assert proc.poll() is None, "gunicorn exited"
+                time.sleep(0.1)
+        raise AssertionError("gunicorn did not start")
+
+    yield start
+    for proc in servers:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of our own on a spare port, so a test may kill it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed") if os.environ.get(
+            "CI"
+        ) == "true" else pytest.skip("no redis-server")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield proc, f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_hot_variant_rush_on_postgres_and_redis(start_server, customer_tokens):
+    base_url = start_server(os.environ["REDIS_URL"])
+    variant = VariantFactory(stock=STOCK)
+    answers = book_concurrently(
+        base_url, variant.id, customer_tokens, requests=REQUESTS, concurrency=CONCURRENCY
+    )
+    assert_storm_outcome(answers, variant.id, STOCK)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_rush_survives_redis_dying_mid_run(start_server, customer_tokens, private_redis):
+    """Redis is killed after 40 answers: bookings go on, on database locks alone, still exact."""
+    proc, url = private_redis
+    base_url = start_server(url)
+    variant = VariantFactory(stock=60)
+
+    def kill_redis_midway(done: int) -> None:
+        if done == 40:
+            proc.kill()
+
+    answers = book_concurrently(
+        base_url,
+        variant.id,
+        customer_tokens,
+        requests=REQUESTS,
+        concurrency=CONCURRENCY,
+        on_answer=kill_redis_midway,
+    )
+    assert proc.wait(timeout=5) is not None
+    assert_storm_outcome(answers, variant.id, 60)
+
+
+def test_rush_on_the_embedded_default(start_server, customer_tokens):
+    """SQLite (or whatever DATABASE_URL is) with a local-memory cache: database locking alone."""
+    base_url = start_server(None)
+    variant = VariantFactory(stock=STOCK)
+    answers = book_concurrently(
+        base_url, variant.id, customer_tokens, requests=REQUESTS, concurrency=CONCURRENCY
+    )
+    assert_storm_outcome(answers, variant.id, STOCK)
+
+
+HOLDER = """
+import sys, time
+import django
+django.setup()
+from django.db import transaction
+from django.test.utils import override_settings
+from marketlink import locking
+variant_id = sys.argv[1]
+with override_settings(MARKETLINK={"LOCK_TTL": 3.0}), locking.variant_lock(variant_id), \
+        transaction.atomic():
+    locking.take_unit(variant_id)
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_killed_lock_holder_loses_no_unit(settings):
+    """SIGKILL a process holding the variant's Redis lock mid-transaction: PostgreSQL rolls its
+    decrement back, bookings get 503 (retry) until the lock's TTL lapses, then go on."""
+    variant = VariantFactory(stock=3)
+    customer = AccountFactory()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[2] / "example_project"), *sys.path]
+        ),
+    }
+    settings.MARKETLINK = {"LOCK_TTL": 3.0, "LOCK_WAIT": 0.3}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(variant.id)], env=env, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"holding"
+        killed_at = time.monotonic()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=5)
+        # The lock outlives its holder until the TTL: a booking now waits LOCK_WAIT, then 503.
+        from marketlink.exceptions import ServiceUnavailable
+
+        with pytest.raises(ServiceUnavailable):
+            order_place(
+                customer=customer.user, customer_email=customer.email, variant_id=variant.id
+            )
+        variant.refresh_from_db()
+        assert variant.stock == 3  # the killed transaction's decrement was rolled back
+        time.sleep(max(0.0, 3.5 - (time.monotonic() - killed_at)))
+        order, created = order_place(
+            customer=customer.user, customer_email=customer.email, variant_id=variant.id
+        )
+        assert created
+        assert order.stock_after_reservation == 2
+    finally:
+        holder.kill()
+    variant.refresh_from_db()
+    assert variant.stock + units_held(variant.id) == 3
+
+
+def _race(*targets) -> list[object]:
+    """Run the callables at the same instant in threads; their results or exceptions."""
+    barrier = threading.Barrier(len(targets))
+    results: list[object] = [None] * len(targets)
+
+    def run(index: int, target) -> None:
+        barrier.wait()
+        try:
+            results[index] = target()
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _place(account, variant, key=None):
+    return order_place(
+        customer=account.user,
+        customer_email=account.email,
+        variant_id=variant.id,
+        idempotency_key=key,
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("round_", range(5))
+def test_cancel_races_the_expiry_job(round_):
+    variant = VariantFactory(stock=1)
+    customer = AccountFactory()
+    order, _ = _place(customer, variant)
+    RepairOrder.objects.filter(pk=order.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    results = _race(lambda: order_cancel(order=order), orders_expire)
+    cancelled_by_customer = not isinstance(results[0], Exception)
+    expired = results[1]
+    assert cancelled_by_customer + expired == 1, results
+    variant.refresh_from_db()
+    assert variant.stock == 1
+    assert RepairOrder.objects.get(pk=order.id).history.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("round_", range(5))
+def test_two_cancels_race(round_):
+    variant = VariantFactory(stock=1)
+    order, _ = _place(AccountFactory(), variant)
+    results = _race(lambda: order_cancel(order=order), lambda: order_cancel(order=order))
+    assert sum(isinstance(r, TransitionRefused) for r in results) == 1, results
+    variant.refresh_from_db()
+    assert variant.stock == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("round_", range(5))
+def test_identical_idempotency_keys_race(round_):
+    variant = VariantFactory(stock=5)
+    customer = AccountFactory()
+    results = _race(*[lambda: _place(customer, variant, key="retry-1")] * 4)
+    orders = {order.id for order, _ in results}
+    assert len(orders) == 1, results
+    assert sum(created for _, created in results) == 1
+    variant.refresh_from_db()
+    assert variant.stock == 4
+
+
+@pytest.mark.postgres
+def test_vendor_restocking_during_a_rush_loses_and_invents_nothing(
+    start_server, customer_tokens, api
+):
+    base_url = start_server(os.environ.get("REDIS_URL"))
+    variant = VariantFactory(stock=10)
+    vendor = variant.service.vendor.user
+    adjustments = [5, -3, 7, 4, -2]
+    applied = []
+
+    def restock(done: int) -> None:
+        if done % 15 == 0 and adjustments:
+            change = adjustments.pop(0)
+            response = api.patch(
+                f"/services/variants/{variant.id}/", {"stock_adjustment": change}, user=vendor
+            )
+            if response.status_code == 200:
+                applied.append(change)
+            else:
+                assert response.status_code == 409  # removing more than was left
+            connection.close()
+
+    answers = book_concurrently(
+        base_url,
+        variant.id,
+        customer_tokens,
+        requests=120,
+        concurrency=24,
+        on_answer=restock,
+    )
+    assert not [a for a in answers if a.status >= 500]
+    variant.refresh_from_db()
+    made_available = 10 + sum(applied)
+    assert variant.stock >= 0
+    assert variant.stock + units_held(variant.id) == made_available
+    assert sum(a.status == 201 for a in answers) == units_held(variant.id)
