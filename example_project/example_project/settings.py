@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "marketlink.vendors",
     "marketlink.catalog",
     "marketlink.orders",
+    "marketlink.payments",
     "shop",
 ]
 

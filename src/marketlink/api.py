@@ -21,6 +21,7 @@ def build_api(**options: Any) -> NinjaAPI:
     from marketlink.catalog.api import router as catalog_router
     from marketlink.health import router as health_router
     from marketlink.orders.api import router as orders_router
+    from marketlink.payments.api import link_router, webhook_router
     from marketlink.vendors.api import router as vendors_router
 
     api = NinjaAPI(
@@ -38,5 +39,7 @@ def build_api(**options: Any) -> NinjaAPI:
     api.add_router("/vendors/", vendors_router)
     api.add_router("/services/", catalog_router)
     api.add_router("/orders/", orders_router)
+    api.add_router("/payments/", link_router)
+    api.add_router("/webhooks/", webhook_router)
     api.add_router("/health/", health_router)
     return api

@@ -15,6 +15,7 @@ REQUIRED_APPS = [
     "marketlink.vendors",
     "marketlink.catalog",
     "marketlink.orders",
+    "marketlink.payments",
     "ninja_jwt.token_blacklist",
 ]
 

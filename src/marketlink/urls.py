@@ -3,7 +3,11 @@
 from django.urls import path
 
 from marketlink.api import build_api
+from marketlink.payments.views import dummy_checkout
 
 api = build_api()
 
-urlpatterns = [path("", api.urls)]
+urlpatterns = [
+    path("payments/dummy/<str:session_id>/", dummy_checkout, name="marketlink-dummy-checkout"),
+    path("", api.urls),
+]

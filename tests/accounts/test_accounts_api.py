@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from marketlink.accounts.models import Account, Role
-from marketlink.testing.factories import DEFAULT_PASSWORD, AccountFactory
+from marketlink.testing.factories import DEFAULT_PASSWORD, AccountFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +190,58 @@ def test_register_is_throttled(api, settings):
     assert register(api, email="a@example.com").status_code == 201
     assert register(api, email="b@example.com").status_code == 201
     assert register(api, email="c@example.com").status_code == 429
+
+
+def test_login_throttle_is_not_fooled_by_x_forwarded_for(api, settings):
+    # Without NINJA_NUM_PROXIES the header is the client's own say-so: a brute-forcer would send
+    # a new address with every attempt.
+    settings.MARKETLINK = {"LOGIN_THROTTLE": "3/min"}
+    body = {"email": "x@example.com", "password": "nope"}
+    statuses = [
+        api.post("/users/login/", body, headers={"X-Forwarded-For": f"10.0.0.{n}"}).status_code
+        for n in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+
+
+def test_login_throttle_uses_the_proxy_address_when_configured(api, settings):
+    settings.MARKETLINK = {"LOGIN_THROTTLE": "1/min"}
+    settings.NINJA_NUM_PROXIES = 1
+    body = {"email": "x@example.com", "password": "nope"}
+    first = api.post("/users/login/", body, headers={"X-Forwarded-For": "203.0.113.1"})
+    other_client = api.post("/users/login/", body, headers={"X-Forwarded-For": "203.0.113.2"})
+    same_client = api.post("/users/login/", body, headers={"X-Forwarded-For": "203.0.113.1"})
+    assert [first.status_code, other_client.status_code, same_client.status_code] == [401, 401, 429]
+
+
+@pytest.mark.parametrize("user_id", ["abc", {"id": 1}, [1]])
+def test_signed_token_with_a_malformed_user_id_is_401(api, settings, user_id):
+    # A token this site's key signed but for another user model or service (the same key, a
+    # different id type) is not ours: 401, not a 500.
+    import jwt
+
+    tokens = register(api).json()["data"]["tokens"]
+    for kind, token in tokens.items():
+        claims = jwt.decode(token, options={"verify_signature": False})
+        forged = jwt.encode({**claims, "user_id": user_id}, settings.SECRET_KEY, algorithm="HS256")
+        if kind == "access":
+            response = api.get("/users/profile/", token=forged)
+        else:
+            response = api.post("/users/token/refresh/", {"refresh": forged})
+        assert response.status_code == 401, (kind, response.content)
+        assert response.json()["success"] is False
+
+
+def test_host_users_sharing_an_address_each_get_an_account(api):
+    # Hosts' own users need not have unique addresses (auth.User does not enforce it; a custom
+    # user's unique email is case-sensitive): a second one must not be a 500 when it first
+    # meets marketlink.
+    first = UserFactory(email="Shared@Example.com")
+    second = UserFactory(email="shared@example.com")
+    assert api.get("/users/profile/", user=first).json()["data"]["email"] == "shared@example.com"
+    response = api.get("/users/profile/", user=second)
+    assert response.status_code == 200, response.content
+    assert response.json()["data"]["role"] == "CUSTOMER"
+    # Logging in by the address still reaches the user who has it as a marketlink account.
+    login = api.post("/users/login/", {"email": "shared@example.com", "password": DEFAULT_PASSWORD})
+    assert login.json()["data"]["user"]["id"] == str(first.marketlink_account.id)

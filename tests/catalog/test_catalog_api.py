@@ -213,3 +213,41 @@ def test_stock_adjustment_is_relative_and_cannot_go_negative(api, vendor_user):
     assert both.status_code == 400
     variant.refresh_from_db()
     assert variant.stock == 5
+
+
+def test_stock_adjustment_cannot_exceed_the_stock_limit(api, vendor_user):
+    # 2_000_000_000 is the largest stock a vendor may set; beyond 2**31 - 1 PostgreSQL's integer
+    # overflows, which must be the client's 409, not a 500.
+    variant = VariantFactory(stock=2_000_000_000, service__vendor=vendor_user.marketlink_vendor)
+    url = f"/services/variants/{variant.id}/"
+    for adjustment in (1, 2_000_000_000):
+        refused = api.patch(url, {"stock_adjustment": adjustment}, user=vendor_user)
+        assert refused.status_code == 409, refused.content
+        assert "2000000000" in refused.json()["message"]
+    variant.refresh_from_db()
+    assert variant.stock == 2_000_000_000
+
+
+@pytest.mark.parametrize(("sent", "shown"), [("29.9", "29.90"), ("1e2", "100.00"), (7, "7.00")])
+def test_prices_are_shown_with_two_places_as_stored(api, vendor_user, sent, shown):
+    service = ServiceFactory(vendor=vendor_user.marketlink_vendor)
+    created = api.post(
+        f"/services/{service.id}/variants/", {**VARIANT, "price": sent}, user=vendor_user
+    )
+    assert created.status_code == 201
+    assert created.json()["data"]["price"] == shown
+    variant_id = created.json()["data"]["id"]
+    patched = api.patch(f"/services/variants/{variant_id}/", {"price": sent}, user=vendor_user)
+    assert patched.json()["data"]["price"] == shown
+    listed = api.get(f"/services/{service.id}/variants/").json()["data"]
+    assert [v["price"] for v in listed] == [shown]
+
+
+def test_inactive_vendor_still_lists_its_own_services(api):
+    profile = VendorProfileFactory(is_active=False)
+    ServiceFactory.create_batch(2, vendor=profile)
+    response = api.get("/services/my/", user=profile.user)
+    assert response.status_code == 200
+    assert response.json()["pagination"]["count"] == 2
+    # ... but it may not sell: adding to the catalogue stays refused.
+    assert api.post("/services/", {"name": "Oil"}, user=profile.user).status_code == 403

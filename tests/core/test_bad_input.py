@@ -78,3 +78,10 @@ def test_bad_and_expired_tokens_are_401(api):
     assert_envelope_error(api.get("/users/profile/", token="not.a.jwt"), 401)
     response = api.client.get("/api/users/profile/", headers={"Authorization": "Basic abc"})
     assert_envelope_error(response, 401)
+
+
+def test_missing_body_is_named_as_the_body(api):
+    response = api.client.post("/api/users/login/", "", content_type="application/json")
+    body = assert_envelope_error(response, 400)
+    assert body["message"] == "body is required"
+    assert body["errors"] == [{"loc": ["body"], "msg": "body is required"}]

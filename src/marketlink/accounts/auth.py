@@ -54,3 +54,4 @@ class JWTAuth(HttpBearer):
 authenticated = JWTAuth()
 customers = JWTAuth(roles=[Role.CUSTOMER])
 vendors = JWTAuth(roles=[Role.VENDOR])
+vendors_and_admins = JWTAuth(roles=[Role.VENDOR, Role.ADMIN])

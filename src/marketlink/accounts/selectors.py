@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
 from marketlink.accounts.models import Account, Role
@@ -22,13 +23,20 @@ def account_for_user(user: Any) -> Account:
         pass
     email = (getattr(user, user.get_email_field_name(), "") or "").lower()
     role = Role.ADMIN if user.is_staff or user.is_superuser else Role.CUSTOMER
-    try:
-        with transaction.atomic():
-            account = Account.objects.create(
-                user=user, role=role, email=email or f"{user.pk}@invalid"
-            )
-    except IntegrityError:
-        account = Account.objects.get(user=user)
+    # A host's users need not have unique addresses; the first to meet marketlink logs in with
+    # its address, the others get a placeholder (their account exists, their address is taken).
+    for address in dict.fromkeys([email or f"{user.pk}@invalid", f"{user.pk}@invalid"]):
+        try:
+            with transaction.atomic():
+                account = Account.objects.create(user=user, role=role, email=address)
+            break
+        except IntegrityError:
+            existing = Account.objects.filter(user=user).first()
+            if existing is not None:  # created concurrently for this very user
+                account = existing
+                break
+    else:
+        raise RuntimeError(f"no marketlink account could be made for user {user.pk}")
     user.marketlink_account = account
     return account
 
@@ -44,7 +52,12 @@ def user_by_email(email: str) -> Any | None:
 
 
 def active_user_by_pk(pk: Any) -> Any | None:
+    """The active user whose primary key a token names; None for a key of the wrong type too."""
     user_model = get_user_model()
+    try:
+        pk = user_model._meta.pk.to_python(pk)
+    except (DjangoValidationError, TypeError, ValueError):
+        return None
     return (
         user_model._default_manager.select_related("marketlink_account")
         .filter(pk=pk, is_active=True)

@@ -5,14 +5,24 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from django.http import HttpResponse
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router, Status
 
-from marketlink.accounts.auth import AuthedRequest, authenticated, customers, vendors
+from marketlink import conf
+from marketlink.accounts.auth import (
+    AuthedRequest,
+    authenticated,
+    customers,
+    vendors,
+    vendors_and_admins,
+)
 from marketlink.accounts.selectors import account_for_user
 from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
 from marketlink.orders import selectors, services
 from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery
+from marketlink.payments import services as payments
+from marketlink.payments.schemas import PaymentStateOut
 from marketlink.vendors.selectors import vendor_profile_of
 
 router = Router(tags=["orders"])
@@ -22,7 +32,7 @@ IDEMPOTENCY = "Retrying with the same key returns the order the first attempt ma
 
 @router.post(
     "/",
-    response=responses(201, Envelope[OrderOut], 401, 403, 404, 409, 503, body=True)
+    response=responses(201, Envelope[OrderOut], 401, 403, 404, 409, 502, 503, body=True)
     | {200: Envelope[OrderOut]},
     auth=customers,
 )
@@ -40,6 +50,8 @@ def order_create(
         variant_id=payload.variant_id,
         idempotency_key=idempotency_key,
     )
+    if created and conf.get().PAYMENT_LINK_MODE == "eager":
+        payments.checkout_begin_eagerly(order=order, base_url=request.build_absolute_uri("/"))
     if not created:
         response["Idempotent-Replayed"] = "true"
         return Status(200, ok(order, "This order was already created with that Idempotency-Key."))
@@ -68,8 +80,51 @@ def order_detail(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     "/{id}/cancel/", response=responses(200, Envelope[OrderOut], 401, 403, 404, 409), auth=customers
 )
 def order_cancel(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
+    order = services.order_cancel(order=selectors.order_of_customer(order_id=id, user=request.auth))
+    transaction.on_commit(lambda: payments.checkout_expire(order=order), robust=True)
+    return ok(order, "Order cancelled; its reservation is released.")
+
+
+@router.get("/{id}/cancel/", response=responses(200, Envelope[PaymentStateOut], 404))
+def checkout_cancelled(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
+    """Where the hosted checkout sends a customer who gave up. Changes nothing."""
+    return ok(payments.payment_state(order_id=id), "Payment was not completed.")
+
+
+@router.get("/{id}/success/", response=responses(200, Envelope[PaymentStateOut], 404))
+def checkout_succeeded(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
+    """Where the hosted checkout sends a customer who paid. Only the provider's signed webhook
+    marks an order paid; this page may ask the provider, to say so sooner."""
+    state = payments.payment_state(order_id=id)
+    message = (
+        "Payment confirmed."
+        if state["status"] != "pending"
+        else "Payment received; confirmation is on its way."
+        if state["provider_says_paid"]
+        else "Waiting for the payment provider's confirmation."
+    )
+    return ok(state, message)
+
+
+@router.post(
+    "/{id}/checkout/",
+    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
+    auth=customers,
+)
+def order_checkout(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     order = selectors.order_of_customer(order_id=id, user=request.auth)
-    return ok(services.order_cancel(order=order), "Order cancelled; its reservation is released.")
+    payments.checkout_url_for_customer(order=order, base_url=request.build_absolute_uri("/"))
+    return ok(order, "Use payment_url to pay.")
+
+
+@router.post(
+    "/{id}/refund/",
+    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
+    auth=vendors_and_admins,
+)
+def order_refund(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
+    order = selectors.order_for_refund(order_id=id, user=request.auth)
+    return ok(payments.order_refund(order=order), "Order refunded; its unit is back in stock.")
 
 
 @router.post(

@@ -55,7 +55,11 @@ class RepairOrder(models.Model):
     expires_at = models.DateTimeField(help_text="When a pending order's reservation lapses.")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # Only in PAYMENT_LINK_MODE "eager": the provider's own page, returned as payment_url.
+    checkout_url = models.URLField(max_length=2000, blank=True)
     payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

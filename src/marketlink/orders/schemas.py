@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Field, Schema
 
@@ -54,5 +54,7 @@ class OrderOut(Schema):
         }
 
     @staticmethod
-    def resolve_payment_url(order: RepairOrder) -> str | None:
-        return getattr(order, "payment_url", None)
+    def resolve_payment_url(order: RepairOrder, context: dict[str, Any]) -> str | None:
+        from marketlink.payments.selectors import payment_url
+
+        return payment_url(order, context["request"].build_absolute_uri)

@@ -59,6 +59,17 @@ def order_of_vendor(*, order_id: uuid.UUID, user: Any) -> RepairOrder:
     return order
 
 
+def order_for_refund(*, order_id: uuid.UUID, user: Any) -> RepairOrder:
+    """Its vendor or an admin may refund an order; to anyone else it does not exist."""
+    orders = RepairOrder.objects.filter(pk=order_id)
+    if account_for_user(user).effective_role != Role.ADMIN:
+        orders = orders.filter(vendor__user=user)
+    order = orders.first()
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
 def available_stock(*, variant_id: uuid.UUID, stock: int) -> int:
     """Units a customer can book now: the stock plus reservations that lapsed but that the expiry
     job has not released yet (booking reclaims them on the spot)."""

@@ -29,9 +29,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.PAID: frozenset({OrderStatus.PROCESSING, OrderStatus.REFUNDED}),
     OrderStatus.PROCESSING: frozenset({OrderStatus.COMPLETED, OrderStatus.REFUNDED}),
     OrderStatus.COMPLETED: frozenset({OrderStatus.REFUNDED}),
-    # A payment that lands after the reservation was released takes a unit again (payments).
-    OrderStatus.CANCELLED: frozenset({OrderStatus.PAID}),
-    OrderStatus.FAILED: frozenset({OrderStatus.PAID}),
+    # A payment that lands after the reservation was released takes a unit again, or, with none
+    # left, is refunded (payments).
+    OrderStatus.CANCELLED: frozenset({OrderStatus.PAID, OrderStatus.REFUNDED}),
+    OrderStatus.FAILED: frozenset({OrderStatus.PAID, OrderStatus.REFUNDED}),
     OrderStatus.REFUNDED: frozenset(),
 }
 # Statuses whose order holds a unit of stock; entering or leaving this set moves the unit.
@@ -55,6 +56,7 @@ def order_transition(
     source: str,
     expected: str | None = None,
     note: str = "",
+    **fields: Any,
 ) -> RepairOrder:
     """Move an order to ``to``; raises :class:`TransitionRefused` when that is not (or no longer)
     possible. ``expected`` pins the status the caller saw; without it, the current one is used."""
@@ -66,7 +68,7 @@ def order_transition(
         if to not in TRANSITIONS.get(current, frozenset()):
             raise TransitionRefused(f"An order that is {order.status} cannot become {to}.")
         won = RepairOrder.objects.filter(pk=order_id, status=current).update(
-            status=to, updated_at=timezone.now()
+            status=to, updated_at=timezone.now(), **fields
         )
         if not won:
             order.refresh_from_db(fields=["status"])
@@ -81,6 +83,8 @@ def order_transition(
             order_id=order_id, from_status=current, to_status=to, source=source, note=note[:500]
         )
         order.status = to
+        for name, value in fields.items():
+            setattr(order, name, value)
     logger.info("order %s: %s -> %s (%s)", order_id, current, to, source)
     return order
 

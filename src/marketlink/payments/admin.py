@@ -1,0 +1,72 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from marketlink.exceptions import MarketlinkError
+from marketlink.orders.admin import RepairOrderAdmin
+from marketlink.orders.models import ChangeSource
+from marketlink.payments.models import DummyCheckoutSession, EventStatus, Invoice, PaymentEvent
+from marketlink.payments.services import event_process
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(admin.ModelAdmin):
+    list_display = (
+        "event_id",
+        "event_type",
+        "status",
+        "needs_attention",
+        "attempts",
+        "order",
+        "created_at",
+    )
+    list_filter = ("status", "needs_attention", "event_type", "gateway", "created_at")
+    search_fields = ("event_id", "order__id", "last_error", "result")
+    readonly_fields = [f.name for f in PaymentEvent._meta.fields]
+    date_hierarchy = "created_at"
+    actions = ["process_again"]
+
+    @admin.action(description="Process again (events not processed yet)")
+    def process_again(self, request: HttpRequest, queryset: QuerySet[PaymentEvent]) -> None:
+        done = 0
+        for event in queryset.exclude(status__in=[EventStatus.PROCESSED, EventStatus.IGNORED]):
+            try:
+                event_process(record_id=event.pk, source=ChangeSource.ADMIN)
+                done += 1
+            except MarketlinkError as exc:
+                self.message_user(request, f"{event.event_id}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Processed {done} event(s) again.")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = ("number", "order", "sent_at", "attempts", "created_at")
+    list_filter = ("sent_at",)
+    search_fields = ("number", "order__id", "order__customer_email")
+    readonly_fields = ("id", "order", "number", "sent_at", "attempts", "created_at")
+
+
+@admin.register(DummyCheckoutSession)
+class DummyCheckoutSessionAdmin(admin.ModelAdmin):
+    list_display = ("id", "order", "status", "payment_status", "expires_at")
+    list_filter = ("status", "payment_status")
+    readonly_fields = [f.name for f in DummyCheckoutSession._meta.fields]
+
+
+class PaymentEventInline(admin.TabularInline):
+    model = PaymentEvent
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "event_type", "status", "needs_attention", "result", "last_error")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+# The order page shows its payments too; added from here so orders never depend on payments.
+RepairOrderAdmin.inlines = [*RepairOrderAdmin.inlines, PaymentEventInline]

@@ -1,0 +1,53 @@
+"""``/webhooks/payment/`` (the provider's signed events) and ``/payments/pay/{token}/`` (the
+stable payment link customers are given)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponseRedirect
+from ninja import Router
+
+from marketlink import conf
+from marketlink.envelope import Envelope, ok, responses
+from marketlink.exceptions import InvalidInput, PayloadTooLarge
+from marketlink.payments import services
+from marketlink.payments.schemas import WebhookOut
+from marketlink.payments.selectors import order_for_link
+
+webhook_router = Router(tags=["payments"])
+link_router = Router(tags=["payments"])
+
+
+@webhook_router.post(
+    "/payment/",
+    response=responses(200, Envelope[WebhookOut], 413, 503),
+    summary="Payment provider events (Stripe-signed)",
+)
+def payment_webhook(request: HttpRequest) -> dict[str, Any]:
+    """Verify the ``Stripe-Signature``, keep the event, process it once. 400: not a genuine
+    event; 503: a transient failure, the provider should retry; 200 otherwise, also for events
+    that need staff attention (they are flagged, and retried when delivered again)."""
+    if request.content_type != "application/json":
+        raise InvalidInput("Webhook bodies must be application/json.")
+    if len(request.body) > conf.get().MAX_BODY_BYTES * 4:
+        raise PayloadTooLarge()
+    record = services.webhook_receive(
+        payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+    )
+    data = {"event_id": record.event_id, "status": record.status, "result": record.result}
+    return ok(data, "Event received.")
+
+
+@link_router.get(
+    "/pay/{token}/",
+    response=responses(303, None, 404, 409, 502),
+    url_name="payment_link",
+    summary="Open the order's checkout (redirect)",
+)
+def payment_link(request: HttpRequest, token: str) -> HttpResponseRedirect:
+    order = order_for_link(token)
+    url = services.checkout_open(order=order, base_url=request.build_absolute_uri("/"))
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
+    return response

@@ -1,0 +1,79 @@
+"""The one small interface every payment gateway implements.
+
+Gateways speak in provider terms (sessions, payment intents, minor units) and know nothing of
+HTTP requests or order status rules: the payments services decide what an answer means for an
+order. Events reach marketlink only through the signed webhook, whatever the gateway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from marketlink.exceptions import InvalidInput, PaymentProviderError
+
+
+class GatewayError(PaymentProviderError):
+    """The provider could not be reached or refused a well-formed request (502)."""
+
+
+class InvalidSignature(InvalidInput):
+    """A webhook whose signature, timestamp or body cannot be trusted (400)."""
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """What a gateway needs to open a hosted checkout for one order."""
+
+    order_id: str
+    amount_minor: int
+    currency: str
+    description: str
+    customer_email: str
+    expires_at: datetime
+    success_url: str
+    cancel_url: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+    status: str  # "open", "complete" or "expired", as Stripe says
+    payment_status: str  # "paid", "unpaid" or "no_payment_required"
+    payment_intent_id: str | None
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    def fetch_checkout(self, session_id: str) -> CheckoutSession: ...
+
+    def expire_checkout(self, session_id: str) -> None: ...
+
+    def refund(self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str) -> str:
+        """Refund ``amount_minor`` of a captured payment; returns the provider's refund id."""
+        ...
+
+    def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
+        """The event in ``payload`` if ``signature`` proves the provider sent it; else raises
+        :class:`InvalidSignature`."""
+        ...
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """Money as the integer the providers use: cents for USD, yen for JPY."""
+    exponent = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
+    return int((amount * (10**exponent)).to_integral_value())
+
+
+# Stripe's list of currencies without a minor unit.
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
+    | {"xaf", "xof", "xpf"}
+)

@@ -1,0 +1,118 @@
+"""The dummy gateway: the embedded default, and for sites without Stripe.
+
+It hosts its own small checkout page (Pay / Decline). The outcome travels as a Stripe-shaped
+event signed with Stripe's scheme (key derived from ``SECRET_KEY``) through the very same webhook
+pipeline as Stripe's events: verification, storage, idempotency, order transitions, invoice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from marketlink import conf
+from marketlink.payments.gateways import signatures
+from marketlink.payments.gateways.base import (
+    CheckoutRequest,
+    CheckoutSession,
+    GatewayError,
+    InvalidSignature,
+)
+from marketlink.payments.models import DummyCheckoutSession
+
+
+def webhook_secret() -> str:
+    return hmac.new(
+        settings.SECRET_KEY.encode(), b"marketlink.dummy-gateway.webhooks", hashlib.sha256
+    ).hexdigest()
+
+
+class DummyGateway:
+    name = "dummy"
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        existing = DummyCheckoutSession.objects.filter(
+            idempotency_key=request.idempotency_key
+        ).first()
+        if existing is None:
+            try:
+                with transaction.atomic():
+                    existing = DummyCheckoutSession.objects.create(
+                        id=f"cs_dummy_{secrets.token_hex(12)}",
+                        order_id=request.order_id,
+                        amount_minor=request.amount_minor,
+                        currency=request.currency,
+                        description=request.description[:300],
+                        success_url=request.success_url,
+                        cancel_url=request.cancel_url,
+                        expires_at=request.expires_at,
+                        idempotency_key=request.idempotency_key,
+                    )
+            except IntegrityError:
+                existing = DummyCheckoutSession.objects.get(idempotency_key=request.idempotency_key)
+        return _session(existing)
+
+    def fetch_checkout(self, session_id: str) -> CheckoutSession:
+        session = DummyCheckoutSession.objects.filter(pk=session_id).first()
+        if session is None:
+            raise GatewayError(f"No dummy checkout session {session_id}.")
+        return _session(session)
+
+    def expire_checkout(self, session_id: str) -> None:
+        DummyCheckoutSession.objects.filter(pk=session_id, status="open").update(status="expired")
+
+    def refund(self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str) -> str:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+        return f"re_dummy_{digest}"
+
+    def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
+        problem = signatures.verify(
+            payload, signature, webhook_secret(), conf.get().STRIPE_WEBHOOK_TOLERANCE
+        )
+        if problem:
+            raise InvalidSignature(f"Invalid webhook signature: {problem}.")
+        return json.loads(payload)  # type: ignore[no-any-return]
+
+
+def _session(session: DummyCheckoutSession) -> CheckoutSession:
+    return CheckoutSession(
+        id=session.id,
+        url=reverse("marketlink-dummy-checkout", args=[session.id]),
+        status=session.status,
+        payment_status=session.payment_status,
+        payment_intent_id=session.payment_intent_id or None,
+    )
+
+
+def session_event(session: DummyCheckoutSession, event_type: str) -> tuple[bytes, str]:
+    """A signed Stripe-shaped event about ``session``, as the webhook endpoint expects it."""
+    event = {
+        "id": f"evt_dummy_{secrets.token_hex(12)}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": session.id,
+                "object": "checkout.session",
+                "status": session.status,
+                "payment_status": session.payment_status,
+                "payment_intent": session.payment_intent_id or None,
+                "amount_total": session.amount_minor,
+                "currency": session.currency,
+                "client_reference_id": str(session.order_id),
+                "metadata": {"order_id": str(session.order_id)},
+            }
+        },
+    }
+    payload = json.dumps(event).encode()
+    return payload, signatures.sign(payload, webhook_secret())

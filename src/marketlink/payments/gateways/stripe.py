@@ -1,0 +1,130 @@
+"""The Stripe gateway: Checkout Sessions through the official SDK (the only module importing it).
+
+``STRIPE_API_BASE`` points the SDK at another server speaking Stripe's API; tests and demos use
+``marketlink.testing.stripe_server`` there, so this code runs unmodified against a real HTTP peer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+import stripe
+from django.utils import timezone
+
+from marketlink import conf
+from marketlink.payments.gateways.base import (
+    CheckoutRequest,
+    CheckoutSession,
+    GatewayError,
+    InvalidSignature,
+)
+
+logger = logging.getLogger(__name__)
+
+# Stripe refuses a session that expires sooner than 30 minutes after it is created; a minute of
+# margin covers the clock drift and the request's own travel.
+MIN_SESSION_LIFE = timedelta(minutes=31)
+
+
+class StripeGateway:
+    name = "stripe"
+
+    def _client(self) -> stripe.StripeClient:
+        config = conf.get()
+        base: Any = {"api": config.STRIPE_API_BASE} if config.STRIPE_API_BASE else None
+        return stripe.StripeClient(
+            config.STRIPE_SECRET_KEY, base_addresses=base, max_network_retries=2
+        )
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        # The reservation may end sooner than Stripe allows a session to; a payment after it is
+        # handled as a late payment (stock taken again, or refunded).
+        expires_at = max(request.expires_at, timezone.now() + MIN_SESSION_LIFE)
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": request.currency,
+                        "unit_amount": request.amount_minor,
+                        "product_data": {"name": request.description[:250]},
+                    },
+                    "quantity": 1,
+                }
+            ],
+            "metadata": {"order_id": request.order_id},
+            "payment_intent_data": {"metadata": {"order_id": request.order_id}},
+            "client_reference_id": request.order_id,
+            "customer_email": request.customer_email,
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "expires_at": int(expires_at.timestamp()),
+        }
+        session = self._call(
+            "create a checkout session",
+            lambda client: client.v1.checkout.sessions.create(
+                params=params,
+                options={"idempotency_key": request.idempotency_key},
+            ),
+        )
+        return _session(session)
+
+    def fetch_checkout(self, session_id: str) -> CheckoutSession:
+        return _session(
+            self._call(
+                "fetch a checkout session",
+                lambda client: client.v1.checkout.sessions.retrieve(session_id),
+            )
+        )
+
+    def expire_checkout(self, session_id: str) -> None:
+        self._call(
+            "expire a checkout session",
+            lambda client: client.v1.checkout.sessions.expire(session_id),
+        )
+
+    def refund(self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str) -> str:
+        refund = self._call(
+            "refund a payment",
+            lambda client: client.v1.refunds.create(
+                params={"payment_intent": payment_intent_id, "amount": amount_minor},
+                options={"idempotency_key": idempotency_key},
+            ),
+        )
+        return str(refund.id)
+
+    def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
+        config = conf.get()
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload,
+                signature,
+                config.STRIPE_WEBHOOK_SECRET,
+                tolerance=config.STRIPE_WEBHOOK_TOLERANCE,
+            )
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidSignature(f"Invalid Stripe signature: {exc.user_message or exc}") from None
+        return json.loads(payload)  # type: ignore[no-any-return]
+
+    def _call(self, what: str, call: Any) -> Any:
+        try:
+            return call(self._client())
+        except stripe.StripeError as exc:
+            logger.warning("Stripe failed to %s: %s", what, exc)
+            raise GatewayError(
+                f"The payment provider failed to {what}; try again shortly."
+            ) from exc
+
+
+def _session(session: Any) -> CheckoutSession:
+    intent = session.payment_intent
+    return CheckoutSession(
+        id=session.id,
+        url=session.url or "",
+        status=session.status,
+        payment_status=session.payment_status,
+        payment_intent_id=intent if isinstance(intent, str) or intent is None else intent.id,
+    )

@@ -1,0 +1,62 @@
+"""Reads for payments: the payment link a customer is given, and finding an event's order."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core import signing
+from django.urls import reverse
+
+from marketlink import conf
+from marketlink.exceptions import NotFound
+from marketlink.orders.models import OrderStatus, RepairOrder
+
+LINK_SALT = "marketlink.payments.link"
+
+
+def payment_link_path(order: RepairOrder) -> str:
+    """The stable, signed marketlink path that opens (or reopens) the order's checkout."""
+    token = signing.dumps(str(order.id), salt=LINK_SALT)
+    return reverse("marketlink:payment_link", kwargs={"token": token})
+
+
+def payment_url(order: RepairOrder, build_absolute_uri: Any) -> str | None:
+    """What ``payment_url`` shows: a way to pay while the order is pending, else nothing."""
+    if order.status != OrderStatus.PENDING:
+        return None
+    if conf.get().PAYMENT_LINK_MODE == "eager":
+        return order.checkout_url or None
+    return str(build_absolute_uri(payment_link_path(order)))
+
+
+def order_for_link(token: str) -> RepairOrder:
+    try:
+        order_id = uuid.UUID(signing.loads(token, salt=LINK_SALT))
+    except (signing.BadSignature, ValueError):
+        raise NotFound("This payment link is not valid.") from None
+    order = RepairOrder.objects.filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("This payment link is not valid.")
+    return order
+
+
+def order_for_event(obj: dict[str, Any]) -> RepairOrder | None:
+    """The order an event's object is about: by our metadata first, then by the provider ids
+    we stored (a session, a payment intent, or a charge's payment intent)."""
+    metadata = obj.get("metadata") or {}
+    order_id = metadata.get("order_id") or obj.get("client_reference_id")
+    if order_id:
+        try:
+            order = RepairOrder.objects.filter(pk=uuid.UUID(str(order_id))).first()
+        except ValueError:
+            order = None
+        if order is not None:
+            return order
+    kind = obj.get("object")
+    if kind == "checkout.session" and obj.get("id"):
+        return RepairOrder.objects.filter(checkout_session_id=obj["id"]).first()
+    intent = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
+    if isinstance(intent, str) and intent:
+        return RepairOrder.objects.filter(payment_intent_id=intent).first()
+    return None
