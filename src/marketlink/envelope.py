@@ -167,7 +167,7 @@ def _humanize(error: Mapping[str, Any]) -> tuple[tuple[str | int, ...], str]:
     """Turn one pydantic error into a location without ninja's internals and a sentence."""
     loc = tuple(error.get("loc", ()))
     if len(loc) >= 2 and loc[0] == "body":
-        loc = (loc[0], *loc[2:]) if len(loc) > 2 else loc  # drop the view's parameter name
+        loc = (loc[0], *loc[2:])  # drop the view's parameter name
     field = next((str(part) for part in reversed(loc) if isinstance(part, str)), "input")
     msg = str(error.get("msg", "is invalid"))
     if error.get("type") == "missing":

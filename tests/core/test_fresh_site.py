@@ -3,7 +3,8 @@
 The package is installed from this checkout into a fresh virtualenv (no system site-packages, so
 nothing from the development environment leaks in); a new site gets exactly the lines of the
 README's "Add marketlink to an existing Django site" section, read from the README itself; then
-``migrate``, ``check`` and a real ``runserver`` that a vendor and a customer use over HTTP.
+``migrate``, ``check`` and a real ``runserver`` that a vendor and a customer use over HTTP, up to
+a booking.
 """
 
 from __future__ import annotations
@@ -274,6 +275,24 @@ def test_vendor_and_customer_use_a_fresh_site(server: Client) -> None:
     )
     assert availability["is_available"] is True
     assert availability["available_stock"] == 3
+
+    order = expect(
+        server.call(
+            "POST", "/api/orders/", {"variant_id": variant["id"]}, customer["tokens"]["access"]
+        ),
+        201,
+    )
+    assert order["variant"]["id"] == variant["id"]
+    assert order["payment_url"]
+    availability = expect(
+        server.call(
+            "GET",
+            f"/api/services/variants/{variant['id']}/availability/",
+            token=customer["tokens"]["access"],
+        ),
+        200,
+    )
+    assert availability["available_stock"] == 2
 
 
 def test_fresh_site_serves_the_docs(server: Client) -> None:

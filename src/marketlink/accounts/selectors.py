@@ -23,20 +23,17 @@ def account_for_user(user: Any) -> Account:
         pass
     email = (getattr(user, user.get_email_field_name(), "") or "").lower()
     role = Role.ADMIN if user.is_staff or user.is_superuser else Role.CUSTOMER
-    # A host's users need not have unique addresses; the first to meet marketlink logs in with
-    # its address, the others get a placeholder (their account exists, their address is taken).
-    for address in dict.fromkeys([email or f"{user.pk}@invalid", f"{user.pk}@invalid"]):
-        try:
-            with transaction.atomic():
-                account = Account.objects.create(user=user, role=role, email=address)
-            break
-        except IntegrityError:
-            existing = Account.objects.filter(user=user).first()
-            if existing is not None:  # created concurrently for this very user
-                account = existing
-                break
-    else:
-        raise RuntimeError(f"no marketlink account could be made for user {user.pk}")
+    placeholder = f"{user.pk}@invalid"
+    try:
+        with transaction.atomic():
+            account = Account.objects.create(user=user, role=role, email=email or placeholder)
+    except IntegrityError:
+        # Made concurrently for this user, or another user has the address (a host's users need
+        # not have unique ones): the first to meet marketlink logs in with it, others keep the
+        # placeholder.
+        account, _ = Account.objects.get_or_create(
+            user=user, defaults={"role": role, "email": placeholder}
+        )
     user.marketlink_account = account
     return account
 

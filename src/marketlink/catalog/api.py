@@ -24,7 +24,7 @@ from marketlink.catalog.schemas import (
     VariantPatch,
 )
 from marketlink.envelope import Envelope, PageEnvelope, PageQuery, created, ok, paginate, responses
-from marketlink.vendors.selectors import verified_vendor_of
+from marketlink.vendors.selectors import vendor_of, verified_vendor_of
 
 router = Router(tags=["services"])
 
@@ -44,7 +44,7 @@ def service_create(request: AuthedRequest, payload: ServiceIn) -> Status[dict[st
 
 @router.get("/my/", response=responses(200, PageEnvelope[ServiceOut], 401, 403), auth=vendors)
 def service_list_mine(request: AuthedRequest, page: Query[PageQuery]) -> dict[str, Any]:
-    vendor = verified_vendor_of(request.auth)
+    vendor = vendor_of(request.auth)  # an inactive vendor may not sell but still sees its own
     return paginate(selectors.service_list_of_vendor(vendor=vendor), page)
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Self
 
 from ninja import Field, Schema
-from pydantic import StringConstraints, model_validator
+from pydantic import AfterValidator, StringConstraints, model_validator
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.envelope import PageQuery
@@ -15,7 +15,12 @@ from marketlink.vendors.schemas import VendorProfileOut
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
-Price = Annotated[Decimal, Field(gt=0, max_digits=10, decimal_places=2)]
+# Quantized so a created or edited variant shows "29.90", as it is stored, not "29.9" or "1E+2".
+Price = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=10, decimal_places=2),
+    AfterValidator(lambda price: price.quantize(Decimal("0.01"))),
+]
 Minutes = Annotated[int, Field(gt=0, le=60 * 24 * 365)]
 Stock = Annotated[int, Field(ge=0, le=2_000_000_000)]
 

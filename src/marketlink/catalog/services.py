@@ -42,6 +42,9 @@ def variant_create(
     )
 
 
+MAX_STOCK = 2_000_000_000  # the largest ``stock`` the API accepts (``schemas.Stock``)
+
+
 @transaction.atomic
 def variant_update(
     *, variant: ServiceVariant, stock_adjustment: int | None = None, **changes: Any
@@ -58,6 +61,11 @@ def variant_update(
         if locked.stock + stock_adjustment < 0:
             raise Conflict(
                 f"Only {locked.stock} units are bookable; cannot remove {-stock_adjustment}."
+            )
+        if locked.stock + stock_adjustment > MAX_STOCK:
+            raise Conflict(
+                f"{locked.stock} units are bookable; adding {stock_adjustment} would pass the "
+                f"limit of {MAX_STOCK}."
             )
         changes["stock"] = locked.stock + stock_adjustment
     for name, value in changes.items():

@@ -180,13 +180,16 @@ def _event_record(event_id: str, event_type: str, event: Any, gateway: str) -> P
     return record
 
 
-def event_process(*, record_id: Any, source: str = ChangeSource.WEBHOOK) -> PaymentEvent:
+def event_process(
+    *, record_id: Any, source: str = ChangeSource.WEBHOOK, force: bool = False
+) -> PaymentEvent:
     """Process a stored event unless it already was. The event's row lock makes concurrent
-    duplicates wait, then find it processed; a failed event is processed again."""
+    duplicates wait, then find it processed; a failed event is processed again. ``force``
+    processes a processed event again (operators' replay: the handlers are idempotent)."""
     transient: MarketlinkError | None = None
     with transaction.atomic():
         record = PaymentEvent.objects.select_for_update().get(pk=record_id)
-        if record.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
+        if record.status in (EventStatus.PROCESSED, EventStatus.IGNORED) and not force:
             return record
         record.attempts += 1
         try:
@@ -397,6 +400,33 @@ HANDLERS: dict[str, Callable[[RepairOrder, dict[str, Any], str], str]] = {
     "payment_intent.payment_failed": _on_intent_failed,
     "charge.refunded": _on_charge_refunded,
 }
+
+
+# --- Reconciliation ---------------------------------------------------------------------------
+
+
+def order_reconcile(*, order: RepairOrder, source: str = ChangeSource.CLI) -> str:
+    """Ask the provider about a pending order's checkout and apply what a lost webhook would
+    have: a paid session marks the order paid (amount checked), an expired one whose
+    reservation lapsed cancels it."""
+    if order.status != OrderStatus.PENDING or not order.checkout_session_id:
+        return "nothing to check"
+    session = get_gateway().fetch_checkout(order.checkout_session_id)
+    if session.payment_status == "paid":
+        obj = {
+            "object": "checkout.session",
+            "id": session.id,
+            "payment_intent": session.payment_intent_id,
+            "currency": session.currency,
+        }
+        with transaction.atomic():
+            try:
+                return _mark_paid(order, obj, session.amount_minor, source)
+            except PermanentProblem as exc:
+                return f"needs attention: {exc}"
+    if session.status == "expired" and order.expires_at <= timezone.now():
+        return _release_if_pending(order, OrderStatus.CANCELLED, source, "checkout expired")
+    return f"the provider says {session.status}/{session.payment_status}; nothing to do"
 
 
 # --- Refunds -----------------------------------------------------------------------------------

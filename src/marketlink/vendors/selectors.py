@@ -13,11 +13,17 @@ def vendor_profile_of(user: Any) -> VendorProfile:
     return profile
 
 
-def verified_vendor_of(user: Any) -> VendorProfile:
-    """The caller's profile if it may sell; only verified (active) vendors manage a catalogue."""
+def vendor_of(user: Any) -> VendorProfile:
+    """The caller's profile, active or not; a vendor without one has no catalogue."""
     profile = VendorProfile.objects.filter(user=user).first()
     if profile is None:
         raise PermissionDenied("Create your vendor profile before offering services.")
+    return profile
+
+
+def verified_vendor_of(user: Any) -> VendorProfile:
+    """The caller's profile if it may sell; only verified (active) vendors add to a catalogue."""
+    profile = vendor_of(user)
     if not profile.is_active:
         raise PermissionDenied("Your vendor profile is inactive; reactivate it to sell.")
     return profile

@@ -45,6 +45,8 @@ class CheckoutSession:
     status: str  # "open", "complete" or "expired", as Stripe says
     payment_status: str  # "paid", "unpaid" or "no_payment_required"
     payment_intent_id: str | None
+    amount_minor: int | None = None
+    currency: str | None = None
 
 
 class PaymentGateway(Protocol):

@@ -89,6 +89,8 @@ def _session(session: DummyCheckoutSession) -> CheckoutSession:
         status=session.status,
         payment_status=session.payment_status,
         payment_intent_id=session.payment_intent_id or None,
+        amount_minor=session.amount_minor,
+        currency=session.currency,
     )
 
 

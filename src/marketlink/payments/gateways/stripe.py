@@ -127,4 +127,6 @@ def _session(session: Any) -> CheckoutSession:
         status=session.status,
         payment_status=session.payment_status,
         payment_intent_id=intent if isinstance(intent, str) or intent is None else intent.id,
+        amount_minor=session.amount_total,
+        currency=session.currency,
     )

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from typer.testing import CliRunner
+
+from marketlink import __version__
+from marketlink.accounts.models import Account
+from marketlink.catalog.models import ServiceVariant
+from marketlink.cli import app
+from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.orders.services import order_place
+from marketlink.payments.gateways.dummy import session_event
+from marketlink.payments.models import DummyCheckoutSession, EventStatus, PaymentEvent
+from marketlink.payments.services import checkout_open, webhook_receive
+from marketlink.testing.factories import AccountFactory, VariantFactory
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_version():
+    result = invoke("version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == __version__
+
+
+def test_commands_needing_django_explain_missing_settings(monkeypatch):
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
+    result = invoke("seed")
+    assert result.exit_code == 2
+    assert "DJANGO_SETTINGS_MODULE" in result.stderr
+
+
+@pytest.mark.django_db
+def test_seed_is_idempotent():
+    assert invoke("seed", "--vendors", "2").exit_code == 0
+    counts = (Account.objects.count(), ServiceVariant.objects.count())
+    assert counts == (3, 10)
+    assert invoke("seed", "--vendors", "2").exit_code == 0
+    assert (Account.objects.count(), ServiceVariant.objects.count()) == counts
+
+
+@pytest.mark.django_db
+def test_check_fails_on_a_bad_setting(settings):
+    settings.MARKETLINK = {"PAGE_SIZE": "many"}
+    result = invoke("check")
+    assert result.exit_code == 1
+    assert "marketlink.E001" in result.stderr
+
+
+def _pending_order(stock: int = 3) -> RepairOrder:
+    account = AccountFactory()
+    order, _ = order_place(
+        customer=account.user,
+        customer_email=account.email,
+        variant_id=VariantFactory(stock=stock).id,
+    )
+    return order
+
+
+@pytest.mark.django_db
+def test_orders_expire_dry_run_changes_nothing():
+    order = _pending_order()
+    RepairOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    dry = invoke("orders", "expire", "--dry-run")
+    assert "Would expire 1 reservation(s)." in dry.stdout
+    assert RepairOrder.objects.get(pk=order.pk).status == OrderStatus.PENDING
+    assert "Expired 1 reservation(s)." in invoke("orders", "expire").stdout
+    assert RepairOrder.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
+
+
+@pytest.fixture
+def failed_event(db) -> PaymentEvent:
+    """A paid event for an order whose price no longer matches: stored as failed."""
+    order = _pending_order()
+    checkout_open(order=order, base_url="http://testserver/")
+    session = DummyCheckoutSession.objects.get(order=order)
+    session.amount_minor += 1
+    session.status, session.payment_status = "complete", "paid"
+    session.save()
+    payload, signature = session_event(session, "checkout.session.completed")
+    record = webhook_receive(payload=payload, signature=signature)
+    assert record.status == EventStatus.FAILED
+    return record
+
+
+@pytest.mark.django_db
+def test_events_list_and_replay(failed_event):
+    listed = invoke("events", "list", "--attention")
+    assert failed_event.event_id in listed.stdout
+    assert "amount mismatch" in listed.stdout
+
+    # The operator fixes the cause (here: the event's amount was right, the order was repriced).
+    event_amount = failed_event.payload["data"]["object"]["amount_total"]
+    RepairOrder.objects.filter(pk=failed_event.order_id).update(
+        total_amount=event_amount / 100, unit_price=event_amount / 100
+    )
+    dry = invoke("events", "replay", failed_event.event_id, "--dry-run")
+    assert dry.exit_code == 0
+    assert "would be processed" in dry.stdout
+    assert PaymentEvent.objects.get(pk=failed_event.pk).status == EventStatus.FAILED
+    assert RepairOrder.objects.get(pk=failed_event.order_id).status == OrderStatus.PENDING
+
+    real = invoke("events", "replay", "--failed")
+    assert real.exit_code == 0
+    assert f"{failed_event.event_id}: processed" in real.stdout
+    assert RepairOrder.objects.get(pk=failed_event.order_id).status in {"paid", "processing"}
+    history = RepairOrder.objects.get(pk=failed_event.order_id).history.first()
+    assert history.source == "cli"
+
+
+@pytest.mark.django_db
+def test_replay_of_unknown_event_fails():
+    result = invoke("events", "replay", "evt_nope")
+    assert result.exit_code == 1
+
+
+@pytest.mark.django_db
+def test_reconcile_applies_a_lost_webhook():
+    order = _pending_order()
+    checkout_open(order=order, base_url="http://testserver/")
+    # The customer paid, but the provider's webhook never reached us.
+    DummyCheckoutSession.objects.filter(order=order).update(
+        status="complete", payment_status="paid", payment_intent_id="pi_dummy_lost"
+    )
+    dry = invoke("reconcile", "--dry-run")
+    assert f"{order.id}: (dry run) payment confirmed" in dry.stdout
+    assert RepairOrder.objects.get(pk=order.pk).status == OrderStatus.PENDING
+    invoke("reconcile")
+    reconciled = RepairOrder.objects.get(pk=order.pk)
+    assert reconciled.status in {"paid", "processing"}
+    assert reconciled.payment_intent_id == "pi_dummy_lost"
+    assert json.dumps(invoke("reconcile").stdout).count(str(order.id)) == 0
