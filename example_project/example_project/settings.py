@@ -8,7 +8,7 @@ the dummy payment gateway), so ``manage.py runserver`` works on a fresh machine.
 Environment: ``DATABASE_URL`` (postgres://user:pass@host:5432/name or sqlite:///path),
 ``REDIS_URL`` (redis://host:6379/0: cache, locks, throttling and the Huey queue),
 ``STRIPE_SECRET_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``, ``SECRET_KEY``, ``DEBUG``,
-``ALLOWED_HOSTS``.
+``ALLOWED_HOSTS``, ``EMAIL_BACKEND`` (and ``EMAIL_FILE_PATH`` for the file-based one).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # serves the /api/docs assets itself instead of from a CDN
     "ninja_jwt.token_blacklist",
     "huey.contrib.djhuey",
     "marketlink",
@@ -159,10 +160,16 @@ USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 _EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# The file-based backend's folder (django.core.mail.backends.filebased.EmailBackend).
+_EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", "")
 if django.VERSION >= (6, 1):
     MAILERS = {"default": {"BACKEND": _EMAIL_BACKEND}}
+    if _EMAIL_FILE_PATH:
+        MAILERS["default"]["OPTIONS"] = {"file_path": _EMAIL_FILE_PATH}
 else:
     EMAIL_BACKEND = _EMAIL_BACKEND
+    if _EMAIL_FILE_PATH:
+        EMAIL_FILE_PATH = _EMAIL_FILE_PATH
 DEFAULT_FROM_EMAIL = "invoices@marketlink.example"
 
 LOGGING = {

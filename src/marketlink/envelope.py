@@ -195,6 +195,23 @@ def _envelope(
     return api.create_response(request, body, status=status)
 
 
+def unknown_path(request: HttpRequest, path: str = "") -> HttpResponse:
+    """The last URL pattern under marketlink's prefix: an unknown path gets a 404 in the
+    envelope (not Django's HTML page), with a hint when only the trailing slash is missing."""
+    from django.http import JsonResponse
+    from django.urls import Resolver404, resolve
+
+    message = "No such endpoint."
+    if not request.path.endswith("/"):
+        try:
+            resolve(request.path + "/")
+            message = f"No such endpoint; did you mean {request.path}/ (with the slash)?"
+        except Resolver404:
+            pass
+    body = {"success": False, "message": message, "data": None, "errors": []}
+    return JsonResponse(body, status=404)
+
+
 def install_error_handlers(api: NinjaAPI) -> None:
     """Map every failure a request can meet onto a response in the envelope."""
 

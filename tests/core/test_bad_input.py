@@ -85,3 +85,10 @@ def test_missing_body_is_named_as_the_body(api):
     body = assert_envelope_error(response, 400)
     assert body["message"] == "body is required"
     assert body["errors"] == [{"loc": ["body"], "msg": "body is required"}]
+
+
+def test_unknown_paths_get_a_404_in_the_envelope(api):
+    body = assert_envelope_error(api.get("/no/such/thing/"), 404)
+    assert body["message"] == "No such endpoint."
+    body = assert_envelope_error(api.post("/orders", {"variant_id": "x"}), 404)
+    assert "did you mean /api/orders/" in body["message"]
