@@ -163,7 +163,7 @@ _EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.cons
 # The file-based backend's folder (django.core.mail.backends.filebased.EmailBackend).
 _EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", "")
 if django.VERSION >= (6, 1):
-    MAILERS = {"default": {"BACKEND": _EMAIL_BACKEND}}
+    MAILERS: dict[str, dict[str, Any]] = {"default": {"BACKEND": _EMAIL_BACKEND}}
     if _EMAIL_FILE_PATH:
         MAILERS["default"]["OPTIONS"] = {"file_path": _EMAIL_FILE_PATH}
 else:

@@ -53,7 +53,16 @@ def check_payments(**_: Any) -> list[checks.CheckMessage]:
         return []
     config = conf.get()
     if config.PAYMENT_GATEWAY != "stripe":
-        return []
+        if settings.DEBUG:
+            return []
+        return [
+            checks.Warning(
+                "PAYMENT_GATEWAY is 'dummy' on a production (DEBUG=False) site: anyone with a "
+                "payment link can mark an order paid with its Pay button.",
+                hint="Set PAYMENT_GATEWAY to 'stripe' with its keys before taking real orders.",
+                id="marketlink.W002",
+            )
+        ]
     messages: list[checks.CheckMessage] = []
     key = config.STRIPE_SECRET_KEY
     if not key:

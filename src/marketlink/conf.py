@@ -42,7 +42,10 @@ class MarketlinkSettings(BaseModel):
     # --- Orders and stock ------------------------------------------------------------------
     CURRENCY: str = Field("usd", min_length=3, max_length=3, description="ISO 4217, lowercase.")
     RESERVATION_TTL: int = Field(
-        30 * 60, ge=60, description="Seconds a pending order holds its unit of stock."
+        30 * 60,
+        ge=60,
+        le=24 * 3600,  # Stripe refuses a Checkout Session that lives longer than a day
+        description="Seconds a pending order holds its unit of stock.",
     )
     LOCK_BACKEND: Literal["auto", "redis", "database"] = Field(
         "auto",

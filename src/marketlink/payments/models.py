@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 
 from marketlink.orders.models import RepairOrder
+from marketlink.payments.gateways.base import ZERO_DECIMAL_CURRENCIES
 
 
 class EventStatus(models.TextChoices):
@@ -92,3 +93,11 @@ class DummyCheckoutSession(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def amount_display(self) -> str:
+        """The amount as a person reads it: ``40.00 USD``, ``4000 JPY``."""
+        currency = self.currency.upper()
+        if self.currency.lower() in ZERO_DECIMAL_CURRENCIES:
+            return f"{self.amount_minor} {currency}"
+        return f"{self.amount_minor // 100}.{self.amount_minor % 100:02d} {currency}"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from marketlink import conf
@@ -43,11 +44,14 @@ class PermanentProblem(Exception):
 
 def _redirect_urls(order: RepairOrder, base_url: str) -> tuple[str, str]:
     config = conf.get()
-    own = f"{base_url.rstrip('/')}/api/orders/{order.id}"
-    success = (config.SUCCESS_URL or own + "/success/?session_id={CHECKOUT_SESSION_ID}").replace(
+    # Wherever the host mounted marketlink's URLconf, not a hard-coded "/api/".
+    site = base_url.rstrip("/")
+    own_success = site + reverse("marketlink:checkout_succeeded", kwargs={"id": order.id})
+    own_cancel = site + reverse("marketlink:checkout_cancelled", kwargs={"id": order.id})
+    success = (config.SUCCESS_URL or own_success + "?session_id={CHECKOUT_SESSION_ID}").replace(
         "{order_id}", str(order.id)
     )
-    cancel = (config.CANCEL_URL or own + "/cancel/").replace("{order_id}", str(order.id))
+    cancel = (config.CANCEL_URL or own_cancel).replace("{order_id}", str(order.id))
     return success, cancel
 
 
@@ -150,7 +154,10 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
     gateway = get_gateway()
     if not signature:
         raise InvalidInput("The Stripe-Signature header is missing.")
-    event = gateway.verify_event(payload, signature)
+    try:
+        event = gateway.verify_event(payload, signature)
+    except ValueError:  # genuinely signed, but not JSON (or not UTF-8)
+        raise InvalidInput("The event body is not valid JSON.") from None
     event_id, event_type = _event_parts(event)
     record = _event_record(event_id, event_type, event, gateway.name)
     return event_process(record_id=record.pk)
@@ -369,8 +376,10 @@ def _on_session_expired(order: RepairOrder, obj: dict[str, Any], source: str) ->
     if order.checkout_session_id and order.checkout_session_id != obj.get("id"):
         return "an earlier checkout session expired; the order has a newer one"
     if order.expires_at > timezone.now():
+        # The session id stays: the next open finds it expired and makes a new session under a
+        # key derived from it (cleared, the first key would bring the dead session back).
         RepairOrder.objects.filter(pk=order.pk, checkout_session_id=obj.get("id")).update(
-            checkout_session_id=None, checkout_url=""
+            checkout_url=""
         )
         return "checkout expired before the reservation; the payment link makes a new one"
     return _release_if_pending(order, OrderStatus.CANCELLED, source, "checkout session expired")

@@ -8,7 +8,7 @@ all exercised. It uses only the standard library and never imports ``stripe`` or
 
 Pointing stripe-python 16 at it (plain ``http://`` works; the SDK does not insist on TLS)::
 
-    standin = StripeStandIn(webhook_url="http://127.0.0.1:8000/stripe/webhook/").start()
+    standin = StripeStandIn(webhook_url="http://127.0.0.1:8000/api/webhooks/payment/").start()
     client = stripe.StripeClient("sk_test_standin", base_addresses={"api": standin.api_base})
     session = client.v1.checkout.sessions.create(params={...})
 
@@ -50,7 +50,7 @@ stored.
 Run by hand (blocks until Ctrl-C)::
 
     python -m marketlink.testing.stripe_server --port 12111 \\
-        --webhook-url http://127.0.0.1:8000/stripe/webhook/ --webhook-secret whsec_x
+        --webhook-url http://127.0.0.1:8000/api/webhooks/payment/ --webhook-secret whsec_x
 """
 
 import argparse

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _a_development_site(settings):
+    settings.DEBUG = True  # pytest-django runs with DEBUG=False, a production site for checks
+
+
+def ids() -> set[str]:
+    return {message.id for message in checks.run_checks() if message.id.startswith("marketlink")}
+
+
+def test_clean_configuration_has_no_findings():
+    assert ids() == set()
+
+
+def test_bad_settings_are_reported(settings):
+    settings.MARKETLINK = {"PAGE_SIZE": 0, "NOT_A_SETTING": 1}
+    messages = [m for m in checks.run_checks() if m.id == "marketlink.E001"]
+    assert len(messages) == 2
+    assert any("NOT_A_SETTING" in m.msg for m in messages)
+
+
+def test_reservation_longer_than_stripe_allows_is_refused(settings):
+    settings.MARKETLINK = {"RESERVATION_TTL": 2 * 24 * 3600}
+    assert "marketlink.E001" in ids()
+
+
+def test_stripe_without_keys(settings):
+    settings.MARKETLINK = {"PAYMENT_GATEWAY": "stripe"}
+    assert {"marketlink.E003", "marketlink.E004"} <= ids()
+
+
+@pytest.mark.parametrize(
+    ("key", "debug", "warned"),
+    [("sk_live_x", True, True), ("sk_test_x", False, True), ("sk_test_x", True, False)],
+)
+def test_stripe_key_mode(settings, key, debug, warned):
+    settings.DEBUG = debug
+    settings.MARKETLINK = {
+        "PAYMENT_GATEWAY": "stripe",
+        "STRIPE_SECRET_KEY": key,
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    }
+    assert ("marketlink.W001" in ids()) is warned
+
+
+def test_dummy_gateway_in_production_is_warned(settings):
+    settings.DEBUG = False
+    assert "marketlink.W002" in ids()
+
+
+def test_missing_app(settings):
+    settings.INSTALLED_APPS = [
+        a for a in settings.INSTALLED_APPS if a != "ninja_jwt.token_blacklist"
+    ]
+    assert "marketlink.E002" in ids()
+
+
+def test_lock_cache_must_exist_and_redis_must_answer(settings):
+    settings.MARKETLINK = {"LOCK_CACHE": "nope"}
+    assert "marketlink.E005" in ids()
+    settings.MARKETLINK = {"LOCK_BACKEND": "redis"}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert "marketlink.E006" in ids()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2},
+        }
+    }
+    assert "marketlink.E007" in ids()
