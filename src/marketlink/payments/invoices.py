@@ -12,7 +12,8 @@ import logging
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -36,15 +37,17 @@ def invoice_send(*, order_id: str) -> str:
     waits, then sees ``sent_at`` and sends nothing. (An email that left just before a crash,
     before the commit, would be sent again on retry: at-least-once is what SMTP allows.)
     """
-    with transaction.atomic():
-        order = RepairOrder.objects.select_related("variant__service").get(pk=order_id)
+    order = RepairOrder.objects.select_related("variant__service").get(pk=order_id)
+    with contextlib.suppress(IntegrityError), transaction.atomic():
         Invoice.objects.get_or_create(order=order, defaults={"number": invoice_number(order)})
+    # Counted outside the sending transaction, so attempts that fail are counted too.
+    Invoice.objects.filter(order=order, sent_at__isnull=True).update(attempts=F("attempts") + 1)
+    with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(order=order)
         if invoice.sent_at is None:
-            invoice.attempts += 1
             _email(order, invoice)
             invoice.sent_at = timezone.now()
-            invoice.save(update_fields=["sent_at", "attempts"])
+            invoice.save(update_fields=["sent_at"])
             outcome = f"invoice {invoice.number} sent"
         else:
             outcome = f"invoice {invoice.number} was already sent"

@@ -16,8 +16,11 @@ LINK_SALT = "marketlink.payments.link"
 
 
 def payment_link_path(order: RepairOrder) -> str:
-    """The stable, signed marketlink path that opens (or reopens) the order's checkout."""
-    token = signing.dumps(str(order.id), salt=LINK_SALT)
+    """The stable, signed marketlink path that opens (or reopens) the order's checkout.
+
+    Signed without a timestamp, so every read of the order shows the same URL; it is only
+    honoured while the order is pending and its reservation lasts."""
+    token = signing.Signer(salt=LINK_SALT).sign(str(order.id))
     return reverse("marketlink:payment_link", kwargs={"token": token})
 
 
@@ -32,7 +35,7 @@ def payment_url(order: RepairOrder, build_absolute_uri: Any) -> str | None:
 
 def order_for_link(token: str) -> RepairOrder:
     try:
-        order_id = uuid.UUID(signing.loads(token, salt=LINK_SALT))
+        order_id = uuid.UUID(signing.Signer(salt=LINK_SALT).unsign(token))
     except (signing.BadSignature, ValueError):
         raise NotFound("This payment link is not valid.") from None
     order = RepairOrder.objects.filter(pk=order_id).first()

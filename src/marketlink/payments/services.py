@@ -6,10 +6,15 @@ provider calls happen first (or after commit, from tasks), and their results are
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +30,13 @@ from marketlink.exceptions import (
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.services import NoStockToRetake, TransitionRefused, order_transition
 from marketlink.payments.gateways import get_gateway
-from marketlink.payments.gateways.base import CheckoutRequest, GatewayError, to_minor_units
+from marketlink.payments.gateways.base import (
+    CHECKOUT_EXPIRY_STEP,
+    MIN_CHECKOUT_LIFE,
+    CheckoutRequest,
+    GatewayError,
+    to_minor_units,
+)
 from marketlink.payments.models import EventStatus, PaymentEvent
 from marketlink.payments.selectors import order_for_event
 
@@ -55,21 +66,38 @@ def _redirect_urls(order: RepairOrder, base_url: str) -> tuple[str, str]:
     return success, cancel
 
 
+def checkout_expiry(order: RepairOrder) -> datetime:
+    """When the order's checkout session should end: the reservation's end, unless that is
+    sooner than providers allow (Stripe: 30 minutes). Then the first 5-minute mark after the
+    earliest allowed end, so that a retry within those minutes sends the provider the very same
+    parameters under the same idempotency key, and gets the same session back."""
+    earliest = timezone.now() + MIN_CHECKOUT_LIFE
+    if order.expires_at >= earliest:
+        return order.expires_at
+    step = CHECKOUT_EXPIRY_STEP.total_seconds()
+    rounded = math.ceil(earliest.timestamp() / step) * step
+    return datetime.fromtimestamp(rounded, tz=UTC)
+
+
 def checkout_open(*, order: RepairOrder, base_url: str) -> str:
-    """The URL of an open checkout for a pending order: its current session if still open, else
-    a new one. Two concurrent opens share one session (the provider's idempotency key)."""
+    """The absolute URL of an open checkout for a pending order: its current session if still
+    open, else a new one. Retries reuse the provider's session (idempotency key); of two
+    concurrent opens that made two sessions, one is kept and the other closed, so an order never
+    has two payable checkouts."""
     if order.status != OrderStatus.PENDING:
         raise Conflict(f"This order is {order.status}; there is nothing to pay.")
     if order.expires_at <= timezone.now():
         raise Conflict("This order's reservation has expired; please book again.")
     gateway = get_gateway()
-    if order.checkout_session_id:
-        session = gateway.fetch_checkout(order.checkout_session_id)
+    previous = order.checkout_session_id
+    if previous:
+        session = gateway.fetch_checkout(previous)
         if session.status == "open":
-            return session.url
+            return urljoin(base_url, session.url)
         if session.status == "complete":
             raise Conflict("This order is paid; its confirmation is on its way.")
     success_url, cancel_url = _redirect_urls(order, base_url)
+    expires_at = checkout_expiry(order)
     session = gateway.create_checkout(
         CheckoutRequest(
             order_id=str(order.id),
@@ -77,19 +105,27 @@ def checkout_open(*, order: RepairOrder, base_url: str) -> str:
             currency=order.currency,
             description=f"{order.vendor_name}: {order.variant_name}",
             customer_email=order.customer_email,
-            expires_at=order.expires_at,
+            expires_at=expires_at,
             success_url=success_url,
             cancel_url=cancel_url,
-            # Derived from the order and the session it replaces: a retry or a concurrent open
-            # gets the same session back instead of making a second one.
-            idempotency_key=f"marketlink-checkout-{order.id}-{order.checkout_session_id or 0}",
+            idempotency_key=(
+                f"marketlink-checkout-{order.id}-{previous or 0}-{int(expires_at.timestamp())}"
+            ),
         )
     )
-    RepairOrder.objects.filter(pk=order.id, status=OrderStatus.PENDING).update(
-        checkout_session_id=session.id, checkout_url=session.url, updated_at=timezone.now()
-    )
-    order.checkout_session_id, order.checkout_url = session.id, session.url
-    return session.url
+    url = urljoin(base_url, session.url)
+    stored = RepairOrder.objects.filter(
+        pk=order.id, status=OrderStatus.PENDING, checkout_session_id=previous
+    ).update(checkout_session_id=session.id, checkout_url=url, updated_at=timezone.now())
+    if not stored:
+        order.refresh_from_db()
+        if order.checkout_session_id != session.id:
+            # Someone else's open (or a payment) got there first: ours must not stay payable.
+            with contextlib.suppress(GatewayError):
+                gateway.expire_checkout(session.id)
+            return checkout_open(order=order, base_url=base_url)
+    order.checkout_session_id, order.checkout_url = session.id, url
+    return url
 
 
 def checkout_begin_eagerly(*, order: RepairOrder, base_url: str) -> None:
@@ -137,12 +173,26 @@ def payment_state(*, order_id: Any) -> dict[str, Any]:
         raise NotFound("No such order.")
     provider_says_paid = order.status in PAID_STATUSES
     if order.status == OrderStatus.PENDING and order.checkout_session_id:
-        try:
-            session = get_gateway().fetch_checkout(order.checkout_session_id)
-            provider_says_paid = session.payment_status == "paid"
-        except GatewayError:
-            pass
+        provider_says_paid = _provider_says_paid(order.checkout_session_id)
     return {"id": order.id, "status": order.status, "provider_says_paid": provider_says_paid}
+
+
+def _provider_says_paid(session_id: str) -> bool:
+    """The page is public and may be reloaded: a "paid" answer (final) is remembered, and so,
+    for a few seconds, is the provider being down, so a slow provider does not slow every reload.
+    An "unpaid" answer is not, so the page shows a payment as soon as the provider knows it."""
+    key = f"marketlink:checkout-paid:{session_id}"
+    cached = cache.get(key)
+    if cached is not None:
+        return bool(cached)
+    try:
+        paid = get_gateway().fetch_checkout(session_id).payment_status == "paid"
+    except GatewayError:
+        cache.set(key, False, timeout=5)
+        return False
+    if paid:
+        cache.set(key, True, timeout=3600)
+    return paid
 
 
 # --- The webhook pipeline ----------------------------------------------------------------------
@@ -235,17 +285,22 @@ def _dispatch(record: PaymentEvent, source: str) -> tuple[str, str]:
 def _remember_ids(order: RepairOrder, obj: dict[str, Any]) -> dict[str, str]:
     """Provider ids this event teaches us, to find the order by later events and to refund."""
     ids: dict[str, str] = {}
-    kind = obj.get("object")
-    intent = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
-    if isinstance(intent, str) and intent and not order.payment_intent_id:
+    intent = _intent_of(obj)
+    if intent and not order.payment_intent_id:
         ids["payment_intent_id"] = intent
-    if kind == "checkout.session" and not order.checkout_session_id:
+    if obj.get("object") == "checkout.session" and not order.checkout_session_id:
         ids["checkout_session_id"] = obj["id"]
     if ids:
         RepairOrder.objects.filter(pk=order.pk).update(**ids)
         for name, value in ids.items():
             setattr(order, name, value)
     return ids
+
+
+def _intent_of(obj: dict[str, Any]) -> str | None:
+    """The payment intent an event's object is, or belongs to."""
+    intent = obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
+    return intent if isinstance(intent, str) and intent else None
 
 
 def _with_fresh_status(order: RepairOrder, act: Callable[[RepairOrder], str]) -> str:
@@ -271,6 +326,16 @@ def _mark_paid(order: RepairOrder, obj: dict[str, Any], amount: Any, source: str
     def act(order: RepairOrder) -> str:
         status = order.status
         if status in PAID_STATUSES:
+            intent = _intent_of(obj)
+            if intent and order.payment_intent_id and intent != order.payment_intent_id:
+                # The customer paid twice (two checkouts, or a retry): money is never kept twice.
+                from marketlink.payments.tasks import refund_duplicate_payment
+
+                order_id = str(order.id)
+                transaction.on_commit(
+                    lambda: refund_duplicate_payment(order_id, intent), robust=True
+                )
+                return f"a second payment ({intent}) for a paid order: refund queued"
             return "already paid"
         if status == OrderStatus.REFUNDED:
             return "the order was already refunded; nothing to do"
@@ -392,6 +457,9 @@ def _on_intent_failed(order: RepairOrder, obj: dict[str, Any], source: str) -> s
 
 def _on_charge_refunded(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
     _remember_ids(order, obj)
+    intent = _intent_of(obj)
+    if intent and order.payment_intent_id and intent != order.payment_intent_id:
+        return f"refund of a duplicate payment ({intent}); the order's own payment stands"
     refunded = obj.get("amount_refunded")
     if refunded != to_minor_units(order.total_amount, order.currency):
         raise PermanentProblem(f"partial refund of {refunded}: marketlink refunds whole orders")
@@ -463,6 +531,21 @@ def _refund_at_gateway(order: RepairOrder) -> str:
         amount_minor=to_minor_units(order.total_amount, order.currency),
         idempotency_key=f"marketlink-refund-{order.id}",
     )
+
+
+def duplicate_payment_refund(*, order: RepairOrder, payment_intent_id: str) -> str:
+    """Refund a second payment for an order that was already paid with another one."""
+    if payment_intent_id == order.payment_intent_id:
+        return "that is the order's own payment; nothing to refund"
+    refund_id = get_gateway().refund(
+        payment_intent_id=payment_intent_id,
+        amount_minor=to_minor_units(order.total_amount, order.currency),
+        idempotency_key=f"marketlink-refund-duplicate-{payment_intent_id}",
+    )
+    logger.warning(
+        "order %s: duplicate payment %s refunded (%s)", order.id, payment_intent_id, refund_id
+    )
+    return f"duplicate payment refunded: {refund_id}"
 
 
 def late_payment_refund(*, order: RepairOrder) -> str:

@@ -60,3 +60,14 @@ def refund_late_payment(order_id: str, task: object = None) -> str:
             getattr(task, "retries", 0),
         )
         raise
+
+
+@db_task(
+    retries=MAX_RETRIES,
+    retry_delay=FIRST_RETRY_DELAY,
+    retry_backoff=RETRY_BACKOFF,
+)
+def refund_duplicate_payment(order_id: str, payment_intent_id: str) -> str:
+    """Refund a second payment for an order that another payment already paid."""
+    order = RepairOrder.objects.get(pk=order_id)
+    return services.duplicate_payment_refund(order=order, payment_intent_id=payment_intent_id)

@@ -8,11 +8,16 @@ order. Events reach marketlink only through the signed webhook, whatever the gat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from marketlink.exceptions import InvalidInput, PaymentProviderError
+
+# Stripe refuses a Checkout Session that ends sooner than 30 minutes after it is created; a minute
+# of margin covers clock drift and the request's travel.
+MIN_CHECKOUT_LIFE = timedelta(minutes=31)
+CHECKOUT_EXPIRY_STEP = timedelta(minutes=5)
 
 
 class GatewayError(PaymentProviderError):

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 from typing import Any
 
 import stripe
-from django.utils import timezone
 
 from marketlink import conf
 from marketlink.payments.gateways.base import (
@@ -23,10 +21,6 @@ from marketlink.payments.gateways.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Stripe refuses a session that expires sooner than 30 minutes after it is created; a minute of
-# margin covers the clock drift and the request's own travel.
-MIN_SESSION_LIFE = timedelta(minutes=31)
 
 
 class StripeGateway:
@@ -40,9 +34,6 @@ class StripeGateway:
         )
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
-        # The reservation may end sooner than Stripe allows a session to; a payment after it is
-        # handled as a late payment (stock taken again, or refunded).
-        expires_at = max(request.expires_at, timezone.now() + MIN_SESSION_LIFE)
         params: dict[str, Any] = {
             "mode": "payment",
             "line_items": [
@@ -61,7 +52,7 @@ class StripeGateway:
             "customer_email": request.customer_email,
             "success_url": request.success_url,
             "cancel_url": request.cancel_url,
-            "expires_at": int(expires_at.timestamp()),
+            "expires_at": int(request.expires_at.timestamp()),
         }
         session = self._call(
             "create a checkout session",
