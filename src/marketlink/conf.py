@@ -36,6 +36,12 @@ class MarketlinkSettings(BaseModel):
     REFRESH_TOKEN_LIFETIME: int = Field(
         7 * 24 * 3600, ge=60, description="JWT refresh token life, seconds."
     )
+    AUTH_USER_CACHE: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Seconds a process reuses the user behind an access token (0: never).",
+    )
     LOGIN_THROTTLE: str = Field("10/min", description="Login attempts per client address.")
     REGISTER_THROTTLE: str = Field("20/hour", description="Registrations per client address.")
 

@@ -20,6 +20,7 @@ request does not pay for a failing connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,8 +30,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Model
 
 from marketlink import conf
 from marketlink.catalog.models import ServiceVariant
@@ -167,6 +168,45 @@ def take_unit(variant_id: uuid.UUID) -> int | None:
         )
         row = cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+def take_unit_into(row: Model, variant_id: uuid.UUID, remaining_field: str) -> bool:
+    """Take one unit and insert ``row`` (an unsaved order) in a single statement, writing the
+    stock left into its ``remaining_field``. False when there is no free unit (nothing written).
+
+    On PostgreSQL this is one ``WITH taken AS (UPDATE … RETURNING stock) INSERT … SELECT``: the
+    decrement and the order commit together without a BEGIN/COMMIT round trip, which keeps the
+    variant's lock held for the shortest time. Other databases answer False and the caller takes
+    its transaction path (:func:`take_unit`, then a save).
+    """
+    if connection.vendor != "postgresql":
+        return False
+    quote = connection.ops.quote_name
+    fields = [f for f in row._meta.concrete_fields if f.name != remaining_field]
+    values = [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields]
+    remaining = quote(str(getattr(row._meta.get_field(remaining_field), "column", "")))
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    placeholders = ", ".join(["%s"] * len(values))
+    variant_table = quote(ServiceVariant._meta.db_table)
+    sql = (
+        f"WITH taken AS (UPDATE {variant_table} SET stock = stock - 1 "  # noqa: S608
+        "WHERE id = %s AND stock >= 1 AND archived_at IS NULL RETURNING stock) "
+        f"INSERT INTO {quote(row._meta.db_table)} ({columns}, {remaining}) "
+        f"SELECT {placeholders}, taken.stock FROM taken RETURNING {remaining}"
+    )
+    # A savepoint only when called inside a transaction, so an IntegrityError (a duplicate
+    # Idempotency-Key) leaves that transaction usable; at the top level the statement commits
+    # by itself.
+    atomic = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with atomic, connection.cursor() as cursor:
+        cursor.execute(sql, [variant_id, *values])
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return False
+    setattr(row, remaining_field, int(inserted[0]))
+    row._state.adding = False
+    row._state.db = connection.alias
+    return True
 
 
 def return_unit(variant_id: uuid.UUID) -> None:

@@ -245,3 +245,31 @@ def test_host_users_sharing_an_address_each_get_an_account(api):
     # Logging in by the address still reaches the user who has it as a marketlink account.
     login = api.post("/users/login/", {"email": "shared@example.com", "password": DEFAULT_PASSWORD})
     assert login.json()["data"]["user"]["id"] == str(first.marketlink_account.id)
+
+
+def test_a_reused_token_sees_profile_changes_at_once(api):
+    tokens = register(api).json()["data"]["tokens"]
+    assert api.get("/users/profile/", token=tokens["access"]).status_code == 200
+    api.patch("/users/profile/", {"first_name": "Renamed"}, token=tokens["access"])
+    profile = api.get("/users/profile/", token=tokens["access"]).json()["data"]
+    assert profile["first_name"] == "Renamed"
+
+
+def test_a_deactivated_user_loses_access_within_the_user_cache_time(api, settings):
+    import time
+
+    settings.MARKETLINK = {"AUTH_USER_CACHE": 0.3}
+    tokens = register(api).json()["data"]["tokens"]
+    assert api.get("/users/profile/", token=tokens["access"]).status_code == 200
+    get_user_model().objects.update(is_active=False)
+    assert api.get("/users/profile/", token=tokens["access"]).status_code == 200  # cached
+    time.sleep(0.35)
+    assert api.get("/users/profile/", token=tokens["access"]).status_code == 401
+
+
+def test_without_the_user_cache_deactivation_is_immediate(api, settings):
+    settings.MARKETLINK = {"AUTH_USER_CACHE": 0}
+    tokens = register(api).json()["data"]["tokens"]
+    assert api.get("/users/profile/", token=tokens["access"]).status_code == 200
+    get_user_model().objects.update(is_active=False)
+    assert api.get("/users/profile/", token=tokens["access"]).status_code == 401

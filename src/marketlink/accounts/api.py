@@ -19,7 +19,7 @@ from marketlink.accounts.schemas import (
     TokensOut,
     UserOut,
 )
-from marketlink.accounts.selectors import account_for_user
+from marketlink.accounts.selectors import account_of
 from marketlink.accounts.throttles import SettingRateThrottle
 from marketlink.envelope import Envelope, created, ok, responses
 
@@ -69,12 +69,12 @@ def token_refresh(request: HttpRequest, payload: RefreshIn) -> dict[str, Any]:
 
 @router.get("/profile/", response=responses(200, Envelope[UserOut], 401), auth=authenticated)
 def profile(request: AuthedRequest) -> dict[str, Any]:
-    return ok(account_for_user(request.auth))
+    return ok(account_of(request.auth))
 
 
 @router.patch(
     "/profile/", response=responses(200, Envelope[UserOut], 401, body=True), auth=authenticated
 )
 def profile_update(request: AuthedRequest, payload: ProfilePatch) -> dict[str, Any]:
-    account = services.profile_update(account=account_for_user(request.auth), **payload.changes())
+    account = services.profile_update(account=account_of(request.auth), **payload.changes())
     return ok(account, "Profile updated.")

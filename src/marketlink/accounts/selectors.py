@@ -60,3 +60,10 @@ def active_user_by_pk(pk: Any) -> Any | None:
         .filter(pk=pk, is_active=True)
         .first()
     )
+
+
+def account_of(user: Any) -> Account:
+    """The user's account read afresh from the database, with the user: for answers that show a
+    person their own data (the authenticated user object may be a few seconds old)."""
+    account_for_user(user)
+    return Account.objects.select_related("user").get(user_id=user.pk)

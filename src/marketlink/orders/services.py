@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from marketlink import conf, locking
-from marketlink.catalog.selectors import variant_get
+from marketlink.catalog.selectors import variant_for_booking
 from marketlink.exceptions import Conflict, InvalidInput, NotFound
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
 from marketlink.orders.selectors import expired_pending_ids
@@ -111,40 +111,55 @@ def order_place(
         replay = _replay(customer, idempotency_key, variant_id)
         if replay is not None:
             return replay, False
-    variant = variant_get(variant_id=variant_id)
+    variant = variant_for_booking(variant_id=variant_id)
     if variant.stock < 1 and not expired_pending_ids(variant_id=variant_id):
         raise Conflict("This variant is out of stock.")
     config = conf.get()
+    order = RepairOrder(
+        customer=customer,
+        vendor_id=variant.vendor_id,
+        variant_id=variant_id,
+        customer_email=customer_email,
+        vendor_name=variant.vendor_name,
+        variant_name=variant.name,
+        unit_price=variant.price,
+        total_amount=variant.price,
+        currency=config.CURRENCY,
+        payment_method=config.PAYMENT_GATEWAY,
+        expires_at=timezone.now() + timedelta(seconds=config.RESERVATION_TTL),
+        idempotency_key=idempotency_key,
+    )
     try:
-        with locking.variant_lock(variant_id), transaction.atomic():
-            stock_left = locking.take_unit(variant_id)
-            if stock_left is None and _reclaim_expired(variant_id):
-                stock_left = locking.take_unit(variant_id)
-            if stock_left is None:
-                raise Conflict("This variant is out of stock.")
-            order = RepairOrder.objects.create(
-                customer=customer,
-                vendor_id=variant.service.vendor_id,
-                variant=variant,
-                customer_email=customer_email,
-                vendor_name=variant.service.vendor.business_name,
-                variant_name=variant.name,
-                unit_price=variant.price,
-                stock_after_reservation=stock_left,
-                total_amount=variant.price,
-                currency=config.CURRENCY,
-                payment_method=config.PAYMENT_GATEWAY,
-                expires_at=timezone.now() + timedelta(seconds=config.RESERVATION_TTL),
-                idempotency_key=idempotency_key,
-            )
+        with locking.variant_lock(variant_id):
+            # The common case in one statement; the slow path when there is no free unit.
+            if not locking.take_unit_into(order, variant_id, "stock_after_reservation"):
+                _place_after_reclaiming(order, variant_id)
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won; our unit went back on rollback.
         replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None
         if replay is None:
             raise
         return replay, False
-    logger.info("order %s placed for variant %s (%d left)", order.id, variant_id, stock_left)
+    logger.info(
+        "order %s placed for variant %s (%d left)",
+        order.id,
+        variant_id,
+        order.stock_after_reservation,
+    )
     return order, True
+
+
+def _place_after_reclaiming(order: RepairOrder, variant_id: uuid.UUID) -> None:
+    """Take a unit (after releasing lapsed reservations if none is free) and save the order, in
+    one transaction; :class:`Conflict` when the variant is really sold out."""
+    with transaction.atomic():
+        stock_left = locking.take_unit(variant_id)
+        if stock_left is None and _reclaim_expired(variant_id):
+            stock_left = locking.take_unit(variant_id)
+        if stock_left is None:
+            raise Conflict("This variant is out of stock.")
+        order.stock_after_reservation = stock_left
+        order.save(force_insert=True)
 
 
 def _reclaim_expired(variant_id: uuid.UUID) -> int:
