@@ -21,6 +21,7 @@ import pytest
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.test import Client
 from live_site import site_env, start_huey, stop
+from mail_outbox import sent_emails
 from payment_events import checkout_session, deliver, event
 
 from marketlink.orders.models import OrderStatusChange, RepairOrder
@@ -107,7 +108,7 @@ def new_order() -> RepairOrder:
 
 
 def emails(outbox: Path) -> list[str]:
-    return [path.read_text() for path in sorted(outbox.iterdir())]
+    return sent_emails(outbox)
 
 
 @pytest.mark.postgres

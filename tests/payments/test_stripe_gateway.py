@@ -900,7 +900,7 @@ def test_an_open_that_lost_a_race_closes_its_session(shop, standin, customer_use
 def test_the_success_page_does_not_wait_on_a_down_provider_at_every_reload(
     shop, standin, customer_user
 ):
-    order, session_id = shop.opened(customer_user, VariantFactory())
+    order, _ = shop.opened(customer_user, VariantFactory())
     success = f"/api/orders/{order['id']}/success/"
     standin.down = True
     asked = len(standin.requests_log)

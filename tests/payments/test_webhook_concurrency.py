@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from live_site import site_env, start_gunicorn, stop
+from mail_outbox import sent_emails
 from payment_events import checkout_session, event, payment_intent, signed
 
 from marketlink.catalog.models import ServiceVariant
@@ -97,7 +98,7 @@ def assert_paid_once(order: RepairOrder, outbox: Path, emails_before: int) -> No
     )
     assert changes == [("pending", "paid"), ("paid", "processing")]
     assert Invoice.objects.filter(order=order, sent_at__isnull=False).count() == 1
-    assert len(list(outbox.iterdir())) == emails_before + 1
+    assert len(sent_emails(outbox)) == emails_before + 1
     assert ServiceVariant.objects.get(pk=order.variant_id).stock == 4
 
 

@@ -1,0 +1,178 @@
+"""A small closed-loop HTTP/1.1 load client: N connections, each sending its next request as soon
+as the previous answer is in (keep-alive), on one asyncio loop, with no dependency.
+
+It is deliberately thin — prebuilt request bytes, a hand-written response parser that reads only
+the status line and the framing headers — so that on a 2-core machine shared with the server it
+costs a small, measured fraction of a core (``LoadResult.client_cpu``). Every response is kept
+(status, send and receive times, the caller's tag) so correctness can be checked afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# A request factory gets the request's sequence number and returns (request bytes, tag).
+RequestFactory = Callable[[int], tuple[bytes, Any]]
+
+
+@dataclass(slots=True)
+class Response:
+    status: int  # 0: the connection failed before an answer
+    sent: float  # time.monotonic()
+    received: float
+    tag: Any
+
+
+@dataclass
+class LoadResult:
+    responses: list[Response]
+    started: float  # time.monotonic()
+    elapsed: float  # seconds from the first send to the last answer
+    client_cpu: float  # the client's CPU seconds over the run
+    reconnects: int
+    samples: dict[int, bytes] = field(default_factory=dict)  # one body per unexpected status
+
+    @property
+    def wall_offset(self) -> float:
+        """Add to a ``time.monotonic()`` value to get a ``time.time()`` value."""
+        return _WALL_OFFSET
+
+
+_WALL_OFFSET = time.time() - time.monotonic()
+
+
+def build_request(
+    method: str, path: str, host: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    if body or method in {"POST", "PUT", "PATCH"}:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _Closed(Exception):
+    pass
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """``(status, body, server keeps the connection)`` of one response."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        raise _Closed from exc
+    status = int(head[9:12])
+    lower = head.lower()
+    keep = b"\r\nconnection: close" not in lower and head.startswith(b"HTTP/1.1")
+    at = lower.find(b"\r\ncontent-length:")
+    if at >= 0:
+        end = lower.index(b"\r\n", at + 2)
+        body = await reader.readexactly(int(lower[at + 17 : end]))
+    elif b"\r\ntransfer-encoding: chunked" in lower:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")  # no trailers from our servers
+                break
+            parts.append((await reader.readexactly(size + 2))[:-2])
+        body = b"".join(parts)
+    else:
+        body = await reader.read()
+        keep = False
+    return status, body, keep
+
+
+async def _load(
+    host: str,
+    port: int,
+    factory: RequestFactory,
+    concurrency: int,
+    total: int | None,
+    duration: float | None,
+    timeout: float,
+) -> LoadResult:
+    counter = itertools.count()
+    responses: list[Response] = []
+    samples: dict[int, bytes] = {}
+    reconnects = 0
+    started = time.monotonic()
+    deadline = started + duration if duration is not None else float("inf")
+
+    async def client() -> None:
+        nonlocal reconnects
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            while True:
+                number = next(counter)
+                if (total is not None and number >= total) or time.monotonic() >= deadline:
+                    return
+                request, tag = factory(number)
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, port)
+                assert reader is not None
+                sent = time.monotonic()
+                try:
+                    writer.write(request)
+                    status, body, keep = await asyncio.wait_for(_read_response(reader), timeout)
+                except (OSError, _Closed, TimeoutError, asyncio.IncompleteReadError):
+                    status, body, keep = 0, b"", False
+                received = time.monotonic()
+                responses.append(Response(status, sent, received, tag))
+                if status >= 500 or status == 0 or status not in (200, 201, 409):
+                    samples.setdefault(status, body[:500])
+                if not keep:
+                    writer.close()
+                    reader = writer = None
+                    reconnects += 1
+        finally:
+            if writer is not None:
+                writer.close()
+
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    last = max((r.received for r in responses), default=started)
+    return LoadResult(
+        responses=responses,
+        started=started,
+        elapsed=last - started,
+        client_cpu=(cpu_after.ru_utime - cpu_before.ru_utime)
+        + (cpu_after.ru_stime - cpu_before.ru_stime),
+        reconnects=reconnects,
+        samples=samples,
+    )
+
+
+def run_load(
+    host: str,
+    port: int,
+    factory: RequestFactory,
+    *,
+    concurrency: int = 32,
+    total: int | None = None,
+    duration: float | None = None,
+    timeout: float = 30.0,
+) -> LoadResult:
+    """Send requests from ``factory`` over ``concurrency`` keep-alive connections until ``total``
+    requests were sent or ``duration`` seconds passed, whichever comes first."""
+    if total is None and duration is None:
+        raise ValueError("give total, duration or both")
+    return asyncio.run(_load(host, port, factory, concurrency, total, duration, timeout))
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted list (0.0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
