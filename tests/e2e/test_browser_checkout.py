@@ -16,10 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -28,7 +24,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.db import connection
+from live_site import site_env, start_gunicorn, stop
 
 from marketlink.accounts.services import tokens_issue
 from marketlink.catalog.models import ServiceVariant
@@ -38,7 +34,6 @@ from marketlink.testing.factories import AccountFactory, VariantFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-EXAMPLE = Path(__file__).parents[2] / "example_project"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM_FLAGS = (
     "--headless",
@@ -58,12 +53,6 @@ def _missing(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- The browser and the site ------------------------------------------------------------------
@@ -116,62 +105,13 @@ class Site:
 def site(transactional_db: None, tmp_path: Path) -> Iterator[Site]:
     """The example site on the embedded default (no REDIS_URL: local-memory cache, Huey
     immediate, dummy gateway, console email backend) against the test database."""
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    else:
-        database_url = f"sqlite:///{db['NAME']}"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"REDIS_URL", "STRIPE_SECRET_KEY", "EMAIL_BACKEND"}
-    }
-    env |= {
-        "DATABASE_URL": database_url,
-        "DEBUG": "0",
-        "MARKETLINK_LOG_LEVEL": "ERROR",
-        "PYTHONUNBUFFERED": "1",
-    }
-    port = _free_port()
+    env = site_env(REDIS_URL=None, STRIPE_SECRET_KEY=None, EMAIL_BACKEND=None, PYTHONUNBUFFERED="1")
     log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                "--chdir",
-                str(EXAMPLE),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--worker-class",
-                "gthread",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc, url = start_gunicorn(env, threads=4, log=log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, f"gunicorn exited:\n{log.read_text()}"
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
-        yield Site(f"http://127.0.0.1:{port}", log)
+        yield Site(url, log)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 # --- Steps ---------------------------------------------------------------------------------------

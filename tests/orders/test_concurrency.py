@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.utils import timezone
+from live_site import EXAMPLE, free_port, site_env, start_gunicorn, stop
 from order_storm import assert_storm_outcome, book_concurrently, units_held
 
 from marketlink.accounts.services import tokens_issue
@@ -31,7 +32,6 @@ from marketlink.testing.factories import AccountFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLE = Path(__file__).parents[2] / "example_project"
 STOCK = 20
 REQUESTS = 200
 CUSTOMERS = 50
@@ -41,12 +41,6 @@ CONCURRENCY = 50
 @pytest.fixture
 def customer_tokens() -> list[str]:
     return [tokens_issue(user=AccountFactory().user)["access"] for _ in range(CUSTOMERS)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -59,54 +53,13 @@ def start_server() -> Iterator[object]:
     servers: list[subprocess.Popen[bytes]] = []
 
     def start(redis_url: str | None) -> str:
-        db = connection.settings_dict
-        if connection.vendor == "postgresql":
-            database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-        else:
-            database_url = f"sqlite:///{db['NAME']}"
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env |= {"DATABASE_URL": database_url, "DEBUG": "0", "MARKETLINK_LOG_LEVEL": "ERROR"}
-        if redis_url:
-            env["REDIS_URL"] = redis_url
-        port = _free_port()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "example_project.wsgi:application",
-                "--chdir",
-                str(EXAMPLE),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "16",
-                "--worker-class",
-                "gthread",
-                "--backlog",
-                "512",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-        )
+        proc, url = start_gunicorn(site_env(REDIS_URL=redis_url), threads=16)
         servers.append(proc)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return f"http://127.0.0.1:{port}"
-            except OSError:
-                assert proc.poll() is None, "gunicorn exited"
-                time.sleep(0.1)
-        raise AssertionError("gunicorn did not start")
+        return url
 
     yield start
     for proc in servers:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture
@@ -117,7 +70,7 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
         pytest.fail("redis-server is not installed") if os.environ.get(
             "CI"
         ) == "true" else pytest.skip("no redis-server")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             binary,
@@ -213,15 +166,10 @@ def test_a_killed_lock_holder_loses_no_unit(settings):
     decrement back, bookings get 503 (retry) until the lock's TTL lapses, then go on."""
     variant = VariantFactory(stock=3)
     customer = AccountFactory()
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "example_project.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).parents[2] / "example_project"), *sys.path]
-        ),
-    }
+    env = site_env(
+        DJANGO_SETTINGS_MODULE="example_project.settings",
+        PYTHONPATH=os.pathsep.join([str(EXAMPLE), *sys.path]),
+    )
     settings.MARKETLINK = {"LOCK_TTL": 3.0, "LOCK_WAIT": 0.3}
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(variant.id)], env=env, stdout=subprocess.PIPE

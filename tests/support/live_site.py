@@ -48,9 +48,11 @@ def site_env(**extra: str | None) -> dict[str, str]:
 
 
 def start_gunicorn(
-    env: dict[str, str], *, workers: int = 2, threads: int = 8
+    env: dict[str, str], *, workers: int = 2, threads: int = 8, log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn serving the example site with ``env``; ``log`` collects what it prints."""
     port = free_port()
+    output = log.open("wb") if log is not None else None
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -67,11 +69,17 @@ def start_gunicorn(
             str(threads),
             "--worker-class",
             "gthread",
+            "--backlog",
+            "512",
             "--log-level",
             "warning",
         ],
         env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
     )
+    if output is not None:
+        output.close()  # the child has its own copy
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
