@@ -1,0 +1,98 @@
+"""Every marketlink model has an admin page staff can open, search and filter."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from marketlink.orders.services import order_place
+from marketlink.payments.gateways.dummy import session_event
+from marketlink.payments.models import DummyCheckoutSession, EventStatus, PaymentEvent
+from marketlink.payments.services import checkout_open, webhook_receive
+from marketlink.testing.factories import AccountFactory, VariantFactory
+
+pytestmark = pytest.mark.django_db
+
+MARKETLINK_MODELS = [
+    model for model in admin.site._registry if model._meta.app_label.startswith("marketlink_")
+]
+
+
+@pytest.fixture
+def staff_client() -> Client:
+    user_model = get_user_model()
+    user = user_model(is_staff=True, is_superuser=True)
+    setattr(user, user_model.USERNAME_FIELD, "root@example.com")
+    setattr(user, user_model.get_email_field_name(), "root@example.com")
+    user.set_password("pw")
+    user.save()
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def paid_order():
+    account = AccountFactory()
+    order, _ = order_place(
+        customer=account.user, customer_email=account.email, variant_id=VariantFactory().id
+    )
+    checkout_open(order=order, base_url="http://testserver/")
+    session = DummyCheckoutSession.objects.get(order=order)
+    session.status, session.payment_status = "complete", "paid"
+    session.save()
+    payload, signature = session_event(session, "checkout.session.completed")
+    webhook_receive(payload=payload, signature=signature)
+    return order
+
+
+def test_every_model_is_registered():
+    labels = {m._meta.label for m in MARKETLINK_MODELS}
+    assert {
+        "marketlink_accounts.Account",
+        "marketlink_vendors.VendorProfile",
+        "marketlink_catalog.Service",
+        "marketlink_catalog.ServiceVariant",
+        "marketlink_orders.RepairOrder",
+        "marketlink_payments.PaymentEvent",
+        "marketlink_payments.Invoice",
+    } <= labels
+
+
+@pytest.mark.parametrize("model", MARKETLINK_MODELS, ids=lambda m: m._meta.label)
+def test_changelists_open_with_search_and_filters(staff_client, paid_order, model):
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    assert staff_client.get(url).status_code == 200
+    assert staff_client.get(url, {"q": "garage"}).status_code == 200
+
+
+def test_order_page_shows_history_and_payments(staff_client, paid_order):
+    url = reverse("admin:marketlink_orders_repairorder_change", args=[paid_order.pk])
+    page = staff_client.get(url)
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "checkout.session.completed" in content  # its payment events
+    assert "webhook" in content  # its history, with the source of each change
+
+
+def test_process_again_action(staff_client, paid_order):
+    failed = PaymentEvent.objects.create(
+        event_id="evt_failed_once",
+        gateway="dummy",
+        event_type="checkout.session.completed",
+        order=paid_order,
+        payload=PaymentEvent.objects.get(order=paid_order).payload,
+        status=EventStatus.FAILED,
+        last_error="transient: database unavailable",
+    )
+    url = reverse("admin:marketlink_payments_paymentevent_changelist")
+    response = staff_client.post(
+        url, {"action": "process_again", "_selected_action": [failed.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    failed.refresh_from_db()
+    assert failed.status == EventStatus.PROCESSED
+    assert failed.result == "already paid"
