@@ -456,3 +456,16 @@ def test_a_webhook_body_with_json_content_type_parameters_is_accepted(hook, orde
     payload = json.dumps(completed(order)).encode()
     response = hook(payload, content_type="application/json; charset=utf-8")
     assert response.status_code == 200
+
+
+def test_a_genuine_event_with_nul_characters_is_kept_and_processed(hook, order):
+    """PostgreSQL cannot store NUL in JSON text; the event must not become a 500 that the
+    provider retries forever."""
+    body = completed(order)
+    body["data"]["object"]["metadata"]["note"] = "before\x00after"
+    response = hook(body)
+    assert response.status_code == 200
+    stored = PaymentEvent.objects.get(event_id=body["id"])
+    assert stored.status == EventStatus.PROCESSED
+    assert stored.payload["data"]["object"]["metadata"]["note"] == "beforeafter"
+    assert refreshed(order).status in {"paid", "processing"}

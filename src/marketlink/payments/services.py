@@ -209,8 +209,21 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
     except ValueError:  # genuinely signed, but not JSON (or not UTF-8)
         raise InvalidInput("The event body is not valid JSON.") from None
     event_id, event_type = _event_parts(event)
-    record = _event_record(event_id, event_type, event, gateway.name)
+    storable = _without_nul(event) if b"\\u0000" in payload else event
+    record = _event_record(event_id, event_type, storable, gateway.name)
     return event_process(record_id=record.pk)
+
+
+def _without_nul(value: Any) -> Any:
+    """The event as it can be stored: PostgreSQL refuses NUL characters in JSON text, and a
+    stored event must never turn into a 500 that the provider would retry forever."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _event_parts(event: Any) -> tuple[str, str]:
