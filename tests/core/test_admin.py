@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from html.parser import HTMLParser
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.services import order_place
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession, EventStatus, PaymentEvent
@@ -96,3 +100,98 @@ def test_process_again_action(staff_client, paid_order):
     failed.refresh_from_db()
     assert failed.status == EventStatus.PROCESSED
     assert failed.result == "already paid"
+
+
+# --- Staff editing a variant during bookings neither loses nor invents units -------------------
+
+
+class _FormFields(HTMLParser):
+    """The values a browser would submit from the admin change form as rendered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in {"submit", "checkbox", "file"}:
+            self.data[name] = a.get("value", "")
+        elif tag == "input" and name and a.get("type") == "checkbox" and "checked" in a:
+            self.data[name] = a.get("value", "on")
+        elif tag == "select" and name:
+            self._select = name
+            self.data.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.data[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.data[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.data[self._textarea] += data.strip("\n")
+
+
+def _form_as_rendered(client: Client, url: str) -> dict[str, str]:
+    page = client.get(url)
+    assert page.status_code == 200
+    parser = _FormFields()
+    parser.feed(page.content.decode())
+    parser.data.pop("csrfmiddlewaretoken", None)
+    return parser.data
+
+
+def _book(variant: ServiceVariant) -> None:
+    account = AccountFactory()
+    order_place(customer=account.user, customer_email=account.email, variant_id=variant.id)
+
+
+def test_a_price_edit_during_bookings_keeps_the_stock_they_took(staff_client):
+    variant = VariantFactory(stock=5)
+    url = reverse("admin:marketlink_catalog_servicevariant_change", args=[variant.pk])
+    form = _form_as_rendered(staff_client, url)
+    _book(variant)  # while the page is open
+
+    form["price"] = "35.00"
+    response = staff_client.post(url, form)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    variant.refresh_from_db()
+    assert (variant.price, variant.stock) == (Decimal("35.00"), 4)
+
+
+def test_a_restock_in_the_admin_during_bookings_adds_what_staff_added(staff_client):
+    variant = VariantFactory(stock=5)
+    url = reverse("admin:marketlink_catalog_servicevariant_change", args=[variant.pk])
+    form = _form_as_rendered(staff_client, url)
+    _book(variant)
+    _book(variant)
+
+    form["stock"] = "8"  # staff saw 5 and added 3
+    assert staff_client.post(url, form).status_code == 302
+
+    variant.refresh_from_db()
+    assert variant.stock == 6
+
+
+def test_a_variant_edited_inline_on_its_service_keeps_the_stock_bookings_took(staff_client):
+    variant = VariantFactory(stock=5)
+    url = reverse("admin:marketlink_catalog_service_change", args=[variant.service_id])
+    form = _form_as_rendered(staff_client, url)
+    _book(variant)
+
+    [name_key] = [k for k, v in form.items() if k.endswith("-name") and v == variant.name]
+    form[name_key] = "Renamed"
+    assert staff_client.post(url, form).status_code == 302
+
+    variant.refresh_from_db()
+    assert (variant.name, variant.stock) == ("Renamed", 4)

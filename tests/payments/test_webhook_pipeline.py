@@ -469,3 +469,96 @@ def test_a_genuine_event_with_nul_characters_is_kept_and_processed(hook, order):
     assert stored.status == EventStatus.PROCESSED
     assert stored.payload["data"]["object"]["metadata"]["note"] == "beforeafter"
     assert refreshed(order).status in {"paid", "processing"}
+
+
+# --- A payment is never kept twice, whatever order its events arrive in ------------------------
+
+
+@pytest.fixture
+def refunds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The payment intents the (dummy) gateway was asked to refund, one entry per new refund."""
+    asked: dict[str, str] = {}
+
+    def refund(self: Any, *, payment_intent_id: str, idempotency_key: str, **_: Any) -> str:
+        asked.setdefault(idempotency_key, payment_intent_id)
+        return f"re_{idempotency_key}"
+
+    monkeypatch.setattr(dummy.DummyGateway, "refund", refund)
+    return asked  # type: ignore[return-value]
+
+
+def late_and_sold_out(order: RepairOrder) -> None:
+    expired(order)
+    ServiceVariant.objects.filter(pk=order.variant_id).update(stock=0)
+
+
+def test_a_second_payment_for_a_refunded_order_is_refunded(hook, order, refunds):
+    from marketlink.payments.services import order_refund
+
+    hook(completed(order, payment_intent="pi_first"))
+    order_refund(order=refreshed(order))
+    assert refreshed(order).status == "refunded"
+    assert sorted(refunds.values()) == ["pi_first"]
+
+    # A stray second checkout of the same order was paid too.
+    response = hook(event("payment_intent.succeeded", payment_intent(order, id="pi_second")))
+
+    assert response.status_code == 200
+    assert sorted(refunds.values()) == ["pi_first", "pi_second"]
+    assert refreshed(order).status == "refunded"
+
+
+def test_two_late_payments_with_no_unit_left_are_both_refunded(
+    hook, order, refunds, django_capture_on_commit_callbacks
+):
+    late_and_sold_out(order)
+    later: list[Any] = []
+    for intent in ("pi_first", "pi_second"):
+        with django_capture_on_commit_callbacks(execute=False) as queued:
+            body = event("payment_intent.succeeded", payment_intent(order, id=intent))
+            assert deliver(hook.client, body, hook.secret).status_code == 200
+        later.extend(queued)  # the refund tasks run later, after both deliveries
+    for callback in later:
+        callback()
+
+    assert sorted(refunds.values()) == ["pi_first", "pi_second"]
+    assert refreshed(order).status == "refunded"
+
+
+def test_a_late_payment_refund_queued_before_a_restock_still_refunds_it(
+    hook, order, refunds, django_capture_on_commit_callbacks
+):
+    """Payment A comes late with no unit left (its refund is queued); the vendor restocks; payment
+    B (a second checkout) comes and takes the unit. A must still go back, and B is the order's."""
+    late_and_sold_out(order)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        body = event("payment_intent.succeeded", payment_intent(order, id="pi_first"))
+        assert deliver(hook.client, body, hook.secret).status_code == 200
+    ServiceVariant.objects.filter(pk=order.variant_id).update(stock=1)
+    hook(event("payment_intent.succeeded", payment_intent(order, id="pi_second")))
+    assert refreshed(order).status == "processing"
+    for callback in queued:
+        callback()
+
+    assert sorted(refunds.values()) == ["pi_first"]
+    paid = refreshed(order)
+    assert (paid.status, paid.payment_intent_id) == ("processing", "pi_second")
+    assert stock_of(order) == 0
+
+
+def test_a_declined_attempt_does_not_make_the_real_payment_look_like_a_duplicate(
+    hook, order, refunds
+):
+    """A declined attempt on one checkout, then a payment on another: the payment that paid is
+    the order's, so its own second event is no duplicate, and a refund targets it."""
+    from marketlink.payments.services import order_refund
+
+    declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
+    hook(event("payment_intent.payment_failed", declined))
+    hook(completed(order, payment_intent="pi_paid"))
+    hook(event("payment_intent.succeeded", payment_intent(order, id="pi_paid")))
+
+    assert refunds == {}
+    assert refreshed(order).payment_intent_id == "pi_paid"
+    order_refund(order=refreshed(order))
+    assert sorted(refunds.values()) == ["pi_paid"]

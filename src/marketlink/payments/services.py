@@ -335,43 +335,48 @@ def _mark_paid(order: RepairOrder, obj: dict[str, Any], amount: Any, source: str
             f"the order is {expected} {order.currency}"
         )
     _remember_ids(order, obj)
+    intent = _intent_of(obj)
+    # The payment that pays the order is the one a refund must target, whatever intent an
+    # earlier (declined, or refunded-late) attempt left on the order.
+    paying = {"payment_intent_id": intent} if intent else {}
 
     def act(order: RepairOrder) -> str:
         status = order.status
-        if status in PAID_STATUSES:
-            intent = _intent_of(obj)
+        if status in PAID_STATUSES or status == OrderStatus.REFUNDED:
             if intent and order.payment_intent_id and intent != order.payment_intent_id:
-                # The customer paid twice (two checkouts, or a retry): money is never kept twice.
+                # The customer paid twice (two checkouts, or a retry): money is never kept twice,
+                # also when the order's own payment was refunded meanwhile.
                 from marketlink.payments.tasks import refund_duplicate_payment
 
                 order_id = str(order.id)
                 transaction.on_commit(
                     lambda: refund_duplicate_payment(order_id, intent), robust=True
                 )
-                return f"a second payment ({intent}) for a paid order: refund queued"
+                return f"a second payment ({intent}) for a {status} order: refund queued"
+            if status == OrderStatus.REFUNDED:
+                return "the order was already refunded; nothing to do"
             return "already paid"
-        if status == OrderStatus.REFUNDED:
-            return "the order was already refunded; nothing to do"
         note = "payment confirmed"
         if status in RELEASED_STATUSES:
             note = "payment arrived after the reservation ended; unit taken again"
             try:
-                _paid(order, status, source, note)
+                _paid(order, status, source, note, **paying)
             except NoStockToRetake:
                 from marketlink.payments.tasks import refund_late_payment
 
-                transaction.on_commit(lambda: refund_late_payment(str(order.id)), robust=True)
+                order_id = str(order.id)
+                transaction.on_commit(lambda: refund_late_payment(order_id, intent), robust=True)
                 return (
                     "payment arrived after the reservation ended and no unit is left: refund queued"
                 )
             return note
-        _paid(order, status, source, note)
+        _paid(order, status, source, note, **paying)
         return note
 
     return _with_fresh_status(order, act)
 
 
-def _paid(order: RepairOrder, status: str, source: str, note: str) -> None:
+def _paid(order: RepairOrder, status: str, source: str, note: str, **fields: Any) -> None:
     from marketlink.payments.tasks import send_invoice
 
     order_transition(
@@ -381,6 +386,7 @@ def _paid(order: RepairOrder, status: str, source: str, note: str) -> None:
         expected=status,
         note=note,
         paid_at=timezone.now(),
+        **fields,
     )
     order_id = str(order.id)
     transaction.on_commit(lambda: send_invoice(order_id), robust=True)
@@ -561,8 +567,14 @@ def duplicate_payment_refund(*, order: RepairOrder, payment_intent_id: str) -> s
     return f"duplicate payment refunded: {refund_id}"
 
 
-def late_payment_refund(*, order: RepairOrder) -> str:
-    """Refund a payment that arrived after its reservation ended with no unit left."""
+def late_payment_refund(*, order: RepairOrder, payment_intent_id: str | None = None) -> str:
+    """Refund a payment that arrived after its reservation ended with no unit left.
+
+    ``payment_intent_id`` is the late payment's own: if another payment pays the order by now
+    (a restock let it take a unit), this one is a duplicate and goes back all the same."""
+    own = order.payment_intent_id
+    if payment_intent_id and own and payment_intent_id != own:
+        return duplicate_payment_refund(order=order, payment_intent_id=payment_intent_id)
     if order.status not in RELEASED_STATUSES:
         return f"order is {order.status}; no late payment to refund"
     refund_id = _refund_at_gateway(order)

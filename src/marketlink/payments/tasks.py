@@ -44,11 +44,16 @@ def send_invoice(order_id: str, task: object = None) -> str:
 
 
 @db_task(context=True, **RETRYING)
-def refund_late_payment(order_id: str, task: object = None) -> str:
+def refund_late_payment(
+    order_id: str, payment_intent_id: str | None = None, task: object = None
+) -> str:
     """Refund a payment that came after its reservation ended, with no unit left to sell."""
     order = RepairOrder.objects.get(pk=order_id)
     return _logged(
-        "late payment refund", order_id, task, lambda: services.late_payment_refund(order=order)
+        "late payment refund",
+        order_id,
+        task,
+        lambda: services.late_payment_refund(order=order, payment_intent_id=payment_intent_id),
     )
 
 
