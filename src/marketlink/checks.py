@@ -22,6 +22,7 @@ REQUIRED_APPS = [
 
 def register() -> None:
     checks.register(check_settings)
+    checks.register(check_atomic_requests)
     checks.register(check_apps)
     checks.register(check_payments)
     checks.register(check_lock_store)
@@ -33,6 +34,19 @@ def check_settings(**_: Any) -> list[checks.CheckMessage]:
             problem, hint="See the settings table in marketlink's docs.", id="marketlink.E001"
         )
         for problem in conf.validation_errors()
+    ]
+
+
+def check_atomic_requests(**_: Any) -> list[checks.CheckMessage]:
+    return [
+        checks.Warning(
+            f"DATABASES[{alias!r}]['ATOMIC_REQUESTS'] is on: marketlink's payment views would "
+            "then hold a database transaction open across calls to the payment provider.",
+            hint="marketlink manages its own transactions; turn ATOMIC_REQUESTS off.",
+            id="marketlink.W003",
+        )
+        for alias, database in settings.DATABASES.items()
+        if database.get("ATOMIC_REQUESTS")
     ]
 
 

@@ -198,18 +198,31 @@ def orders_expire_command(dry_run: DryRun = False) -> None:
 @app.command()
 def reconcile(
     dry_run: DryRun = False,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many pending orders.")] = 500,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many orders.")] = 500,
+    days: Annotated[
+        int, typer.Option(min=0, help="How far back to look at cancelled and failed orders.")
+    ] = 2,
 ) -> None:
-    """Ask the payment provider about pending orders' checkouts and apply what a lost webhook
-    would have (paid, or expired)."""
+    """Ask the payment provider about unpaid orders' checkouts (pending, or cancelled or failed
+    in the last --days) and apply what a lost webhook would have (paid, or expired)."""
     setup_django()
-    from marketlink.exceptions import MarketlinkError
-    from marketlink.orders.models import OrderStatus, RepairOrder
-    from marketlink.payments.services import order_reconcile
+    from datetime import timedelta
 
-    pending = RepairOrder.objects.filter(
-        status=OrderStatus.PENDING, checkout_session_id__isnull=False
-    ).order_by("created_at")[:limit]
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from marketlink.exceptions import MarketlinkError
+    from marketlink.orders.models import RepairOrder
+    from marketlink.payments.services import RECONCILED_STATUSES, RELEASED_STATUSES, order_reconcile
+
+    recently = timezone.now() - timedelta(days=days)
+    pending = (
+        RepairOrder.objects.filter(
+            status__in=RECONCILED_STATUSES, checkout_session_id__isnull=False
+        )
+        .filter(~Q(status__in=RELEASED_STATUSES) | Q(updated_at__gte=recently))
+        .order_by("created_at")[:limit]
+    )
     for order in pending:
         try:
             outcome = run_maybe_dry(dry_run, partial(order_reconcile, order=order))

@@ -251,3 +251,21 @@ def test_inactive_vendor_still_lists_its_own_services(api):
     assert response.json()["pagination"]["count"] == 2
     # ... but it may not sell: adding to the catalogue stays refused.
     assert api.post("/services/", {"name": "Oil"}, user=profile.user).status_code == 403
+
+
+def test_prices_in_a_currency_without_cents_must_be_whole(api, vendor_user, settings):
+    settings.MARKETLINK = {"CURRENCY": "jpy"}
+    service = ServiceFactory(vendor=vendor_user.marketlink_vendor)
+    response = api.post(
+        f"/services/{service.id}/variants/", {**VARIANT, "price": "10.50"}, user=vendor_user
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["loc"] == ["body", "price"]
+    assert "whole number in JPY" in response.json()["message"]
+    created = api.post(
+        f"/services/{service.id}/variants/", {**VARIANT, "price": "1500"}, user=vendor_user
+    )
+    assert created.status_code == 201
+    variant_id = created.json()["data"]["id"]
+    patched = api.patch(f"/services/variants/{variant_id}/", {"price": "99.9"}, user=vendor_user)
+    assert patched.status_code == 400

@@ -76,3 +76,9 @@ def test_lock_cache_must_exist_and_redis_must_answer(settings):
         }
     }
     assert "marketlink.E007" in ids()
+
+
+def test_atomic_requests_is_warned(settings, monkeypatch):
+    # In place: overriding DATABASES as a whole is not supported by Django's test tools.
+    monkeypatch.setitem(settings.DATABASES["default"], "ATOMIC_REQUESTS", True)
+    assert "marketlink.W003" in ids()

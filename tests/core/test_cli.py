@@ -138,3 +138,18 @@ def test_reconcile_applies_a_lost_webhook():
     assert reconciled.status in {"paid", "processing"}
     assert reconciled.payment_intent_id == "pi_dummy_lost"
     assert json.dumps(invoke("reconcile").stdout).count(str(order.id)) == 0
+
+
+@pytest.mark.django_db
+def test_reconcile_finds_a_lost_payment_of_an_order_that_expired_meanwhile():
+    order = _pending_order(stock=1)
+    checkout_open(order=order, base_url="http://testserver/")
+    DummyCheckoutSession.objects.filter(order=order).update(
+        status="complete", payment_status="paid", payment_intent_id="pi_dummy_late"
+    )
+    RepairOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    invoke("orders", "expire")
+    assert RepairOrder.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
+    result = invoke("reconcile")
+    assert "unit taken again" in result.stdout
+    assert RepairOrder.objects.get(pk=order.pk).status in {"paid", "processing"}

@@ -12,8 +12,8 @@ import secrets
 import time
 from typing import Any
 
+from marketlink.money import to_minor_units
 from marketlink.orders.models import RepairOrder
-from marketlink.payments.gateways.base import to_minor_units
 from marketlink.payments.gateways.signatures import sign
 
 WEBHOOK = "/api/webhooks/payment/"

@@ -562,3 +562,31 @@ def test_a_declined_attempt_does_not_make_the_real_payment_look_like_a_duplicate
     assert refreshed(order).payment_intent_id == "pi_paid"
     order_refund(order=refreshed(order))
     assert sorted(refunds.values()) == ["pi_paid"]
+
+
+def test_the_dummy_page_leaves_the_session_open_when_the_payment_cannot_be_taken(
+    order, monkeypatch
+):
+    """A transient failure while the dummy gateway's Pay is processed: the customer sees why
+    and can pay again; nothing is half-recorded."""
+    from marketlink.payments.models import DummyCheckoutSession
+    from marketlink.payments.services import checkout_open
+
+    url = checkout_open(order=order, base_url="http://testserver/")
+    browser = Client()
+
+    from marketlink.payments import services
+
+    def lock_busy(*args: Any, **kwargs: Any) -> str:
+        raise ServiceUnavailable("This service is in high demand; try again in a moment.")
+
+    monkeypatch.setattr(services, "_mark_paid", lock_busy)
+    page = browser.post(url, {"action": "pay"})
+    assert page.status_code == 503
+    assert "try again" in page.content.decode()
+    session = DummyCheckoutSession.objects.get(order=order)
+    assert (session.status, session.payment_status) == ("open", "unpaid")
+    assert not PaymentEvent.objects.filter(order=order).exists()
+    monkeypatch.undo()
+    assert browser.post(url, {"action": "pay"}).status_code == 303
+    assert refreshed(order).status in {"paid", "processing"}

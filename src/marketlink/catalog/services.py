@@ -8,9 +8,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from marketlink import conf
 from marketlink.catalog.models import Service, ServiceVariant
-from marketlink.exceptions import Conflict
+from marketlink.exceptions import Conflict, InvalidInput
 from marketlink.locking import lock_variant_row
+from marketlink.money import price_problem
 from marketlink.vendors.models import VendorProfile
 
 
@@ -34,9 +36,16 @@ def service_archive(*, service: Service) -> None:
     Service.objects.filter(pk=service.pk).update(archived_at=now, updated_at=now)
 
 
+def _check_price(price: Decimal) -> None:
+    problem = price_problem(price, conf.get().CURRENCY)
+    if problem:
+        raise InvalidInput.for_field("price", problem)
+
+
 def variant_create(
     *, service: Service, name: str, price: Decimal, estimated_minutes: int, stock: int = 0
 ) -> ServiceVariant:
+    _check_price(price)
     return ServiceVariant.objects.create(
         service=service, name=name, price=price, estimated_minutes=estimated_minutes, stock=stock
     )
@@ -56,6 +65,8 @@ def variant_update(
     from) whatever the count is when the lock is taken, which is what a vendor restocking during
     a sale means.
     """
+    if "price" in changes:
+        _check_price(changes["price"])
     locked = lock_variant_row(variant.pk)
     if stock_adjustment is not None:
         if locked.stock + stock_adjustment < 0:

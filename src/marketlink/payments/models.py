@@ -6,8 +6,8 @@ import uuid
 
 from django.db import models
 
+from marketlink.money import ZERO_DECIMAL_CURRENCIES
 from marketlink.orders.models import RepairOrder
-from marketlink.payments.gateways.base import ZERO_DECIMAL_CURRENCIES
 
 
 class EventStatus(models.TextChoices):

@@ -27,6 +27,7 @@ from marketlink.exceptions import (
     NotFound,
     ServiceUnavailable,
 )
+from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.services import NoStockToRetake, TransitionRefused, order_transition
 from marketlink.payments.gateways import get_gateway
@@ -35,7 +36,6 @@ from marketlink.payments.gateways.base import (
     MIN_CHECKOUT_LIFE,
     CheckoutRequest,
     GatewayError,
-    to_minor_units,
 )
 from marketlink.payments.models import EventStatus, PaymentEvent
 from marketlink.payments.selectors import order_for_event
@@ -501,11 +501,14 @@ HANDLERS: dict[str, Callable[[RepairOrder, dict[str, Any], str], str]] = {
 # --- Reconciliation ---------------------------------------------------------------------------
 
 
+RECONCILED_STATUSES = frozenset({OrderStatus.PENDING, *RELEASED_STATUSES})
+
+
 def order_reconcile(*, order: RepairOrder, source: str = ChangeSource.CLI) -> str:
-    """Ask the provider about a pending order's checkout and apply what a lost webhook would
-    have: a paid session marks the order paid (amount checked), an expired one whose
-    reservation lapsed cancels it."""
-    if order.status != OrderStatus.PENDING or not order.checkout_session_id:
+    """Ask the provider about an unpaid order's checkout and apply what a lost webhook would
+    have: a paid session marks the order paid (amount checked; a released order takes its unit
+    again or the payment is refunded), an expired one whose reservation lapsed cancels it."""
+    if order.status not in RECONCILED_STATUSES or not order.checkout_session_id:
         return "nothing to check"
     session = get_gateway().fetch_checkout(order.checkout_session_id)
     if session.payment_status == "paid":

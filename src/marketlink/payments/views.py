@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import secrets
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from marketlink.exceptions import MarketlinkError
 from marketlink.payments import services
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession
@@ -22,14 +24,25 @@ def dummy_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         session.save(update_fields=["status"])
     if request.method == "GET" or session.status != "open":
         return render(request, "marketlink/payments/dummy_checkout.html", {"session": session})
-    if request.POST.get("action") == "pay":
+    paying = request.POST.get("action") == "pay"
+    if paying:
         session.status, session.payment_status = "complete", "paid"
         session.payment_intent_id = f"pi_dummy_{secrets.token_hex(12)}"
-        session.save(update_fields=["status", "payment_status", "payment_intent_id"])
         event_type, target = "checkout.session.completed", session.success_url
     else:
         event_type, target = "payment_intent.payment_failed", session.cancel_url
     payload, signature = session_event(session, event_type)
-    # The same pipeline a Stripe delivery takes: verification, storage, processing.
-    services.webhook_receive(payload=payload, signature=signature)
+    try:
+        # One transaction: a payment the pipeline could not take leaves the session open.
+        with transaction.atomic():
+            if paying:
+                session.save(update_fields=["status", "payment_status", "payment_intent_id"])
+            # The same pipeline a Stripe delivery takes: verification, storage, processing.
+            services.webhook_receive(payload=payload, signature=signature)
+    except MarketlinkError as exc:
+        session.refresh_from_db()
+        context = {"session": session, "problem": exc.message}
+        return render(
+            request, "marketlink/payments/dummy_checkout.html", context, status=exc.status_code
+        )
     return HttpResponseRedirect(target.replace("{CHECKOUT_SESSION_ID}", session.id), status=303)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, Protocol
 
 from marketlink.exceptions import InvalidInput, PaymentProviderError
@@ -71,16 +70,3 @@ class PaymentGateway(Protocol):
         """The event in ``payload`` if ``signature`` proves the provider sent it; else raises
         :class:`InvalidSignature`."""
         ...
-
-
-def to_minor_units(amount: Decimal, currency: str) -> int:
-    """Money as the integer the providers use: cents for USD, yen for JPY."""
-    exponent = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
-    return int((amount * (10**exponent)).to_integral_value())
-
-
-# Stripe's list of currencies without a minor unit.
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
-    | {"xaf", "xof", "xpf"}
-)
