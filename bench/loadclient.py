@@ -99,6 +99,7 @@ async def _load(
     total: int | None,
     duration: float | None,
     timeout: float,
+    stagger: float,
 ) -> LoadResult:
     counter = itertools.count()
     responses: list[Response] = []
@@ -107,10 +108,11 @@ async def _load(
     started = time.monotonic()
     deadline = started + duration if duration is not None else float("inf")
 
-    async def client() -> None:
+    async def client(position: int) -> None:
         nonlocal reconnects
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
+        await asyncio.sleep(position * stagger)
         try:
             while True:
                 number = next(counter)
@@ -139,7 +141,7 @@ async def _load(
                 writer.close()
 
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(client(position) for position in range(concurrency)))
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     last = max((r.received for r in responses), default=started)
     return LoadResult(
@@ -162,12 +164,15 @@ def run_load(
     total: int | None = None,
     duration: float | None = None,
     timeout: float = 30.0,
+    stagger: float = 0.0,
 ) -> LoadResult:
     """Send requests from ``factory`` over ``concurrency`` keep-alive connections until ``total``
-    requests were sent or ``duration`` seconds passed, whichever comes first."""
+    requests were sent or ``duration`` seconds passed, whichever comes first. ``stagger``: seconds
+    between two connections' starts (opened all at once, they tend to land on one server process:
+    with gunicorn, whichever worker wakes first accepts the whole burst)."""
     if total is None and duration is None:
         raise ValueError("give total, duration or both")
-    return asyncio.run(_load(host, port, factory, concurrency, total, duration, timeout))
+    return asyncio.run(_load(host, port, factory, concurrency, total, duration, timeout, stagger))
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

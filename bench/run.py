@@ -1,28 +1,41 @@
 #!/usr/bin/env python
 """marketlink's load benchmark: the example site under gunicorn on PostgreSQL + Redis.
 
-    python bench/run.py            # full run: 3 gunicorn configurations x 3 rounds (~3 minutes)
-    python bench/run.py --quick    # one configuration, one short round (~20 seconds)
+    python bench/run.py            # full run: 3 gunicorn configurations x 3 rounds (~5 minutes)
+    python bench/run.py --quick    # one configuration, one short round (~35 seconds)
 
-For each gunicorn configuration it (re)creates a dedicated database, migrates and seeds it through
-the ORM and marketlink's services, starts gunicorn, and then, each round, runs three scenarios with
-the same closed-loop client (``bench/loadclient.py``) at 32 concurrent keep-alive connections:
+It starts a Stripe stand-in (``marketlink.testing.stripe_server.StripeStandIn``) in this process
+and serves the site with ``PAYMENT_GATEWAY = "stripe"`` pointed at it. For each gunicorn
+configuration it (re)creates a dedicated database, migrates and seeds it through the ORM and
+marketlink's services, starts gunicorn, and then, each round, runs five scenarios with the same
+closed-loop client (``bench/loadclient.py``) at 32 concurrent keep-alive connections:
 
 - ``baseline``: ``POST /bench/insert/``, a bare Django view doing one INSERT (``bench/views.py``);
 - ``spread``: ``POST /api/orders/`` over many variants with ample stock, 50 customers' tokens;
-- ``hot``: the same against one variant whose stock is about half the requests sent.
+- ``spread 300ms``: the same with the Stripe stand-in answering after 300 ms (booking in payment
+  link mode never calls Stripe: the stand-in must see no request);
+- ``hot``: the same against one variant whose stock is about half the requests sent;
+- ``webhook``: ``POST /api/webhooks/payment/``, Stripe-signed ``checkout.session.completed`` and
+  ``payment_intent.succeeded`` events of pending orders, each delivered three times, the copies
+  shuffled together so that they are in flight at once.
 
 After each scenario it checks the database (oversold units, stock consistency, refusals while stock
-remained, 2xx count = orders written) and after each round it reads every worker's RSS. See
-``bench/README.md`` for the method and the figures. Results also go to ``bench/results/*.json``.
+remained, 2xx count = orders written; for the webhooks: every order paid exactly once, every event
+stored and processed once, one invoice task per order) and after each round it reads every
+worker's RSS. On the first configuration it then restarts gunicorn in eager payment mode (the
+Checkout Session created at booking) and books at 0 and 300 ms of Stripe latency, for contrast.
+See ``bench/README.md`` for the method and the figures. Results also go to
+``bench/results/*.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import ctypes
 import itertools
 import json
+import logging
 import os
 import random
 import signal
@@ -31,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -56,6 +70,18 @@ CUSTOMERS = 50
 SPREAD_VARIANTS = 500
 SPREAD_STOCK = 1_000_000  # never runs out: every 409 in this scenario is a wrong refusal
 TARGET_P99_MS = 150.0
+# Seconds between the client's connection starts: a burst of 32 connects tends to be accepted by
+# one gunicorn worker (32/0), which then serves everything under one GIL at half the rate.
+CONNECT_STAGGER_S = 0.002
+# The Stripe stand-in the site talks to (STRIPE_API_BASE) and the secrets both sides share.
+STANDIN_API_KEY = "sk_test_marketlink_bench"
+STANDIN_WEBHOOK_SECRET = "whsec_marketlink_bench"
+SLOW_STRIPE_S = 0.3
+TARGET_SLOW_STRIPE = 0.10  # booking with a 300 ms Stripe within 10% of its rate at 0 ms
+WEBHOOK_COPIES = 3  # every event is delivered this many times
+WEBHOOK_BLOCK = 8  # the deliveries of this many orders are shuffled together
+WEBHOOK_VARIANTS = 50
+TARGET_WEBHOOK_RATIO = 0.40
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +160,36 @@ class Gunicorn:
                 pids.append(int(entry.name))
         return sorted(pids)
 
+    def connections_per_worker(self) -> list[int]:
+        """The established client connections each worker holds now. The workers race to
+        accept, so how the client's connections split between them is chance, and it moves
+        the rates: a worker is one GIL, and the one holding most connections saturates first."""
+        port = f":{self.port:04X}"
+        sockets = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "01" and fields[1].endswith(port):  # ESTABLISHED, our port
+                    sockets.add(f"socket:[{fields[9]}]")
+        counts = []
+        for pid in self.worker_pids():
+            try:
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except OSError:
+                continue
+            held = 0
+            for fd in fds:
+                try:
+                    held += os.readlink(fd) in sockets
+                except OSError:
+                    continue
+            counts.append(held)
+        return counts
+
     def worker_rss_mib(self) -> list[float]:
         sizes = []
         for pid in self.worker_pids():
@@ -198,10 +254,12 @@ class CpuMeter:
             )
             return [row[0] for row in cursor.fetchall()]
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self, postgres_pids: list[int] | None = None) -> dict[str, float]:
+        if postgres_pids is None:
+            postgres_pids = self._postgres_pids()
         return {
             "app": sum(_cpu_seconds(p) for p in self.server.worker_pids()),
-            "postgres": sum(_cpu_seconds(p) for p in self._postgres_pids()),
+            "postgres": sum(_cpu_seconds(p) for p in postgres_pids),
             "redis": sum(_cpu_seconds(p) for p in _pids_named("redis-server")),
         }
 
@@ -239,6 +297,23 @@ def reset_stores(database_url: str, redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushdb()
 
 
+def start_standin() -> Any:
+    """The Stripe stand-in, in this process, and the environment ``bench/settings.py`` reads to
+    point the site's Stripe gateway at it (set before Django starts here and in gunicorn)."""
+    from marketlink.testing.stripe_server import StripeStandIn
+
+    standin = StripeStandIn(
+        api_key=STANDIN_API_KEY, webhook_secret=STANDIN_WEBHOOK_SECRET, auto_deliver=False
+    ).start()
+    os.environ.update(
+        BENCH_GATEWAY="stripe",
+        BENCH_STRIPE_API_BASE=standin.api_base,
+        BENCH_STRIPE_SECRET_KEY=STANDIN_API_KEY,
+        BENCH_STRIPE_WEBHOOK_SECRET=STANDIN_WEBHOOK_SECRET,
+    )
+    return standin
+
+
 def django_setup(database_url: str, redis_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["REDIS_URL"] = redis_url
@@ -265,15 +340,55 @@ def migrate_and_seed() -> dict[str, Any]:
     vendor_user = user_model._default_manager.create_user("vendor@bench.example", None)
     Account.objects.create(user=vendor_user, role=Role.VENDOR, email="vendor@bench.example")
     vendor = vendor_profile_create(user=vendor_user, business_name="Bench Garage")
-    tokens = []
+    tokens, customers = [], []
     for number in range(CUSTOMERS):
         email = f"customer{number}@bench.example"
         user = user_model._default_manager.create_user(email, None)
         Account.objects.create(user=user, role=Role.CUSTOMER, email=email)
         tokens.append(tokens_issue(user=user)["access"])
+        customers.append(user)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    return {"vendor": vendor, "tokens": tokens}
+    return {"vendor": vendor, "tokens": tokens, "customers": customers}
+
+
+def paid_checkouts(
+    standin: Any, vendor: Any, customers: list[Any], label: str, count: int, base_url: str
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """``count`` pending orders, each paid at the Stripe stand-in: placed with ``order_place``,
+    their payment link opened with ``checkout_open`` (the site's Stripe gateway creates the
+    Checkout Session at the stand-in, as when a customer opens the link), then paid with
+    ``standin.pay``, which emits ``checkout.session.completed`` and ``payment_intent.succeeded``
+    without delivering them. Returns the orders and their events, in emission order. About
+    4.5 ms per order, mostly the stripe SDK and the stand-in, in this process."""
+    from django.db import connection
+
+    from marketlink.orders.services import order_place
+    from marketlink.payments.services import checkout_open
+
+    variants = new_variants(vendor, label, WEBHOOK_VARIANTS, SPREAD_STOCK)
+    orders = []
+    # Each service call commits by itself: this connection need not wait for the disk at each
+    # commit (the rows are the same, only their durability is not).
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO off")
+    try:
+        for number in range(count):
+            customer = customers[number % len(customers)]
+            order, _ = order_place(
+                customer=customer,
+                customer_email=customer.email,
+                variant_id=variants[number % len(variants)].id,
+            )
+            checkout_open(order=order, base_url=base_url)
+            standin.pay(order.checkout_session_id)
+            orders.append(order)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+    mine = {str(order.id) for order in orders}
+    events = [e for e in standin.events if e["data"]["object"]["metadata"].get("order_id") in mine]
+    return orders, events
 
 
 def new_variants(vendor: Any, label: str, count: int, stock: int) -> list[Any]:
@@ -321,6 +436,8 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     ratio: float | None = None
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    stripe_calls: int | None = None  # requests the Stripe stand-in got during the scenario
+    connections: list[int] = field(default_factory=list)  # per worker, 1 s into the load
     # Machine CPU not spent by gunicorn's workers, PostgreSQL, Redis or the client, in % of all
     # cores: other processes (noise) plus kernel work not charged to a process.
     other_cpu_pct: float = 0.0
@@ -359,15 +476,134 @@ def _summarize(config: str, rnd: int, scenario: str, result: LoadResult) -> Outc
     )
 
 
+PHASE_S = 0.5  # the length of one phase when a scenario alternates the Stripe latency
+LEAD_S = 0.5  # not measured at the start of an interleaved load
+
+
+@dataclass
+class Phase:
+    """The part of an interleaved load that ran at one latency."""
+
+    result: LoadResult
+    seconds: float
+    cpu: dict[str, float]  # CPU seconds of app, postgres, redis
+    busy: float  # the machine's busy CPU seconds
+
+
+class PhaseSwitcher:
+    """Sets the Stripe stand-in's latency to each of ``latencies`` in turn, ``phases`` times
+    ``PHASE_S`` seconds in all, from a thread, while a load runs; reads the CPU counters at each
+    switch, so that the load's answers (by arrival time) and CPU can be split by latency. The
+    first ``LEAD_S`` seconds (connections opening, the first answers) and the answers after the
+    last phase (the load draining) are left out, so every phase runs at full load."""
+
+    def __init__(
+        self, standin: Any, meter: CpuMeter, latencies: list[float], seconds: float
+    ) -> None:
+        self.standin, self.meter, self.latencies = standin, meter, latencies
+        self.phases = len(latencies) * max(1, round(seconds / PHASE_S / len(latencies)))
+        # (switch time, index of the latency set then, None at the end; CPU; machine busy)
+        self.marks: list[tuple[float, int | None, dict[str, float], float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="phase-switcher", daemon=True)
+
+    @property
+    def load_seconds(self) -> float:
+        """How long the load must run to cover the lead-in, every phase and a little more."""
+        return LEAD_S + self.phases * PHASE_S + 0.3
+
+    def __enter__(self) -> PhaseSwitcher:
+        self._postgres = self.meter._postgres_pids()  # read here: the thread has no connection
+        self.standin.latency = self.latencies[0]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.standin.latency = 0.0
+
+    def _mark(self, index: int | None) -> None:
+        snapshot = self.meter.snapshot(self._postgres)
+        self.marks.append((time.monotonic(), index, snapshot, self.meter.machine_busy()))
+
+    def _run(self) -> None:
+        next_at = time.monotonic() + LEAD_S
+        for phase in range(self.phases + 1):
+            if self._stop.wait(max(0.0, next_at - time.monotonic())):
+                return  # the load ended early: split() finds too few marks
+            index = phase % len(self.latencies) if phase < self.phases else None
+            if index is not None:
+                self.standin.latency = self.latencies[index]
+            self._mark(index)
+            next_at += PHASE_S
+
+    def split(self, result: LoadResult) -> tuple[list[Phase], list[Any]]:
+        """Each latency's phases, and the answers outside every phase."""
+        if len(self.marks) != self.phases + 1:
+            raise RuntimeError("the load ended before its last phase")
+        times = [mark[0] for mark in self.marks]
+        responses: list[list[Any]] = [[] for _ in self.latencies]
+        outside = []
+        for response in result.responses:
+            at = bisect.bisect_right(times, response.received) - 1
+            if 0 <= at < self.phases:
+                index = self.marks[at][1]
+                assert index is not None
+                responses[index].append(response)
+            else:
+                outside.append(response)
+        parts = []
+        for index in range(len(self.latencies)):
+            seconds, busy = 0.0, 0.0
+            cpu = dict.fromkeys(self.marks[0][2], 0.0)
+            for start, end in itertools.pairwise(self.marks):
+                if start[1] == index:
+                    seconds += end[0] - start[0]
+                    busy += end[3] - start[3]
+                    for key in cpu:
+                        cpu[key] += end[2][key] - start[2][key]
+            # The client's CPU is only known for the whole load: shared by answers.
+            share = len(responses[index]) / max(1, len(result.responses))
+            part = LoadResult(
+                responses=responses[index],
+                started=result.started,
+                elapsed=seconds,
+                client_cpu=result.client_cpu * share,
+                reconnects=0,
+                samples=result.samples,
+            )
+            parts.append(Phase(part, seconds, cpu, busy))
+        return parts, outside
+
+    @staticmethod
+    def summarize(config: str, rnd: int, scenario: str, phase: Phase) -> Outcome:
+        outcome = _summarize(config, rnd, scenario, phase.result)
+        count = max(1, outcome.requests)
+        outcome.elapsed_s = round(phase.seconds, 2)
+        outcome.ok_per_s = round(outcome.ok / phase.seconds, 1) if phase.seconds else 0.0
+        outcome.req_per_s = round(outcome.requests / phase.seconds, 1) if phase.seconds else 0.0
+        outcome.client_cpu_pct = round(100 * phase.result.client_cpu / phase.seconds, 1)
+        outcome.cpu_ms_per_request = {k: round(1000 * v / count, 2) for k, v in phase.cpu.items()}
+        ours = sum(phase.cpu.values()) + phase.result.client_cpu
+        capacity = phase.seconds * (os.cpu_count() or 1)
+        outcome.other_cpu_pct = round(100 * (phase.busy - ours) / capacity, 1)
+        outcome.notes.append(
+            f"{outcome.requests} answers in phases of {PHASE_S} s totalling {phase.seconds:.1f} s"
+        )
+        return outcome
+
+
 class Bench:
     def __init__(
-        self, port: int, tokens: list[str], vendor: Any, duration: float, meter: CpuMeter
+        self, port: int, seed: dict[str, Any], duration: float, meter: CpuMeter, standin: Any
     ) -> None:
-        self.port, self.tokens, self.vendor, self.duration = port, tokens, vendor, duration
-        self.meter = meter
+        self.port, self.duration, self.meter, self.standin = port, duration, meter, standin
+        self.tokens, self.vendor, self.customers = seed["tokens"], seed["vendor"], seed["customers"]
         self.trace_dir: Path | None = None
         self.last_cpu: dict[str, float] = {}
         self.last_other = 0.0
+        self.last_connections: list[int] = []
         self.host_header = f"{HOST}:{port}"
         self.rng = random.Random(1)
 
@@ -383,16 +619,30 @@ class Bench:
     def _bodies(self, variant_ids: list[Any]) -> list[bytes]:
         return [json.dumps({"variant_id": str(v)}).encode() for v in variant_ids]
 
+    def _connections_later(self, delay: float = 1.0) -> threading.Timer:
+        """Read how the load's connections split between the workers, ``delay`` seconds in."""
+        timer = threading.Timer(
+            delay,
+            lambda: setattr(self, "last_connections", self.meter.server.connections_per_worker()),
+        )
+        self.last_connections = []
+        timer.start()
+        return timer
+
     def _load(self, factory: Any, *, total: int | None = None) -> LoadResult:
         before, busy_before = self.meter.snapshot(), self.meter.machine_busy()
+        sampler = self._connections_later()
         result = run_load(
             HOST,
             self.port,
             factory,
             concurrency=self.concurrency,
+            stagger=CONNECT_STAGGER_S,
             total=total,
             duration=None if total else self.duration,
         )
+        sampler.cancel()
+        sampler.join()
         after, busy_after = self.meter.snapshot(), self.meter.machine_busy()
         count = max(1, len(result.responses))
         self.last_cpu = {k: round(1000 * (after[k] - before[k]) / count, 2) for k in before}
@@ -405,11 +655,12 @@ class Bench:
         outcome = _summarize(config, rnd, scenario, result)
         outcome.cpu_ms_per_request = self.last_cpu
         outcome.other_cpu_pct = self.last_other
+        outcome.connections = self.last_connections
         return outcome
 
     concurrency = 32
 
-    def warm_up(self, seconds: float) -> None:
+    def warm_up(self, seconds: float, webhooks: bool = True) -> None:
         """Open every worker's connections and fill its caches before anything is measured."""
         variants = new_variants(self.vendor, "warm-up", 50, SPREAD_STOCK)
         bodies = self._bodies([v.id for v in variants])
@@ -423,8 +674,23 @@ class Bench:
                     None,
                 ),
                 concurrency=self.concurrency,
+                stagger=CONNECT_STAGGER_S,
                 duration=seconds / 2,
             )
+        if not webhooks:
+            return
+        # The webhook path too (the workers import the stripe SDK on the first event).
+        orders, events = self.paid_checkouts("warm-up", 2 * self.concurrency)
+        requests = [request for request, _ in self._deliveries(orders, events)]
+        run_load(
+            HOST,
+            self.port,
+            lambda n: (requests[n], None),
+            concurrency=self.concurrency,
+            stagger=CONNECT_STAGGER_S,
+            total=len(requests),
+        )
+        invoice_tasks()
 
     def baseline(self, config: str, rnd: int) -> Outcome:
         from bench.models import Hit
@@ -440,14 +706,26 @@ class Bench:
             outcome.notes.append(f"{outcome.ok} answered 201 but {written} rows were written")
         return outcome
 
-    def spread(self, config: str, rnd: int) -> Outcome:
+    def spread(
+        self, config: str, rnd: int, phases: dict[str, float] | None = None
+    ) -> list[Outcome]:
+        """Bookings without contention, one outcome per entry of ``phases`` (scenario name ->
+        the Stripe stand-in's latency in seconds; default: ``spread`` at 0). With several, one
+        load of that many times ``duration`` cycles through them every ``PHASE_S`` over the same
+        connections, and each scenario's figures come from its own phases (answers counted when
+        they arrive, CPU read at each switch): successive runs differ by 10-20% here (drift,
+        and how the kernel spreads the 32 connections over the workers), interleaved phases do
+        not. In payment link mode no booking may call Stripe; in eager mode each one opens a
+        session."""
         from django.db.models import Count
 
         from marketlink.catalog.models import ServiceVariant
         from marketlink.orders.models import RepairOrder
 
+        phases = phases or {"spread": 0.0}
+        names = list(phases)
         variants = new_variants(
-            self.vendor, f"spread {config} r{rnd}", SPREAD_VARIANTS, SPREAD_STOCK
+            self.vendor, f"{names[-1]} {config} r{rnd}", SPREAD_VARIANTS, SPREAD_STOCK
         )
         ids = [v.id for v in variants]
         bodies = self._bodies(ids)
@@ -457,27 +735,198 @@ class Bench:
             index = rng.randrange(len(bodies))
             return self._post("/api/orders/", tokens[n % len(tokens)], bodies[index]), index
 
-        result = self._load(factory)
-        outcome = self._summarize(config, rnd, "spread", result)
+        stripe_calls = len(self.standin.requests_log)
+        if len(phases) == 1:
+            self.standin.latency = phases[names[0]]
+            try:
+                result = self._load(factory)
+            finally:
+                self.standin.latency = 0.0
+            outcomes = [self._summarize(config, rnd, names[0], result)]
+            subsets = [result.responses]
+        else:
+            # Which latency opens the cycle alternates from round to round, so that neither
+            # always runs second.
+            shift = (rnd - 1) % len(names)
+            names = names[shift:] + names[:shift]
+            switcher = PhaseSwitcher(
+                self.standin, self.meter, [phases[n] for n in names], len(phases) * self.duration
+            )
+            sampler = self._connections_later()
+            with switcher:
+                result = run_load(
+                    HOST,
+                    self.port,
+                    factory,
+                    concurrency=self.concurrency,
+                    stagger=CONNECT_STAGGER_S,
+                    duration=switcher.load_seconds,
+                )
+            sampler.join()
+            parts, outside = switcher.split(result)
+            outcomes = [
+                switcher.summarize(config, rnd, name, part)
+                for name, part in zip(names, parts, strict=True)
+            ]
+            for outcome in outcomes:
+                outcome.connections = self.last_connections
+            # The lead-in's and the drain's answers are checked with the first phase's.
+            subsets = [part.result.responses for part in parts]
+            subsets[0] = subsets[0] + outside
+            outcomes[0].notes.append(
+                f"+ {len(outside)} answers before the first phase or after the last, not timed"
+            )
+            order = [names.index(name) for name in phases]  # back to the caller's order
+            outcomes, subsets = [outcomes[i] for i in order], [subsets[i] for i in order]
+        calls = self.standin.requests_log[stripe_calls:]
         sold = dict(
             RepairOrder.objects.filter(variant_id__in=ids)
             .values_list("variant_id")
             .annotate(n=Count("id"))
         )
         stock = dict(ServiceVariant.objects.filter(id__in=ids).values_list("id", "stock"))
-        outcome.oversold = sum(max(0, sold.get(v, 0) - SPREAD_STOCK) for v in ids)
-        outcome.refused_while_available = sum(
-            1 for r in result.responses if r.status == 409 and stock[ids[r.tag]] > 0
-        )
+        ok = sum(1 for part in subsets for r in part if 200 <= r.status < 300)
         problems = []
         if min(stock.values()) < 0:
             problems.append("negative stock")
         if any(stock[v] != SPREAD_STOCK - sold.get(v, 0) for v in ids):
             problems.append("stock + orders != initial stock")
-        if sum(sold.values()) != outcome.ok:
-            problems.append(f"{outcome.ok} answered 2xx but {sum(sold.values())} orders exist")
+        if sum(sold.values()) != ok:
+            problems.append(f"{ok} answered 2xx but {sum(sold.values())} orders exist")
+        eager = os.environ.get("BENCH_LINK_MODE") == "eager"
+        created = sum(1 for c in calls if c.method == "POST" and c.path == "/v1/checkout/sessions")
+        if not eager and calls:
+            problems.append(f"booking called Stripe {len(calls)} times in payment link mode")
+        if eager:
+            opened = RepairOrder.objects.filter(
+                variant_id__in=ids, checkout_session_id__isnull=False
+            ).count()
+            if opened != ok or created < ok:
+                problems.append(f"{ok} eager bookings but {opened} sessions stored")
+        for outcome, responses in zip(outcomes, subsets, strict=True):
+            outcome.oversold = sum(max(0, sold.get(v, 0) - SPREAD_STOCK) for v in ids)
+            outcome.refused_while_available = sum(
+                1 for r in responses if r.status == 409 and stock[ids[r.tag]] > 0
+            )
+            outcome.stripe_calls = len(calls)
+            outcome.consistent = not problems
+            outcome.notes.append(
+                f"Stripe stand-in at {', '.join(f'{1000 * v:.0f}' for v in phases.values())} "
+                f"ms: {len(calls)} requests during the run ({created} session creations for "
+                f"{ok} bookings)"
+            )
+            outcome.notes += problems
+        return outcomes
+
+    def paid_checkouts(self, label: str, count: int) -> tuple[list[Any], list[dict[str, Any]]]:
+        return paid_checkouts(
+            self.standin, self.vendor, self.customers, label, count, f"http://{self.host_header}/"
+        )
+
+    def _deliveries(
+        self, orders: list[Any], events: list[dict[str, Any]]
+    ) -> list[tuple[bytes, tuple[int, int]]]:
+        """Every event ``WEBHOOK_COPIES`` times, as Stripe would POST it (same body, signed
+        now), the copies of ``WEBHOOK_BLOCK`` orders' events shuffled together: with 32
+        connections, copies of one event (and the two events of one order) are in flight at
+        once. Tags: (event index, copy)."""
+        by_order: dict[str, list[int]] = {}
+        for index, event in enumerate(events):
+            by_order.setdefault(event["data"]["object"]["metadata"]["order_id"], []).append(index)
+        payloads = [json.dumps(event, indent=2).encode() for event in events]
+        deliveries = []
+        for start in range(0, len(orders), WEBHOOK_BLOCK):
+            block = [
+                (index, copy)
+                for order in orders[start : start + WEBHOOK_BLOCK]
+                for index in by_order[str(order.id)]
+                for copy in range(WEBHOOK_COPIES)
+            ]
+            self.rng.shuffle(block)
+            for index, copy in block:
+                headers = {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                    "Stripe-Signature": self.standin.sign(payloads[index]),
+                }
+                request = build_request(
+                    "POST", "/api/webhooks/payment/", self.host_header, payloads[index], headers
+                )
+                deliveries.append((request, (index, copy)))
+        return deliveries
+
+    def webhook(self, config: str, rnd: int, count: int) -> Outcome:
+        from marketlink.catalog.models import ServiceVariant
+        from marketlink.orders.models import OrderStatusChange, RepairOrder
+        from marketlink.payments.models import PaymentEvent
+
+        started = time.monotonic()
+        orders, events = self.paid_checkouts(f"webhook {config} r{rnd}", count)
+        prepared = time.monotonic() - started
+        deliveries = self._deliveries(orders, events)
+        result = self._load(lambda n: deliveries[n], total=len(deliveries))
+        outcome = self._summarize(config, rnd, "webhook", result)
+        ids = [order.id for order in orders]
+        problems = []
+        # Every delivery answered 2xx, the duplicates included.
+        refused = len(result.responses) - outcome.ok
+        if refused or len(result.responses) != len(deliveries):
+            problems.append(f"{refused} of {len(deliveries)} deliveries not answered 2xx")
+        # Every order paid, exactly once: one history row each, pending -> paid.
+        statuses = Counter(RepairOrder.objects.filter(id__in=ids).values_list("status", flat=True))
+        history = Counter(
+            OrderStatusChange.objects.filter(order_id__in=ids).values_list(
+                "order_id", "from_status", "to_status"
+            )
+        )
+        paid_once = sum(1 for i in ids if history.get((i, "pending", "paid")) == 1)
+        if statuses != Counter({"paid": len(ids)}):
+            problems.append(f"order statuses {dict(statuses)}, expected {len(ids)} paid")
+        if paid_once != len(ids) or sum(history.values()) != len(ids):
+            problems.append(
+                f"{paid_once} of {len(ids)} orders with one pending -> paid change; "
+                f"{sum(history.values())} changes in all"
+            )
+        # Every event stored once, processed once, tied to its order.
+        event_order = {e["id"]: e["data"]["object"]["metadata"]["order_id"] for e in events}
+        rows = list(
+            PaymentEvent.objects.filter(event_id__in=event_order).values_list(
+                "event_id", "status", "attempts", "needs_attention", "order_id"
+            )
+        )
+        once = sum(
+            1
+            for event_id, status, attempts, attention, order_id in rows
+            if status == "processed"
+            and attempts == 1
+            and not attention
+            and str(order_id) == event_order[event_id]
+        )
+        if len(rows) != len(events) or once != len(events):
+            problems.append(
+                f"{len(events)} events: {len(rows)} stored, {once} processed once for their order"
+            )
+        # Paying holds the unit the booking took: stock = initial - orders, per variant.
+        per_variant = Counter(order.variant_id for order in orders)
+        stock = dict(ServiceVariant.objects.filter(id__in=per_variant).values_list("id", "stock"))
+        if any(stock[v] != SPREAD_STOCK - n for v, n in per_variant.items()):
+            problems.append("stock + orders != initial stock")
+        # One invoice task per order (no consumer runs: they wait in Redis, then are dropped).
+        tasks = invoice_tasks()
+        invoices = Counter(args[0] for name, args in tasks if name.endswith("send_invoice"))
+        if invoices != Counter(str(i) for i in ids) or len(tasks) != len(ids):
+            problems.append(
+                f"{len(tasks)} tasks queued ({sum(invoices.values())} invoices) "
+                f"for {len(ids)} orders"
+            )
         outcome.consistent = not problems
         outcome.notes += problems
+        outcome.notes.append(
+            f"{len(ids)} orders paid at the stand-in in {prepared:.1f} s; {len(events)} events "
+            f"x {WEBHOOK_COPIES} = {len(deliveries)} deliveries, "
+            f"{outcome.ok_per_s / WEBHOOK_COPIES:.0f} distinct events/s; "
+            f"{_overlap(result, events)}; invoice tasks queued: {sum(invoices.values())}"
+        )
         return outcome
 
     def hot(self, config: str, rnd: int, stock: int) -> Outcome:
@@ -529,6 +978,42 @@ class Bench:
         return outcome
 
 
+def invoice_tasks() -> list[tuple[str, tuple[Any, ...]]]:
+    """The tasks waiting in the bench's Huey queue (``(name, args)``), which are then dropped.
+    The bench runs no Huey consumer: the invoices paid orders enqueue just accumulate."""
+    from huey.contrib.djhuey import HUEY
+
+    import marketlink.payments.tasks  # noqa: F401 (registers the tasks to read them back)
+
+    tasks = [(task.name, tuple(task.args)) for task in HUEY.pending()]
+    HUEY.flush()
+    return tasks
+
+
+def _overlap(result: LoadResult, events: list[dict[str, Any]]) -> str:
+    """How often the copies of one event, and the two events of one order, were in flight at
+    the same time (one sent before another was answered)."""
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for r in result.responses:
+        spans.setdefault(r.tag[0], []).append((r.sent, r.received))
+
+    def together(intervals: list[tuple[float, float]]) -> bool:
+        intervals = sorted(intervals)
+        return any(b[0] < a[1] for a, b in itertools.pairwise(intervals))
+
+    copies = sum(1 for s in spans.values() if together(s))
+    orders: dict[str, list[tuple[float, float]]] = {}
+    for index, event in enumerate(events):
+        order = event["data"]["object"]["metadata"]["order_id"]
+        first = min(spans.get(index, [(0.0, 0.0)]))
+        orders.setdefault(order, []).append(first)
+    pairs = sum(1 for s in orders.values() if len(s) > 1 and together(s))
+    return (
+        f"copies of one event in flight together: {copies / max(1, len(spans)):.0%} of events; "
+        f"both events of an order (first copies) together: {pairs / max(1, len(orders)):.0%}"
+    )
+
+
 def _lock_summary(rows: list[tuple[float, float, float, float]]) -> str:
     """Wait, hold and hand-off of the hot variant's lock, from ``--trace-lock``."""
     if len(rows) < 2:
@@ -552,9 +1037,9 @@ def _lock_summary(rows: list[tuple[float, float, float, float]]) -> str:
 # Reporting
 
 COLUMNS = [
-    ("config", 8),
+    ("config", 9),
     ("rnd", 3),
-    ("scenario", 8),
+    ("scenario", 12),
     ("requests", 8),
     ("ok/s", 7),
     ("ratio", 5),
@@ -570,6 +1055,7 @@ COLUMNS = [
     ("cpu ms/req app+pg+redis", 23),
     ("client", 6),
     ("other", 5),
+    ("conns/worker", 12),
 ]
 
 
@@ -594,6 +1080,7 @@ def _row(o: Outcome) -> list[str]:
         "+".join(f"{v:.2f}" for v in o.cpu_ms_per_request.values()),
         f"{o.client_cpu_pct:.0f}%",
         f"{o.other_cpu_pct:.0f}%",
+        "/".join(str(n) for n in o.connections) or "-",
     ]
 
 
@@ -622,17 +1109,64 @@ def verdict(outcomes: list[Outcome], memory: dict[str, list[list[float]]]) -> li
             values = [sum(o.cpu_ms_per_request.values()) for o in mine if o.scenario == scenario]
             return statistics.median(values) if values else 0.0
 
-        spread_ratio, hot_ratio = med("spread", "ratio"), med("hot", "ratio")
-        p99 = max(med("spread", "p99_ms"), med("hot", "p99_ms"))
+        def slow_ratio(mine: list[Outcome] = mine) -> float:
+            """Median over rounds of (spread at 300 ms) / (spread at 0 ms) of the same round."""
+            rates = {(o.round, o.scenario): o.ok_per_s for o in mine}
+            values = [
+                rates[r, "spread 300ms"] / rates[r, "spread"]
+                for r, s in rates
+                if s == "spread" and rates.get((r, "spread 300ms")) and rates[r, s]
+            ]
+            return statistics.median(values) if values else 0.0
+
         lines.append(f"{config}: median over {len({o.round for o in mine})} round(s)")
+        if config.endswith("eager"):
+            calls = [(o.stripe_calls or 0) / max(1, o.ok) for o in mine if o.scenario != "baseline"]
+            lines.append(
+                "  eager payment mode, for contrast (no target): bookings "
+                f"{med('spread', 'ok_per_s'):.0f}/s with Stripe at 0 ms, "
+                f"{med('spread 300ms', 'ok_per_s'):.0f}/s at 300 ms ({slow_ratio():.0%}); "
+                f"{max(calls, default=0):.2f} Stripe requests per booking"
+            )
+            lines.append(
+                f"  [{'met' if all(o.consistent for o in mine) else 'MISSED'}] database "
+                "consistent, a stored session for every booking"
+            )
+            continue
+        spread_ratio, hot_ratio = med("spread", "ratio"), med("hot", "ratio")
+        webhook_ratio = med("webhook", "ratio")
+        p99 = max(med("spread", "p99_ms"), med("hot", "p99_ms"))
         if cpu("spread"):
             lines.append(
                 "  server CPU per request (app+PostgreSQL+Redis): "
                 f"baseline {cpu('baseline'):.2f} ms, booking {cpu('spread'):.2f} ms = "
-                f"{cpu('baseline') / cpu('spread'):.0%} "
+                f"{cpu('baseline') / cpu('spread'):.0%}, webhook delivery "
+                f"{cpu('webhook'):.2f} ms = {cpu('baseline') / max(cpu('webhook'), 1e-9):.0%} "
                 "(the rate ratio a CPU-bound machine would give, unmoved by other load)"
             )
+        webhooks = [o for o in mine if o.scenario == "webhook"]
+        slow = [o for o in mine if o.scenario == "spread 300ms"]
         checks = [
+            (
+                f"webhook deliveries >= {TARGET_WEBHOOK_RATIO:.0%} of baseline: "
+                f"{webhook_ratio:.0%} ({med('webhook', 'ok_per_s'):.0f} deliveries/s, "
+                f"{med('webhook', 'ok_per_s') / WEBHOOK_COPIES:.0f} distinct events/s)",
+                webhook_ratio >= TARGET_WEBHOOK_RATIO,
+            ),
+            (
+                "webhooks exactly once: every order paid once, every event processed once, "
+                f"every delivery 2xx ({sum(o.ok for o in webhooks)}/"
+                f"{sum(o.requests for o in webhooks)})",
+                bool(webhooks) and all(o.consistent and o.ok == o.requests for o in webhooks),
+            ),
+            (
+                f"bookings with Stripe at {1000 * SLOW_STRIPE_S:.0f} ms within "
+                f"{TARGET_SLOW_STRIPE:.0%} of 0 ms: {slow_ratio():.0%} "
+                f"({med('spread 300ms', 'ok_per_s'):.0f} vs {med('spread', 'ok_per_s'):.0f}/s), "
+                f"{sum(o.stripe_calls or 0 for o in slow)} Stripe requests while booking",
+                abs(slow_ratio() - 1) <= TARGET_SLOW_STRIPE
+                and not any(o.stripe_calls for o in slow),
+            ),
             (f"spread bookings >= 30% of baseline: {spread_ratio:.0%}", spread_ratio >= 0.30),
             (f"hot-variant bookings >= 20% of baseline: {hot_ratio:.0%}", hot_ratio >= 0.20),
             (
@@ -696,6 +1230,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the workers' sys.setswitchinterval (default: Python's 0.005 s)",
     )
     parser.add_argument(
+        "--no-eager",
+        dest="eager",
+        action="store_false",
+        help="skip the eager payment mode contrast (booking that calls Stripe)",
+    )
+    parser.add_argument(
         "--trace-lock",
         action="store_true",
         help="time the hot variant's lock in the workers (bench/tracing.py; adds a little cost)",
@@ -717,7 +1257,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BENCH_LOCK_BACKEND"] = args.lock_backend
     if args.switch_interval:
         os.environ["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
+    standin = start_standin()
     django_setup(args.database_url, args.redis_url)
+    # This process's own marketlink log (the orders it places for the webhooks, the stand-in's
+    # request lines) is noise here; gunicorn's workers log to their file as configured.
+    logging.getLogger("marketlink").setLevel(logging.WARNING)
     logdir = Path(tempfile.mkdtemp(prefix="marketlink-bench-"))
     started = time.time()
     outcomes: list[Outcome] = []
@@ -730,6 +1274,20 @@ def main(argv: list[str] | None = None) -> int:
         f"logs in {logdir}",
         flush=True,
     )
+
+    def record(round_outcomes: list[Outcome], base: Outcome) -> None:
+        for outcome in round_outcomes:
+            outcome.ratio = round(outcome.ok_per_s / base.ok_per_s, 3) if base.ok_per_s else 0
+            outcomes.append(outcome)
+            print(table([outcome]).splitlines()[-1], flush=True)
+            for note in outcome.notes:
+                print(f"      {note}", flush=True)
+
+    def report_tracebacks(server: Gunicorn) -> None:
+        errors = server.log.read_text(errors="replace").count("Traceback")
+        if errors:
+            print(f"      {errors} tracebacks in {server.log}", flush=True)
+
     for workers, threads in configs:
         config = f"{workers}x{threads}"
         from django.db import connections
@@ -745,33 +1303,57 @@ def main(argv: list[str] | None = None) -> int:
         server = Gunicorn(workers, threads, _free_port(), logdir / f"gunicorn-{config}.log")
         try:
             server.start()
-            bench = Bench(server.port, seed["tokens"], seed["vendor"], duration, CpuMeter(server))
+            bench = Bench(server.port, seed, duration, CpuMeter(server), standin)
             bench.trace_dir = trace_dir
-            bench.warm_up(2.0 if args.quick else 4.0)
+            bench.warm_up(2.0 if args.quick else 3.0)
             memory[config] = []
             hot_stock: int | None = None
+            webhook_orders: int | None = None
             for rnd in range(1, rounds + 1):
                 base = bench.baseline(config, rnd)
-                spread = bench.spread(config, rnd)
+                spread, slow = bench.spread(
+                    config, rnd, {"spread": 0.0, "spread 300ms": SLOW_STRIPE_S}
+                )
                 # Size the storm so the sale lasts about `duration` seconds at the rate seen.
                 hot_stock = hot_stock or max(100, int(spread.ok_per_s * duration / 2))
                 hot = bench.hot(config, rnd, hot_stock)
                 hot_stock = max(100, int(hot.ok_per_s * duration))
-                for outcome in (base, spread, hot):
-                    outcome.ratio = (
-                        round(outcome.ok_per_s / base.ok_per_s, 3) if base.ok_per_s else 0
-                    )
-                    outcomes.append(outcome)
-                    print(table([outcome]).splitlines()[-1], flush=True)
-                    for note in outcome.notes:
-                        print(f"      {note}", flush=True)
+                # The same for the webhooks: 2 events x WEBHOOK_COPIES deliveries per order,
+                # first guessed from the booking rate.
+                per_order = 2 * WEBHOOK_COPIES
+                webhook_orders = webhook_orders or max(
+                    50, int(spread.ok_per_s * duration / per_order)
+                )
+                webhook = bench.webhook(config, rnd, webhook_orders)
+                webhook_orders = max(50, int(webhook.ok_per_s * duration / per_order))
+                record([base, spread, slow, hot, webhook], base)
                 memory[config].append(server.worker_rss_mib())
                 print(f"      worker RSS after round {rnd}: {memory[config][-1]} MiB", flush=True)
-            errors = server.log.read_text(errors="replace").count("Traceback")
-            if errors:
-                print(f"      {errors} tracebacks in {server.log}", flush=True)
+            report_tracebacks(server)
         finally:
             server.stop()
+        if args.eager and config == f"{configs[0][0]}x{configs[0][1]}":
+            # The seed's payment mode, for contrast: the Checkout Session is created at Stripe
+            # right after each booking commits, inside the request.
+            os.environ["BENCH_LINK_MODE"] = "eager"
+            eager = Gunicorn(
+                workers, threads, _free_port(), logdir / f"gunicorn-{config}-eager.log"
+            )
+            try:
+                eager.start()
+                bench = Bench(eager.port, seed, duration, CpuMeter(eager), standin)
+                bench.warm_up(1.0, webhooks=False)
+                label = f"{config} eager"
+                # Separate loads: an eager booking waits on Stripe, so a slow phase would spill
+                # its backlog into the next one. The ratio is to the link-mode server's last
+                # baseline.
+                fast = bench.spread(label, 1, {"spread": 0.0})
+                slow = bench.spread(label, 1, {"spread 300ms": SLOW_STRIPE_S})
+                record([*fast, *slow], base)
+                report_tracebacks(eager)
+            finally:
+                eager.stop()
+                del os.environ["BENCH_LINK_MODE"]
 
     print()
     print(
@@ -780,11 +1362,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(outcomes))
     print(
-        "ok/s: successful requests per second (hot: until the last booking); ratio: ok/s over "
-        "the same round's baseline;\np99 ok: p99 of 2xx answers only; refused*: 409 while stock "
-        "remained; cpu ms/req: CPU per request of the gunicorn workers, PostgreSQL and Redis;\n"
-        "client: the load client's CPU, % of one core; other: the machine's CPU spent elsewhere "
-        "(other processes, unattributed kernel time), % of all cores"
+        "ok/s: successful requests per second (hot: until the last booking; webhook: "
+        "deliveries, duplicates included); ratio: ok/s over the same round's baseline;\n"
+        "spread 300ms: spread with the Stripe stand-in answering after 300 ms; eager: the "
+        "Checkout Session created at booking (PAYMENT_LINK_MODE eager; ratio to the last "
+        "baseline);\n"
+        "p99 ok: p99 of 2xx answers only; refused*: 409 while stock remained; cpu ms/req: CPU "
+        "per request of the gunicorn workers, PostgreSQL and Redis;\nclient: the runner's CPU "
+        "(load client, and the Stripe stand-in when called), % of one core; other: the machine's "
+        "CPU spent elsewhere\n(other processes, unattributed kernel time), % of all cores; "
+        "conns/worker: the client's connections each worker held 1 s in (the workers race to "
+        "accept them)"
     )
     print()
     print("\n".join(verdict(outcomes, memory)))

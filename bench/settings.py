@@ -4,6 +4,12 @@ Needs the repository root and ``example_project/`` on ``sys.path``. ``DATABASE_U
 ``REDIS_URL`` come from the environment as for the example site (the runner points them at a
 dedicated database and Redis db). ``DEBUG`` is off unless the environment says otherwise: a
 benchmark of a debug server measures its query log.
+
+The payment gateway also comes from the runner: ``BENCH_GATEWAY`` ("stripe" or "dummy"; unset:
+the example site's choice), ``BENCH_STRIPE_API_BASE`` (the runner's ``StripeStandIn``),
+``BENCH_STRIPE_SECRET_KEY``, ``BENCH_STRIPE_WEBHOOK_SECRET`` and ``BENCH_LINK_MODE`` ("link" or
+"eager"). Huey is the example's ``RedisHuey`` on the bench Redis db, with no consumer: the invoice
+tasks a paid order enqueues just wait in Redis (the runner counts and flushes them).
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ MARKETLINK = {
 # ``run.py --lock-backend database`` measures bookings on the database row lock alone.
 if os.environ.get("BENCH_LOCK_BACKEND"):
     MARKETLINK["LOCK_BACKEND"] = os.environ["BENCH_LOCK_BACKEND"]
+# The gateway the runner chose; receiving a webhook never calls Stripe, booking in link mode
+# neither, so the secret key only has to satisfy the stand-in.
+if os.environ.get("BENCH_GATEWAY"):
+    MARKETLINK["PAYMENT_GATEWAY"] = os.environ["BENCH_GATEWAY"]
+    MARKETLINK["STRIPE_SECRET_KEY"] = os.environ.get("BENCH_STRIPE_SECRET_KEY", "")
+    MARKETLINK["STRIPE_WEBHOOK_SECRET"] = os.environ.get("BENCH_STRIPE_WEBHOOK_SECRET", "")
+    MARKETLINK["STRIPE_API_BASE"] = os.environ.get("BENCH_STRIPE_API_BASE", "")
+if os.environ.get("BENCH_LINK_MODE"):
+    MARKETLINK["PAYMENT_LINK_MODE"] = os.environ["BENCH_LINK_MODE"]
 # ``run.py --switch-interval S``: the workers' GIL switch interval (Python's default is 0.005 s).
 if os.environ.get("BENCH_SWITCH_INTERVAL"):
     import sys
