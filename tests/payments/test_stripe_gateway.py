@@ -797,19 +797,19 @@ def test_a_retry_after_a_lost_answer_gets_the_same_session(
     from marketlink.payments.gateways.stripe import StripeGateway
 
     settings.MARKETLINK = stripe_settings(standin, RESERVATION_TTL=reservation_ttl)
-    order = shop.book(customer_user, VariantFactory())
     real_create, real_now = StripeGateway.create_checkout, django_timezone.now
 
     def answer_lost(self: StripeGateway, request: Any) -> Any:
         real_create(self, request)
         raise GatewayError("The payment provider failed to create a checkout session.")
 
-    # Session ends are rounded up to 5-minute marks: start 30 s past one, so the retry 5 s
-    # later falls in the same 5 minutes as the first attempt, as almost every retry does.
+    # Session ends are rounded up to 5-minute marks: the clock (booking included) starts 30 s
+    # past one, so the retry 5 s later falls in the same 5 minutes, as almost every retry does.
     start = real_now().replace(second=30, microsecond=0)
     start -= timedelta(minutes=start.minute % 5)
-    monkeypatch.setattr(StripeGateway, "create_checkout", answer_lost)
     monkeypatch.setattr(django_timezone, "now", lambda: start)
+    order = shop.book(customer_user, VariantFactory())
+    monkeypatch.setattr(StripeGateway, "create_checkout", answer_lost)
     assert shop.open_link(order).status_code == 502
     monkeypatch.setattr(StripeGateway, "create_checkout", real_create)
     monkeypatch.setattr(django_timezone, "now", lambda: start + timedelta(seconds=5))
