@@ -213,7 +213,8 @@ def reconcile(
 
     from marketlink.exceptions import MarketlinkError
     from marketlink.orders.models import RepairOrder
-    from marketlink.payments.services import RECONCILED_STATUSES, RELEASED_STATUSES, order_reconcile
+    from marketlink.payments.rules import RELEASED_STATUSES
+    from marketlink.payments.services import RECONCILED_STATUSES, order_reconcile
 
     recently = timezone.now() - timedelta(days=days)
     pending = (

@@ -13,9 +13,10 @@ from marketlink.catalog.models import ServiceVariant
 from marketlink.cli import app
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.services import order_place
+from marketlink.payments.checkout import checkout_open
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession, EventStatus, PaymentEvent
-from marketlink.payments.services import checkout_open, webhook_receive
+from marketlink.payments.services import webhook_receive
 from marketlink.testing.factories import AccountFactory, VariantFactory
 
 runner = CliRunner()

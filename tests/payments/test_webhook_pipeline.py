@@ -25,6 +25,7 @@ from marketlink.exceptions import ServiceUnavailable
 from marketlink.orders.models import OrderStatusChange, RepairOrder
 from marketlink.orders.services import order_place, orders_expire
 from marketlink.payments.gateways import dummy
+from marketlink.payments.gateways.base import RefundResult
 from marketlink.payments.models import EventStatus, Invoice, PaymentEvent
 from marketlink.payments.services import event_process
 from marketlink.testing.factories import AccountFactory, UserFactory, VariantFactory
@@ -479,9 +480,11 @@ def refunds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The payment intents the (dummy) gateway was asked to refund, one entry per new refund."""
     asked: dict[str, str] = {}
 
-    def refund(self: Any, *, payment_intent_id: str, idempotency_key: str, **_: Any) -> str:
+    def refund(
+        self: Any, *, payment_intent_id: str, idempotency_key: str, **_: Any
+    ) -> RefundResult:
         asked.setdefault(idempotency_key, payment_intent_id)
-        return f"re_{idempotency_key}"
+        return RefundResult(id=f"re_{idempotency_key}", status="succeeded")
 
     monkeypatch.setattr(dummy.DummyGateway, "refund", refund)
     return asked  # type: ignore[return-value]
@@ -493,7 +496,7 @@ def late_and_sold_out(order: RepairOrder) -> None:
 
 
 def test_a_second_payment_for_a_refunded_order_is_refunded(hook, order, refunds):
-    from marketlink.payments.services import order_refund
+    from marketlink.payments.refunds import order_refund
 
     hook(completed(order, payment_intent="pi_first"))
     order_refund(order=refreshed(order))
@@ -551,7 +554,7 @@ def test_a_declined_attempt_does_not_make_the_real_payment_look_like_a_duplicate
 ):
     """A declined attempt on one checkout, then a payment on another: the payment that paid is
     the order's, so its own second event is no duplicate, and a refund targets it."""
-    from marketlink.payments.services import order_refund
+    from marketlink.payments.refunds import order_refund
 
     declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
     hook(event("payment_intent.payment_failed", declined))
@@ -569,18 +572,18 @@ def test_the_dummy_page_leaves_the_session_open_when_the_payment_cannot_be_taken
 ):
     """A transient failure while the dummy gateway's Pay is processed: the customer sees why
     and can pay again; nothing is half-recorded."""
+    from marketlink.payments.checkout import checkout_open
     from marketlink.payments.models import DummyCheckoutSession
-    from marketlink.payments.services import checkout_open
 
     url = checkout_open(order=order, base_url="http://testserver/")
     browser = Client()
 
-    from marketlink.payments import services
+    from marketlink.payments import handlers
 
     def lock_busy(*args: Any, **kwargs: Any) -> str:
         raise ServiceUnavailable("This service is in high demand; try again in a moment.")
 
-    monkeypatch.setattr(services, "_mark_paid", lock_busy)
+    monkeypatch.setattr(handlers, "mark_paid", lock_busy)
     page = browser.post(url, {"action": "pay"})
     assert page.status_code == 503
     assert "try again" in page.content.decode()

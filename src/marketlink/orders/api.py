@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router, Status
 
@@ -20,8 +19,9 @@ from marketlink.accounts.auth import (
 from marketlink.accounts.selectors import account_for_user
 from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
 from marketlink.orders import selectors, services
+from marketlink.orders.models import OrderStatus
 from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery
-from marketlink.payments import services as payments
+from marketlink.payments import checkout, refunds
 from marketlink.payments.schemas import PaymentStateOut
 from marketlink.vendors.selectors import vendor_profile_of
 
@@ -51,7 +51,7 @@ def order_create(
         idempotency_key=idempotency_key,
     )
     if created and conf.get().PAYMENT_LINK_MODE == "eager":
-        payments.checkout_begin_eagerly(order=order, base_url=request.build_absolute_uri("/"))
+        checkout.checkout_begin_eagerly(order=order, base_url=request.build_absolute_uri("/"))
     if not created:
         response["Idempotent-Replayed"] = "true"
         return Status(200, ok(order, "This order was already created with that Idempotency-Key."))
@@ -81,21 +81,20 @@ def order_detail(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
 )
 def order_cancel(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     order = services.order_cancel(order=selectors.order_of_customer(order_id=id, user=request.auth))
-    transaction.on_commit(lambda: payments.checkout_expire(order=order), robust=True)
     return ok(order, "Order cancelled; its reservation is released.")
 
 
 @router.get("/{id}/cancel/", response=responses(200, Envelope[PaymentStateOut], 404))
 def checkout_cancelled(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
     """Where the hosted checkout sends a customer who gave up. Changes nothing."""
-    return ok(payments.payment_state(order_id=id), "Payment was not completed.")
+    return ok(checkout.payment_state(order_id=id), "Payment was not completed.")
 
 
 @router.get("/{id}/success/", response=responses(200, Envelope[PaymentStateOut], 404))
 def checkout_succeeded(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
     """Where the hosted checkout sends a customer who paid. Only the provider's signed webhook
     marks an order paid; this page may ask the provider, to say so sooner."""
-    state = payments.payment_state(order_id=id)
+    state = checkout.payment_state(order_id=id)
     message = (
         "Payment confirmed."
         if state["status"] != "pending"
@@ -113,7 +112,7 @@ def checkout_succeeded(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
 )
 def order_checkout(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     order = selectors.order_of_customer(order_id=id, user=request.auth)
-    payments.checkout_url_for_customer(order=order, base_url=request.build_absolute_uri("/"))
+    checkout.checkout_url_for_customer(order=order, base_url=request.build_absolute_uri("/"))
     return ok(order, "Use payment_url to pay.")
 
 
@@ -123,8 +122,10 @@ def order_checkout(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     auth=vendors_and_admins,
 )
 def order_refund(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
-    order = selectors.order_for_refund(order_id=id, user=request.auth)
-    return ok(payments.order_refund(order=order), "Order refunded; its unit is back in stock.")
+    order = refunds.order_refund(order=selectors.order_for_refund(order_id=id, user=request.auth))
+    if order.status != OrderStatus.REFUNDED:
+        return ok(order, "Refund requested; the order becomes refunded when the provider confirms.")
+    return ok(order, "Order refunded.")
 
 
 @router.post(

@@ -14,11 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from marketlink import conf, locking
 from marketlink.catalog.selectors import variant_for_booking
 from marketlink.exceptions import Conflict, InvalidInput, NotFound
+from marketlink.orders import signals
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
 from marketlink.orders.selectors import expired_pending_ids
 
@@ -36,9 +38,17 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.REFUNDED: frozenset(),
 }
 # Statuses whose order holds a unit of stock; entering or leaving this set moves the unit.
-HOLDS_STOCK = frozenset(
-    {OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.PROCESSING, OrderStatus.COMPLETED}
-)
+HOLDS_STOCK = frozenset({OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.PROCESSING})
+# A completed order used its unit: the service was delivered, so the capacity is gone whatever
+# happens to the money later. Refunding a completed order gives money back, never a unit.
+USED_STOCK = frozenset({OrderStatus.COMPLETED})
+# Who hears of each change (``marketlink.orders.signals``), by the status entered.
+SIGNALS_ON_ENTERING: dict[str, Signal] = {
+    OrderStatus.PAID: signals.order_paid,
+    OrderStatus.CANCELLED: signals.order_cancelled,
+    OrderStatus.FAILED: signals.order_cancelled,
+    OrderStatus.REFUNDED: signals.order_refunded,
+}
 
 
 class TransitionRefused(Conflict):
@@ -73,9 +83,9 @@ def order_transition(
         if not won:
             order.refresh_from_db(fields=["status"])
             raise TransitionRefused(f"An order that is {order.status} cannot become {to}.")
-        if current in HOLDS_STOCK and to not in HOLDS_STOCK:
+        if current in HOLDS_STOCK and to not in HOLDS_STOCK | USED_STOCK:
             locking.return_unit(order.variant_id)
-        elif current not in HOLDS_STOCK and to in HOLDS_STOCK:
+        elif current not in HOLDS_STOCK | USED_STOCK and to in HOLDS_STOCK:
             with locking.variant_lock(order.variant_id):
                 if locking.take_unit(order.variant_id) is None:
                     raise NoStockToRetake(f"Variant {order.variant_id} has no unit left.")
@@ -85,6 +95,9 @@ def order_transition(
         order.status = to
         for name, value in fields.items():
             setattr(order, name, value)
+        signal = SIGNALS_ON_ENTERING.get(to)
+        if signal is not None:
+            signals.send_on_commit(signal, order=order, previous=current, source=source)
     logger.info("order %s: %s -> %s (%s)", order_id, current, to, source)
     return order
 
@@ -140,6 +153,7 @@ def order_place(
         if replay is None:
             raise
         return replay, False
+    signals.send_on_commit(signals.order_placed, order=order, source=ChangeSource.API)
     logger.info(
         "order %s placed for variant %s (%d left)",
         order.id,

@@ -11,7 +11,7 @@ from ninja import Router
 from marketlink import conf
 from marketlink.envelope import Envelope, ok, responses
 from marketlink.exceptions import InvalidInput, PayloadTooLarge
-from marketlink.payments import services
+from marketlink.payments import checkout, services
 from marketlink.payments.schemas import WebhookOut
 from marketlink.payments.selectors import order_for_link
 
@@ -47,7 +47,7 @@ def payment_webhook(request: HttpRequest) -> dict[str, Any]:
 )
 def payment_link(request: HttpRequest, token: str) -> HttpResponseRedirect:
     order = order_for_link(token)
-    url = services.checkout_open(order=order, base_url=request.build_absolute_uri("/"))
+    url = checkout.checkout_open(order=order, base_url=request.build_absolute_uri("/"))
     response = HttpResponseRedirect(url)
     response.status_code = 303
     return response

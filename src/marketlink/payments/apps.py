@@ -6,3 +6,11 @@ class PaymentsConfig(AppConfig):
     label = "marketlink_payments"
     verbose_name = "marketlink payments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from marketlink.orders.signals import order_cancelled
+        from marketlink.payments.receivers import close_checkout_of_released_order
+
+        order_cancelled.connect(
+            close_checkout_of_released_order, dispatch_uid="marketlink.payments.close_checkout"
+        )

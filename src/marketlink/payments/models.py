@@ -1,4 +1,5 @@
-"""Payment records: every webhook delivery, the invoices sent, and the dummy gateway's sessions."""
+"""Payment records: every webhook delivery, the invoices sent, the refunds asked for, the disputes
+opened, and the dummy gateway's sessions."""
 
 from __future__ import annotations
 
@@ -72,6 +73,98 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class RefundKind(models.TextChoices):
+    ORDER = "order", "The order's own payment"
+    DUPLICATE = "duplicate", "A second payment for a paid order"
+    LATE = "late", "A payment after the reservation ended, with no unit left"
+    EXTERNAL = "external", "Made at the provider (e.g. its dashboard)"
+
+
+class RefundStatus(models.TextChoices):
+    # Asked for, the provider not reached yet (or its answer lost): the task or a retry asks again.
+    REQUESTED = "requested", "Requested"
+    PENDING = "pending", "Pending at the provider"
+    REQUIRES_ACTION = "requires_action", "Requires action at the provider"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+# A refund in these states has not moved money yet, and may still.
+UNSETTLED_REFUND_STATUSES = frozenset(
+    {RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.REQUIRES_ACTION}
+)
+
+
+class Refund(models.Model):
+    """One refund of one payment, from the moment marketlink decides to make it (or learns that
+    the provider made one) until the provider says it succeeded or failed.
+
+    The order only becomes ``refunded`` when its own payment's refund succeeded; a refund that
+    could not be made, or that failed, is flagged (``needs_attention``) instead of forgotten.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(RepairOrder, on_delete=models.PROTECT, related_name="refunds")
+    kind = models.CharField(max_length=16, choices=RefundKind.choices)
+    # marketlink refunds whole payments, so a payment has at most one refund.
+    payment_intent_id = models.CharField(max_length=255, unique=True)
+    provider_refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    amount_minor = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=16, choices=RefundStatus.choices, default=RefundStatus.REQUESTED
+    )
+    # Sent with every ask for this refund: a retry after a lost answer gets the same refund.
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    needs_attention = models.BooleanField(
+        default=False, help_text="Could not be made, or failed at the provider: for staff."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "needs_attention"])]
+
+    def __str__(self) -> str:
+        return f"refund of {self.payment_intent_id} ({self.status})"
+
+
+class DisputeOutcome(models.TextChoices):
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class Dispute(models.Model):
+    """A chargeback the customer's bank opened against an order's payment. Always flagged for
+    staff: evidence has a deadline, and a lost dispute is money gone that no status shows."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(RepairOrder, on_delete=models.PROTECT, related_name="disputes")
+    provider_dispute_id = models.CharField(max_length=255, unique=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    amount_minor = models.PositiveBigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    provider_status = models.CharField(max_length=40, blank=True)
+    outcome = models.CharField(
+        max_length=8, choices=DisputeOutcome.choices, default=DisputeOutcome.OPEN
+    )
+    needs_attention = models.BooleanField(default=True)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+    def __str__(self) -> str:
+        return f"dispute {self.provider_dispute_id} ({self.outcome})"
 
 
 class DummyCheckoutSession(models.Model):

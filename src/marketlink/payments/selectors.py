@@ -1,4 +1,5 @@
-"""Reads for payments: the payment link a customer is given, and finding an event's order."""
+"""Reads for payments: the payment link a customer is given, finding an event's order, and what
+needs staff's attention."""
 
 from __future__ import annotations
 
@@ -61,5 +62,9 @@ def order_for_event(obj: dict[str, Any]) -> RepairOrder | None:
         return RepairOrder.objects.filter(checkout_session_id=obj["id"]).first()
     intent = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
     if isinstance(intent, str) and intent:
-        return RepairOrder.objects.filter(payment_intent_id=intent).first()
+        # The order's own payment, or a payment marketlink refunded for it (a duplicate's).
+        return (
+            RepairOrder.objects.filter(payment_intent_id=intent).first()
+            or RepairOrder.objects.filter(refunds__payment_intent_id=intent).first()
+        )
     return None

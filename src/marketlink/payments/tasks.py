@@ -1,15 +1,15 @@
 """Background work for payments (Huey; the host owns ``HUEY``). Tasks are enqueued with
-``transaction.on_commit`` by the services, never inside a transaction."""
+``transaction.on_commit``, never inside a transaction, and each one is safe to run twice."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
-from huey.contrib.djhuey import db_task
+from huey.contrib.djhuey import HUEY, db_task
 
-from marketlink.orders.models import RepairOrder
-from marketlink.payments import invoices, services
+from marketlink.payments import checkout, invoices, refunds
+from marketlink.payments.models import Refund, RefundStatus
 
 logger = logging.getLogger(__name__)
 
@@ -28,42 +28,61 @@ RETRYING = {
 }
 
 
-def _logged(what: str, order_id: str, task: object, run: Callable[[], str]) -> str:
+def last_attempt(task: object) -> bool:
+    """Whether a failure now is final: the retries are spent, or Huey runs tasks immediately
+    (no consumer: the retry would go to a schedule that nobody runs)."""
+    return bool(HUEY.immediate) or not getattr(task, "retries", 0)
+
+
+def _logged(
+    what: str, subject: str, task: object, run: Callable[[], str], gave_up: Callable[[str], None]
+) -> str:
     try:
         return run()
     except Exception as exc:
-        retries = getattr(task, "retries", 0)
-        logger.warning("%s for order %s failed (%s); %s retries left", what, order_id, exc, retries)
+        if last_attempt(task):
+            logger.error("%s for %s failed for good: %s", what, subject, exc)
+            gave_up(f"{type(exc).__name__}: {exc}")
+        else:
+            retries = getattr(task, "retries", 0)
+            logger.warning("%s for %s failed (%s); %s retries left", what, subject, exc, retries)
         raise
 
 
 @db_task(context=True, **RETRYING)
 def send_invoice(order_id: str, task: object = None) -> str:
     """Email the invoice of a paid order and move it to processing; at most once per order."""
-    return _logged("invoice", order_id, task, lambda: invoices.invoice_send(order_id=order_id))
-
-
-@db_task(context=True, **RETRYING)
-def refund_late_payment(
-    order_id: str, payment_intent_id: str | None = None, task: object = None
-) -> str:
-    """Refund a payment that came after its reservation ended, with no unit left to sell."""
-    order = RepairOrder.objects.get(pk=order_id)
     return _logged(
-        "late payment refund",
-        order_id,
+        "invoice",
+        f"order {order_id}",
         task,
-        lambda: services.late_payment_refund(order=order, payment_intent_id=payment_intent_id),
+        lambda: invoices.invoice_send(order_id=order_id),
+        lambda error: None,
     )
 
 
 @db_task(context=True, **RETRYING)
-def refund_duplicate_payment(order_id: str, payment_intent_id: str, task: object = None) -> str:
-    """Refund a second payment for an order that another payment already paid."""
-    order = RepairOrder.objects.get(pk=order_id)
+def refund_payment(refund_id: str, task: object = None) -> str:
+    """Ask the provider for a refund marketlink decided on (a duplicate or late payment)."""
+    refund = Refund.objects.filter(pk=refund_id).first()
+    if refund is None or refund.status != RefundStatus.REQUESTED:
+        return "nothing to ask for"
     return _logged(
-        "duplicate payment refund",
-        order_id,
+        "refund",
+        f"payment {refund.payment_intent_id} of order {refund.order_id}",
         task,
-        lambda: services.duplicate_payment_refund(order=order, payment_intent_id=payment_intent_id),
+        lambda: refunds.refund_ask(refund=refund, source="task"),
+        lambda error: refunds.refund_gave_up(refund_pk=refund.pk, error=error),
+    )
+
+
+@db_task(context=True, **RETRYING)
+def expire_checkout(order_id: str, task: object = None) -> str:
+    """Close the provider's checkout of an order that was released while it was open."""
+    return _logged(
+        "closing the checkout",
+        f"order {order_id}",
+        task,
+        lambda: checkout.checkout_expire(order_id=order_id),
+        lambda error: None,
     )

@@ -53,6 +53,14 @@ class CheckoutSession:
     currency: str | None = None
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    id: str
+    # "succeeded", "pending", "requires_action", "failed" or "canceled", as Stripe says: only a
+    # succeeded refund has given the money back.
+    status: str
+
+
 class PaymentGateway(Protocol):
     name: str
 
@@ -62,8 +70,11 @@ class PaymentGateway(Protocol):
 
     def expire_checkout(self, session_id: str) -> None: ...
 
-    def refund(self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str) -> str:
-        """Refund ``amount_minor`` of a captured payment; returns the provider's refund id."""
+    def refund(
+        self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str
+    ) -> RefundResult:
+        """Ask for ``amount_minor`` of a captured payment back. The answer may be final or not:
+        a pending refund settles later, through an event."""
         ...
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:

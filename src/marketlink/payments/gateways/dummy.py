@@ -25,6 +25,7 @@ from marketlink.payments.gateways.base import (
     CheckoutSession,
     GatewayError,
     InvalidSignature,
+    RefundResult,
 )
 from marketlink.payments.models import DummyCheckoutSession
 
@@ -69,9 +70,13 @@ class DummyGateway:
     def expire_checkout(self, session_id: str) -> None:
         DummyCheckoutSession.objects.filter(pk=session_id, status="open").update(status="expired")
 
-    def refund(self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str) -> str:
+    def refund(
+        self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str
+    ) -> RefundResult:
+        """The dummy's refunds succeed at once (its money is imaginary), under an id derived from
+        the idempotency key, so a retry gets the same refund, as Stripe's idempotency gives."""
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-        return f"re_dummy_{digest}"
+        return RefundResult(id=f"re_dummy_{digest}", status="succeeded")
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         problem = signatures.verify(

@@ -18,6 +18,7 @@ from marketlink.payments.gateways.base import (
     CheckoutSession,
     GatewayError,
     InvalidSignature,
+    RefundResult,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,12 +73,21 @@ class StripeGateway:
         )
 
     def expire_checkout(self, session_id: str) -> None:
-        self._call(
-            "expire a checkout session",
-            lambda client: client.v1.checkout.sessions.expire(session_id),
-        )
+        try:
+            self._call(
+                "expire a checkout session",
+                lambda client: client.v1.checkout.sessions.expire(session_id),
+            )
+        except GatewayError as exc:
+            # Stripe refuses to expire a session that is no longer open (paid, or expired by
+            # itself): there is nothing left to close, and retrying would not change that.
+            if not isinstance(exc.__cause__, stripe.InvalidRequestError):
+                raise
+            logger.info("checkout session %s was no longer open: %s", session_id, exc.__cause__)
 
-    def refund(self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str) -> str:
+    def refund(
+        self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str
+    ) -> RefundResult:
         refund = self._call(
             "refund a payment",
             lambda client: client.v1.refunds.create(
@@ -85,7 +95,7 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             ),
         )
-        return str(refund.id)
+        return RefundResult(id=str(refund.id), status=str(refund.status))
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         config = conf.get()

@@ -1,0 +1,178 @@
+"""Checkouts: opening the provider's hosted checkout for a pending order, closing it when the
+order is released, and telling the return pages what the provider says.
+
+No function here holds a database transaction or a lock across a call to the payment provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+from django.core.cache import cache
+from django.urls import reverse
+from django.utils import timezone
+
+from marketlink import conf
+from marketlink.exceptions import Conflict, NotFound
+from marketlink.money import to_minor_units
+from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
+from marketlink.orders.services import order_transition
+from marketlink.payments.gateways import get_gateway
+from marketlink.payments.gateways.base import (
+    CHECKOUT_EXPIRY_STEP,
+    MIN_CHECKOUT_LIFE,
+    CheckoutRequest,
+    GatewayError,
+)
+from marketlink.payments.rules import PAID_STATUSES, RELEASED_STATUSES
+
+logger = logging.getLogger(__name__)
+
+
+def _redirect_urls(order: RepairOrder, base_url: str) -> tuple[str, str]:
+    config = conf.get()
+    # Wherever the host mounted marketlink's URLconf, not a hard-coded "/api/".
+    site = base_url.rstrip("/")
+    own_success = site + reverse("marketlink:checkout_succeeded", kwargs={"id": order.id})
+    own_cancel = site + reverse("marketlink:checkout_cancelled", kwargs={"id": order.id})
+    success = (config.SUCCESS_URL or own_success + "?session_id={CHECKOUT_SESSION_ID}").replace(
+        "{order_id}", str(order.id)
+    )
+    cancel = (config.CANCEL_URL or own_cancel).replace("{order_id}", str(order.id))
+    return success, cancel
+
+
+def checkout_expiry(order: RepairOrder) -> datetime:
+    """When the order's checkout session should end: the reservation's end, unless that is
+    sooner than providers allow (Stripe: 30 minutes). Then the first 5-minute mark after the
+    earliest allowed end, so that a retry within those minutes sends the provider the very same
+    parameters under the same idempotency key, and gets the same session back."""
+    earliest = timezone.now() + MIN_CHECKOUT_LIFE
+    if order.expires_at >= earliest:
+        return order.expires_at
+    step = CHECKOUT_EXPIRY_STEP.total_seconds()
+    rounded = math.ceil(earliest.timestamp() / step) * step
+    return datetime.fromtimestamp(rounded, tz=UTC)
+
+
+def checkout_open(*, order: RepairOrder, base_url: str) -> str:
+    """The absolute URL of an open checkout for a pending order: its current session if still
+    open, else a new one. Retries reuse the provider's session (idempotency key); of two
+    concurrent opens that made two sessions, one is kept and the other closed, so an order never
+    has two payable checkouts."""
+    if order.status != OrderStatus.PENDING:
+        raise Conflict(f"This order is {order.status}; there is nothing to pay.")
+    if order.expires_at <= timezone.now():
+        raise Conflict("This order's reservation has expired; please book again.")
+    gateway = get_gateway()
+    previous = order.checkout_session_id
+    if previous:
+        session = gateway.fetch_checkout(previous)
+        if session.status == "open":
+            return urljoin(base_url, session.url)
+        if session.status == "complete":
+            raise Conflict("This order is paid; its confirmation is on its way.")
+    success_url, cancel_url = _redirect_urls(order, base_url)
+    expires_at = checkout_expiry(order)
+    session = gateway.create_checkout(
+        CheckoutRequest(
+            order_id=str(order.id),
+            amount_minor=to_minor_units(order.total_amount, order.currency),
+            currency=order.currency,
+            description=f"{order.vendor_name}: {order.variant_name}",
+            customer_email=order.customer_email,
+            expires_at=expires_at,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=(
+                f"marketlink-checkout-{order.id}-{previous or 0}-{int(expires_at.timestamp())}"
+            ),
+        )
+    )
+    url = urljoin(base_url, session.url)
+    stored = RepairOrder.objects.filter(
+        pk=order.id, status=OrderStatus.PENDING, checkout_session_id=previous
+    ).update(checkout_session_id=session.id, checkout_url=url, updated_at=timezone.now())
+    if not stored:
+        order.refresh_from_db()
+        if order.checkout_session_id != session.id:
+            # Someone else's open (or a payment) got there first: ours must not stay payable.
+            with contextlib.suppress(GatewayError):
+                gateway.expire_checkout(session.id)
+            return checkout_open(order=order, base_url=base_url)
+    order.checkout_session_id, order.checkout_url = session.id, url
+    return url
+
+
+def checkout_begin_eagerly(*, order: RepairOrder, base_url: str) -> None:
+    """The seed's behaviour (PAYMENT_LINK_MODE "eager"): open the checkout right after booking.
+    If the provider fails, the order is cancelled and its unit returned before answering 502."""
+    try:
+        checkout_open(order=order, base_url=base_url)
+    except GatewayError:
+        order_transition(
+            order_id=order.id,
+            to=OrderStatus.CANCELLED,
+            source=ChangeSource.API,
+            expected=OrderStatus.PENDING,
+            note="the payment provider failed at booking",
+        )
+        raise
+
+
+def checkout_url_for_customer(*, order: RepairOrder, base_url: str) -> None:
+    """``POST /orders/{id}/checkout/``: make sure the order's payment URL works now."""
+    if order.status != OrderStatus.PENDING:
+        raise Conflict(f"This order is {order.status}; there is nothing to pay.")
+    if conf.get().PAYMENT_LINK_MODE == "eager":
+        checkout_open(order=order, base_url=base_url)
+    elif order.expires_at <= timezone.now():
+        raise Conflict("This order's reservation has expired; please book again.")
+
+
+def checkout_expire(*, order_id: str) -> str:
+    """Close the provider's checkout of a released order (cancelled, or its reservation lapsed),
+    so the unit it no longer holds cannot be paid for. Raises ``GatewayError`` for the task to
+    retry; a payment that still gets through is handled as a late payment."""
+    order = RepairOrder.objects.filter(pk=order_id).first()
+    if order is None or not order.checkout_session_id:
+        return "no checkout to close"
+    if order.status not in RELEASED_STATUSES:
+        return f"order is {order.status}; its checkout stays"
+    get_gateway().expire_checkout(order.checkout_session_id)
+    return f"checkout {order.checkout_session_id} closed"
+
+
+def payment_state(*, order_id: Any) -> dict[str, Any]:
+    """For the redirect pages: the order's status, and whether the provider already says the
+    checkout is paid (shown to the customer sooner, never acted on without the webhook)."""
+    order = RepairOrder.objects.filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("No such order.")
+    provider_says_paid = order.status in PAID_STATUSES
+    if order.status == OrderStatus.PENDING and order.checkout_session_id:
+        provider_says_paid = _provider_says_paid(order.checkout_session_id)
+    return {"id": order.id, "status": order.status, "provider_says_paid": provider_says_paid}
+
+
+def _provider_says_paid(session_id: str) -> bool:
+    """The page is public and may be reloaded: a "paid" answer (final) is remembered, and so,
+    for a few seconds, is the provider being down, so a slow provider does not slow every reload.
+    An "unpaid" answer is not, so the page shows a payment as soon as the provider knows it."""
+    key = f"marketlink:checkout-paid:{session_id}"
+    cached = cache.get(key)
+    if cached is not None:
+        return bool(cached)
+    try:
+        paid = get_gateway().fetch_checkout(session_id).payment_status == "paid"
+    except GatewayError:
+        cache.set(key, False, timeout=5)
+        return False
+    if paid:
+        cache.set(key, True, timeout=3600)
+    return paid
