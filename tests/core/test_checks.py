@@ -95,3 +95,8 @@ def test_a_currency_stripe_does_not_charge_in_is_an_error(settings, currency):
 def test_currencies_stripe_charges_in_are_accepted(settings, currency):
     settings.MARKETLINK = {"CURRENCY": currency}
     assert ids() == set()
+
+
+def test_a_currency_that_is_not_three_letters_is_a_bad_setting(settings):
+    settings.MARKETLINK = {"CURRENCY": "u$d"}
+    assert "marketlink.E001" in ids()
