@@ -8,7 +8,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 
-from marketlink import conf
+from marketlink import conf, money
 
 REQUIRED_APPS = [
     "marketlink.accounts",
@@ -26,6 +26,7 @@ def register() -> None:
     checks.register(check_apps)
     checks.register(check_payments)
     checks.register(check_lock_store)
+    checks.register(check_currency)
 
 
 def check_settings(**_: Any) -> list[checks.CheckMessage]:
@@ -108,6 +109,24 @@ def check_payments(**_: Any) -> list[checks.CheckMessage]:
             )
         )
     return messages
+
+
+def check_currency(**_: Any) -> list[checks.CheckMessage]:
+    """A currency the gateway cannot charge in would fail every payment (or, where Stripe reads
+    the amount with other decimals than we assume, charge a wrong amount)."""
+    if conf.validation_errors():
+        return []
+    currency = conf.get().CURRENCY
+    if money.is_supported(currency):
+        return []
+    return [
+        checks.Error(
+            f"MARKETLINK['CURRENCY'] is {currency.upper()!r}, which Stripe does not charge in.",
+            hint="Use one of Stripe's presentment currencies (docs.stripe.com/currencies); "
+            "marketlink.money.STRIPE_CURRENCIES lists those marketlink accepts.",
+            id="marketlink.E008",
+        )
+    ]
 
 
 def check_lock_store(**_: Any) -> list[checks.CheckMessage]:

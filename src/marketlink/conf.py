@@ -46,7 +46,11 @@ class MarketlinkSettings(BaseModel):
     REGISTER_THROTTLE: str = Field("20/hour", description="Registrations per client address.")
 
     # --- Orders and stock ------------------------------------------------------------------
-    CURRENCY: str = Field("usd", min_length=3, max_length=3, description="ISO 4217, lowercase.")
+    CURRENCY: str = Field(
+        "usd",
+        pattern=r"^[A-Za-z]{3}$",
+        description="ISO 4217 code of a currency Stripe charges in (checked: marketlink.E008).",
+    )
     RESERVATION_TTL: int = Field(
         30 * 60,
         ge=60,

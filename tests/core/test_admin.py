@@ -196,3 +196,78 @@ def test_a_variant_edited_inline_on_its_service_keeps_the_stock_bookings_took(st
 
     variant.refresh_from_db()
     assert (variant.name, variant.stock) == ("Renamed", 4)
+
+
+# --- Staff get a form error, not a 500, for a price Stripe could not charge --------------------
+
+
+def _price_errors(page) -> list[str]:
+    """The errors shown next to the price on an admin page that was sent back to staff."""
+    assert page.status_code == 200, page.status_code
+    return list(page.context["adminform"].form.errors.get("price", []))
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "message"),
+    [
+        ("jpy", "10.50", "price must be a whole number in JPY, which has no minor unit"),
+        ("usd", "1000000.00", "price must be at most 999999.99 USD"),
+        ("usd", "0.10", "price must be at least 0.50 USD"),
+    ],
+)
+def test_adding_a_variant_in_the_admin_refuses_a_price_stripe_cannot_charge(
+    staff_client, settings, currency, price, message
+):
+    settings.MARKETLINK = {"CURRENCY": currency}
+    service = VariantFactory().service
+    url = reverse("admin:marketlink_catalog_servicevariant_add")
+    form = _form_as_rendered(staff_client, url)
+    form.update(service=str(service.pk), name="Odd", price=price, estimated_minutes="10", stock="1")
+
+    page = staff_client.post(url, form)
+
+    assert _price_errors(page) == [message]
+    assert not ServiceVariant.objects.filter(name="Odd").exists()
+
+
+def test_editing_a_variant_in_the_admin_with_a_bad_price_shows_a_form_error(staff_client, settings):
+    settings.MARKETLINK = {"CURRENCY": "jpy"}
+    variant = VariantFactory(price=Decimal("1500"))
+    url = reverse("admin:marketlink_catalog_servicevariant_change", args=[variant.pk])
+    form = _form_as_rendered(staff_client, url)
+    form["price"] = "10.50"
+
+    page = staff_client.post(url, form)
+
+    assert _price_errors(page) == ["price must be a whole number in JPY, which has no minor unit"]
+    variant.refresh_from_db()
+    assert variant.price == Decimal("1500")
+
+
+def test_a_variant_added_inline_on_its_service_is_refused_a_bad_price(staff_client, settings):
+    settings.MARKETLINK = {"CURRENCY": "jpy"}
+    service = VariantFactory(price=Decimal("1500")).service
+    url = reverse("admin:marketlink_catalog_service_change", args=[service.pk])
+    form = _form_as_rendered(staff_client, url)
+    prefix = "variants"
+    total = int(form[f"{prefix}-TOTAL_FORMS"])
+    form.update(
+        {
+            f"{prefix}-TOTAL_FORMS": str(total + 1),
+            f"{prefix}-{total}-service": str(service.pk),
+            f"{prefix}-{total}-name": "Odd",
+            f"{prefix}-{total}-price": "10.50",
+            f"{prefix}-{total}-estimated_minutes": "10",
+            f"{prefix}-{total}-stock": "1",
+            f"initial-{prefix}-{total}-stock": "",
+        }
+    )
+
+    page = staff_client.post(url, form)
+
+    assert page.status_code == 200
+    [inline] = page.context["inline_admin_formsets"]
+    assert inline.formset.forms[total].errors["price"] == [
+        "price must be a whole number in JPY, which has no minor unit"
+    ]
+    assert not ServiceVariant.objects.filter(name="Odd").exists()

@@ -82,3 +82,21 @@ def test_atomic_requests_is_warned(settings, monkeypatch):
     # In place: overriding DATABASES as a whole is not supported by Django's test tools.
     monkeypatch.setitem(settings.DATABASES["default"], "ATOMIC_REQUESTS", True)
     assert "marketlink.W003" in ids()
+
+
+@pytest.mark.parametrize("currency", ["xyz", "xau", "hrk"])
+def test_a_currency_stripe_does_not_charge_in_is_an_error(settings, currency):
+    settings.MARKETLINK = {"CURRENCY": currency}
+    [message] = [m for m in checks.run_checks() if m.id == "marketlink.E008"]
+    assert currency.upper() in message.msg
+
+
+@pytest.mark.parametrize("currency", ["usd", "EUR", "jpy", "kwd", "tnd", "isk", "huf", "ugx"])
+def test_currencies_stripe_charges_in_are_accepted(settings, currency):
+    settings.MARKETLINK = {"CURRENCY": currency}
+    assert ids() == set()
+
+
+def test_a_currency_that_is_not_three_letters_is_a_bad_setting(settings):
+    settings.MARKETLINK = {"CURRENCY": "u$d"}
+    assert "marketlink.E001" in ids()

@@ -1,3 +1,4 @@
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -6,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from marketlink.catalog.models import Service, ServiceVariant
-from marketlink.catalog.services import variant_update
-from marketlink.exceptions import Conflict
+from marketlink.catalog.services import check_price, variant_update
+from marketlink.exceptions import Conflict, InvalidInput
 
 
 class VariantForm(forms.ModelForm):
@@ -23,6 +24,18 @@ class VariantForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "stock" in self.fields:
             self.fields["stock"].show_hidden_initial = True
+
+    def clean_price(self) -> Decimal | None:
+        """The API's price rule, checked here so staff get a form error rather than a 500 (on
+        edit) or a variant nobody can pay for (on add). An unchanged price is left alone, as the
+        API does: a variant priced before the currency changed can still be renamed."""
+        price: Decimal | None = self.cleaned_data.get("price")
+        if price is not None and "price" in self.changed_data:
+            try:
+                check_price(price)
+            except InvalidInput as exc:
+                raise ValidationError(exc.message) from None
+        return price
 
     def stock_seen(self) -> int | None:
         field = self.fields["stock"]

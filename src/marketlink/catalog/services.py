@@ -36,7 +36,9 @@ def service_archive(*, service: Service) -> None:
     Service.objects.filter(pk=service.pk).update(archived_at=now, updated_at=now)
 
 
-def _check_price(price: Decimal) -> None:
+def check_price(price: Decimal) -> None:
+    """Refuse a price the payment gateway could not charge in the site's currency: the one price
+    rule the API and the admin share, so no order is ever booked at such a price."""
     problem = price_problem(price, conf.get().CURRENCY)
     if problem:
         raise InvalidInput.for_field("price", problem)
@@ -45,7 +47,7 @@ def _check_price(price: Decimal) -> None:
 def variant_create(
     *, service: Service, name: str, price: Decimal, estimated_minutes: int, stock: int = 0
 ) -> ServiceVariant:
-    _check_price(price)
+    check_price(price)
     return ServiceVariant.objects.create(
         service=service, name=name, price=price, estimated_minutes=estimated_minutes, stock=stock
     )
@@ -66,7 +68,7 @@ def variant_update(
     a sale means.
     """
     if "price" in changes:
-        _check_price(changes["price"])
+        check_price(changes["price"])
     locked = lock_variant_row(variant.pk)
     if stock_adjustment is not None:
         if locked.stock + stock_adjustment < 0:

@@ -7,7 +7,7 @@ import uuid
 
 from django.db import models
 
-from marketlink.money import ZERO_DECIMAL_CURRENCIES
+from marketlink.money import format_minor_units
 from marketlink.orders.models import RepairOrder
 
 
@@ -189,8 +189,5 @@ class DummyCheckoutSession(models.Model):
 
     @property
     def amount_display(self) -> str:
-        """The amount as a person reads it: ``40.00 USD``, ``4000 JPY``."""
-        currency = self.currency.upper()
-        if self.currency.lower() in ZERO_DECIMAL_CURRENCIES:
-            return f"{self.amount_minor} {currency}"
-        return f"{self.amount_minor // 100}.{self.amount_minor % 100:02d} {currency}"
+        """The amount as a person reads it: ``40.00 USD``, ``4000 JPY``, ``10.500 KWD``."""
+        return format_minor_units(self.amount_minor, self.currency)
