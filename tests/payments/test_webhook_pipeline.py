@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
-from payment_events import checkout_session, deliver, event, payment_intent, signed
+from payment_events import checkout_session, deliver, event, minor, payment_intent, signed
 
 from marketlink import locking
 from marketlink.catalog.models import ServiceVariant
@@ -593,3 +593,27 @@ def test_the_dummy_page_leaves_the_session_open_when_the_payment_cannot_be_taken
     monkeypatch.undo()
     assert browser.post(url, {"action": "pay"}).status_code == 303
     assert refreshed(order).status in {"paid", "processing"}
+
+
+def test_a_refund_seen_between_a_declined_attempt_and_the_payment_refunds_the_order(hook, order):
+    """Declined (pi_declined), then a refund of pi_paid, then pi_paid's own confirmation: the
+    refund is the order's, whatever intent the declined attempt named."""
+    declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
+    hook(event("payment_intent.payment_failed", declined))
+    charge = {
+        "id": "ch_paid",
+        "object": "charge",
+        "amount": minor(order),
+        "amount_refunded": minor(order),
+        "currency": order.currency,
+        "payment_intent": "pi_paid",
+        "metadata": {"order_id": str(order.id)},
+    }
+    hook(event("charge.refunded", charge))
+    hook(completed(order, payment_intent="pi_paid"))
+
+    assert refreshed(order).status == "refunded"
+    assert refreshed(order).payment_intent_id == "pi_paid"
+    assert stock_of(order) == 3
+    assert [to for _, to, _ in changes(order)] == ["paid", "refunded"]
+    assert not PaymentEvent.objects.filter(needs_attention=True).exists()

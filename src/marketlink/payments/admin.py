@@ -5,7 +5,14 @@ from django.http import HttpRequest
 from marketlink.exceptions import MarketlinkError
 from marketlink.orders.admin import RepairOrderAdmin
 from marketlink.orders.models import ChangeSource
-from marketlink.payments.models import DummyCheckoutSession, EventStatus, Invoice, PaymentEvent
+from marketlink.payments.models import (
+    Dispute,
+    DummyCheckoutSession,
+    EventStatus,
+    Invoice,
+    PaymentEvent,
+    Refund,
+)
 from marketlink.payments.services import event_process
 
 
@@ -47,6 +54,39 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_filter = ("sent_at",)
     search_fields = ("number", "order__id", "order__customer_email")
     readonly_fields = ("id", "order", "number", "sent_at", "attempts", "created_at")
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    """Refunds are made through the refund endpoint or by marketlink itself; here staff see
+    which ones are flagged (could not be made, failed at the provider) and why."""
+
+    list_display = (
+        "payment_intent_id",
+        "order",
+        "kind",
+        "status",
+        "needs_attention",
+        "attempts",
+        "updated_at",
+    )
+    list_filter = ("status", "needs_attention", "kind")
+    search_fields = ("payment_intent_id", "provider_refund_id", "order__id", "last_error")
+    readonly_fields = [f.name for f in Refund._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    list_display = ("provider_dispute_id", "order", "outcome", "needs_attention", "opened_at")
+    list_filter = ("outcome", "needs_attention")
+    search_fields = ("provider_dispute_id", "payment_intent_id", "order__id")
+    readonly_fields = [f.name for f in Dispute._meta.fields if f.name != "needs_attention"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(DummyCheckoutSession)

@@ -4,14 +4,18 @@ needs staff's attention."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.core import signing
+from django.db.models import QuerySet
 from django.urls import reverse
+from django.utils import timezone
 
 from marketlink import conf
 from marketlink.exceptions import NotFound
 from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.payments.models import UNSETTLED_REFUND_STATUSES, Dispute, Refund
 
 LINK_SALT = "marketlink.payments.link"
 
@@ -68,3 +72,20 @@ def order_for_event(obj: dict[str, Any]) -> RepairOrder | None:
             or RepairOrder.objects.filter(refunds__payment_intent_id=intent).first()
         )
     return None
+
+
+def refunds_needing_attention() -> QuerySet[Refund]:
+    """Refunds that could not be made, failed, or wait on a person at the provider."""
+    return Refund.objects.filter(needs_attention=True).select_related("order")
+
+
+def refunds_unsettled(*, older_than: timedelta) -> QuerySet[Refund]:
+    """Refunds asked for (or pending) for longer than ``older_than``: their task may have been
+    lost, or the provider's last word never reached us."""
+    return Refund.objects.filter(
+        status__in=UNSETTLED_REFUND_STATUSES, updated_at__lt=timezone.now() - older_than
+    ).select_related("order")
+
+
+def disputes_needing_attention() -> QuerySet[Dispute]:
+    return Dispute.objects.filter(needs_attention=True).select_related("order")

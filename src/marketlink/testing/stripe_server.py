@@ -202,6 +202,9 @@ class StripeStandIn:
         self.auto_deliver = auto_deliver
         self.latency = 0.0
         self.down = False
+        # What a new refund's status is: "succeeded" (cards, usually), "pending" or
+        # "requires_action"; settle it later with settle_refund().
+        self.refund_status = "succeeded"
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -358,6 +361,55 @@ class StripeStandIn:
         with self._transaction():
             refund = self._refund(payment_intent_id, amount, reason, dict(metadata or {}))
             return copy.deepcopy(refund)
+
+    def settle_refund(self, refund_id: str, status: str = "succeeded") -> JSONObject:
+        """The bank's last word on a pending refund: ``succeeded``, ``failed`` or ``canceled``.
+        A refund that did not go through gives the charge its amount back, as Stripe's does."""
+        if status not in {"succeeded", "failed", "canceled"}:
+            raise ValueError(f"a refund cannot settle as {status!r}")
+        with self._transaction():
+            refund = self._get("refund", refund_id, "refund")
+            refund["status"] = status
+            if status != "succeeded":
+                charge = self._objects[refund["charge"]]
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = False
+                if status == "failed":
+                    refund["failure_reason"] = "lost_or_stolen_card"
+                    self._emit("refund.failed", refund)
+            self._emit("refund.updated", refund)
+            self._emit("charge.refund.updated", refund)
+            return copy.deepcopy(refund)
+
+    def dispute(self, payment_intent_id: str, *, reason: str = "fraudulent") -> JSONObject:
+        """The customer's bank disputes a payment (a chargeback)."""
+        with self._transaction():
+            intent = self._get("payment_intent", payment_intent_id, "payment_intent")
+            charge = self._objects[intent["latest_charge"]]
+            dispute: JSONObject = {
+                "id": _new_id("dp"),
+                "object": "dispute",
+                "livemode": False,
+                "created": int(time.time()),
+                "amount": charge["amount"],
+                "currency": charge["currency"],
+                "charge": charge["id"],
+                "payment_intent": payment_intent_id,
+                "reason": reason,
+                "status": "needs_response",
+                "metadata": {},
+            }
+            self._objects[dispute["id"]] = dispute
+            charge["disputed"] = True
+            self._emit("charge.dispute.created", dispute)
+            return copy.deepcopy(dispute)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> JSONObject:
+        with self._transaction():
+            dispute = self._get("dispute", dispute_id, "dispute")
+            dispute["status"] = "won" if won else "lost"
+            self._emit("charge.dispute.closed", dispute)
+            return copy.deepcopy(dispute)
 
     # -- webhooks --------------------------------------------------------------------------
 
@@ -550,7 +602,7 @@ class StripeStandIn:
             "payment_intent": intent_id,
             "reason": reason,
             "metadata": metadata,
-            "status": "succeeded",
+            "status": self.refund_status,
         }
         self._objects[refund["id"]] = refund
         charge["amount_refunded"] += amount
