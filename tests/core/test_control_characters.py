@@ -163,3 +163,18 @@ def test_address_and_description_refuse_other_control_characters(
     )
     assert response.json()["message"] == message
     assert response.json()["errors"] == [{"loc": ["body", field], "msg": message}]
+
+
+def test_email_refuses_line_separators(api):
+    # Django's email validator lets U+2028 through in the domain; the address goes into the
+    # invoice's To: header.
+    response = api.post(
+        "/users/register/", {"email": "ab@exa\u2028mple.com", "password": "SecurePassword123!"}
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["loc"] == ["body", "email"]
+    assert response.json()["message"] == (
+        "email must be a single line without control characters; "
+        "it contains a line separator (U+2028)"
+    )
+    assert not Account.objects.exists()

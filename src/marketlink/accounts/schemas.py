@@ -25,6 +25,7 @@ def _valid_email(value: str) -> str:
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254),
+    SingleLine,  # before the email check: Django's lets U+2028 through in the domain
     AfterValidator(_valid_email),
     Field(json_schema_extra={"format": "email"}),
 ]
