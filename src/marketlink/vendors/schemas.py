@@ -7,6 +7,7 @@ from typing import Annotated
 from ninja import Schema
 from pydantic import StringConstraints
 
+from marketlink.accounts.models import Account
 from marketlink.accounts.schemas import UserOut
 from marketlink.accounts.selectors import account_for_user
 from marketlink.schemas import PatchSchema
@@ -49,5 +50,5 @@ class VendorProfileOut(VendorOut):
     user: UserOut
 
     @staticmethod
-    def resolve_user(profile: VendorProfile) -> object:
+    def resolve_user(profile: VendorProfile) -> Account:
         return account_for_user(profile.user)
