@@ -202,7 +202,7 @@ def test_pay_in_the_browser_ends_with_a_paid_order_and_an_invoice(
     assert landed["success"] is True
     assert landed["message"] == "Payment confirmed."
     assert landed["data"] == {
-        "id": order["id"],
+        "order_id": order["id"],
         "status": "processing",
         "provider_says_paid": True,
     }
@@ -254,7 +254,11 @@ def test_decline_in_the_browser_leaves_the_order_pending_and_payable(
 
     assert landed["success"] is True
     assert landed["message"] == "Payment was not completed."
-    assert landed["data"] == {"id": order["id"], "status": "pending", "provider_says_paid": False}
+    assert landed["data"] == {
+        "order_id": order["id"],
+        "status": "pending",
+        "provider_says_paid": False,
+    }
     db_order = RepairOrder.objects.get(pk=order["id"])
     assert db_order.status == "pending"
     assert history(order["id"]) == []

@@ -638,11 +638,19 @@ def test_the_return_pages_tell_the_truth_sooner_but_change_nothing(
     order, session_id = shop.opened(customer_user, variant)
     success = f"/api/orders/{order['id']}/success/?session_id={session_id}"
     before = shop.browser.get(success).json()
-    assert before["data"] == {"id": order["id"], "status": "pending", "provider_says_paid": False}
+    assert before["data"] == {
+        "order_id": order["id"],
+        "status": "pending",
+        "provider_says_paid": False,
+    }
 
     standin.pay(session_id)  # the customer paid; the webhook is still on its way
     page = shop.browser.get(success).json()
-    assert page["data"] == {"id": order["id"], "status": "pending", "provider_says_paid": True}
+    assert page["data"] == {
+        "order_id": order["id"],
+        "status": "pending",
+        "provider_says_paid": True,
+    }
     assert page["message"] == "Payment received; confirmation is on its way."
     cancel_page = shop.browser.get(f"/api/orders/{order['id']}/cancel/").json()
     assert cancel_page["data"]["status"] == "pending"

@@ -19,7 +19,16 @@ def test_create_get_patch_profile(api, vendor_without_profile):
     )
     assert created.status_code == 201
     data = created.json()["data"]
-    assert set(data) == {"id", "business_name", "address", "is_active", "created_at", "updated_at"}
+    assert set(data) == {
+        "id",
+        "user",
+        "business_name",
+        "address",
+        "is_active",
+        "created_at",
+        "updated_at",
+    }
+    assert data["user"]["email"] == user.email.lower()
     assert data["is_active"] is True
     assert api.get("/vendors/profile/", user=user).json()["data"]["id"] == data["id"]
     patched = api.patch(

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, StringConstraints, model_validator
 
 from marketlink.accounts.models import Account
 from marketlink.schemas import PatchSchema
+from marketlink.text import SingleLine
 
 
 def _valid_email(value: str) -> str:
@@ -24,11 +25,12 @@ def _valid_email(value: str) -> str:
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254),
+    SingleLine,  # before the email check: Django's lets U+2028 through in the domain
     AfterValidator(_valid_email),
     Field(json_schema_extra={"format": "email"}),
 ]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-PersonName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=150)]
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=150), SingleLine]
 
 
 class RegisterIn(Schema):

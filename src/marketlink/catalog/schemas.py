@@ -11,10 +11,13 @@ from pydantic import AfterValidator, StringConstraints, model_validator
 from marketlink.catalog.models import ServiceVariant
 from marketlink.envelope import PageQuery
 from marketlink.schemas import PatchSchema
-from marketlink.vendors.schemas import VendorProfileOut
+from marketlink.text import MultiLine, SingleLine
+from marketlink.vendors.schemas import VendorOut
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SingleLine
+]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), MultiLine]
 # Quantized so a created or edited variant shows "29.90", as it is stored, not "29.9" or "1E+2".
 Price = Annotated[
     Decimal,
@@ -39,7 +42,8 @@ class VariantIn(Schema):
     name: Name
     price: Price
     estimated_minutes: Minutes
-    stock: Stock = 0
+    # Required, as in the seed: a default of 0 published variants nobody could book.
+    stock: Stock
 
 
 class VariantPatch(PatchSchema):
@@ -82,7 +86,7 @@ class AvailabilityOut(VariantOut):
 
 class ServiceOut(Schema):
     id: uuid.UUID
-    vendor: VendorProfileOut
+    vendor: VendorOut
     name: str
     description: str
     created_at: datetime
@@ -91,5 +95,7 @@ class ServiceOut(Schema):
 
 
 class ServiceQuery(PageQuery):
-    search: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    search: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), SingleLine] | None
+    ) = None
     vendor: uuid.UUID | None = Field(None, description="Only this vendor profile's services.")

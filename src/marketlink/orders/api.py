@@ -20,9 +20,8 @@ from marketlink.accounts.selectors import account_for_user
 from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
 from marketlink.orders import selectors, services
 from marketlink.orders.models import OrderStatus
-from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery
+from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery, PaymentStateOut
 from marketlink.payments import checkout, refunds
-from marketlink.payments.schemas import PaymentStateOut
 from marketlink.vendors.selectors import vendor_profile_of
 
 router = Router(tags=["orders"])

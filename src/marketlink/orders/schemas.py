@@ -30,6 +30,16 @@ class OrderVariantOut(Schema):
     stock: int = Field(description="The variant's stock right after this order's reservation.")
 
 
+class PaymentStateOut(Schema):
+    """What the Checkout redirect pages show: the order's status as marketlink knows it, and
+    what the provider says about the checkout (which changes nothing by itself). ``order_id``,
+    not ``id``: the seed's clients read that name here."""
+
+    order_id: uuid.UUID
+    status: StatusName
+    provider_says_paid: bool
+
+
 class OrderOut(Schema):
     id: uuid.UUID
     customer_email: str

@@ -157,7 +157,7 @@ def payment_state(*, order_id: Any) -> dict[str, Any]:
     provider_says_paid = order.status in PAID_STATUSES
     if order.status == OrderStatus.PENDING and order.checkout_session_id:
         provider_says_paid = _provider_says_paid(order.checkout_session_id)
-    return {"id": order.id, "status": order.status, "provider_says_paid": provider_says_paid}
+    return {"order_id": order.id, "status": order.status, "provider_says_paid": provider_says_paid}
 
 
 def _provider_says_paid(session_id: str) -> bool:

@@ -7,12 +7,18 @@ from typing import Annotated
 from ninja import Schema
 from pydantic import StringConstraints
 
+from marketlink.accounts.models import Account
+from marketlink.accounts.schemas import UserOut
+from marketlink.accounts.selectors import account_for_user
 from marketlink.schemas import PatchSchema
+from marketlink.text import MultiLine, SingleLine
+from marketlink.vendors.models import VendorProfile
 
 BusinessName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SingleLine
 ]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+# A postal address is several lines on an envelope; it never goes into a header.
+Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), MultiLine]
 
 
 class VendorProfileIn(Schema):
@@ -26,10 +32,23 @@ class VendorProfilePatch(PatchSchema):
     is_active: bool | None = None
 
 
-class VendorProfileOut(Schema):
+class VendorOut(Schema):
+    """A vendor as the public sees it beside its services: the business, not the person (the
+    seed showed its user's email here too; left out on purpose, see docs/decisions.md)."""
+
     id: uuid.UUID
     business_name: str
     address: str
     is_active: bool
     created_at: datetime
     updated_at: datetime
+
+
+class VendorProfileOut(VendorOut):
+    """The vendor's own profile, with its user as the seed answered it (``logged in as ...``)."""
+
+    user: UserOut
+
+    @staticmethod
+    def resolve_user(profile: VendorProfile) -> Account:
+        return account_for_user(profile.user)

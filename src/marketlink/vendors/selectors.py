@@ -7,7 +7,11 @@ from marketlink.vendors.models import VendorProfile
 
 
 def vendor_profile_of(user: Any) -> VendorProfile:
-    profile = VendorProfile.objects.filter(user=user).first()
+    """The caller's profile, with its user and account read in the same query: the profile
+    answers show them (``VendorProfileOut.user``)."""
+    profile = (
+        VendorProfile.objects.select_related("user__marketlink_account").filter(user=user).first()
+    )
     if profile is None:
         raise NotFound("You have no vendor profile yet; create one with POST /vendors/profile/.")
     return profile
