@@ -1,18 +1,26 @@
-"""Reads for payments: the payment link a customer is given, and finding an event's order."""
+"""Reads for payments: the payment link a customer is given, finding an event's order, and the
+invoices staff should look at."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.core import signing
+from django.db.models import Q, QuerySet
 from django.urls import reverse
+from django.utils import timezone
 
 from marketlink import conf
 from marketlink.exceptions import NotFound
 from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.payments.models import Invoice, InvoiceStatus
 
 LINK_SALT = "marketlink.payments.link"
+# The invoice task's longest wait between two retries is about 21 minutes: a pending invoice
+# untried for longer has no retry coming (its worker died, or the task was lost).
+INVOICE_STUCK_AFTER = timedelta(minutes=30)
 
 
 def payment_link_path(order: RepairOrder) -> str:
@@ -63,3 +71,15 @@ def order_for_event(obj: dict[str, Any]) -> RepairOrder | None:
     if isinstance(intent, str) and intent:
         return RepairOrder.objects.filter(payment_intent_id=intent).first()
     return None
+
+
+def invoices_needing_attention(
+    *, stuck_after: timedelta = INVOICE_STUCK_AFTER
+) -> QuerySet[Invoice]:
+    """Invoices no task will send by itself: the failed ones, and pending ones untried (or never
+    tried) for ``stuck_after``."""
+    cutoff = timezone.now() - stuck_after
+    stuck = Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff)
+    return Invoice.objects.filter(
+        Q(status=InvoiceStatus.FAILED) | (Q(status=InvoiceStatus.PENDING) & stuck)
+    )

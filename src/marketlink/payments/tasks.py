@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from huey.contrib.djhuey import db_task
+from huey.api import Task
+from huey.contrib.djhuey import HUEY, db_task
 
 from marketlink.orders.models import RepairOrder
 from marketlink.payments import invoices, services
@@ -37,10 +38,23 @@ def _logged(what: str, order_id: str, task: object, run: Callable[[], str]) -> s
         raise
 
 
+def _last_try(task: Task | None) -> bool:
+    """Whether a failure now is final: Huey's context task counts the retries left (0 on the
+    last run). In immediate mode no consumer runs the schedule a retry would go to, so every try
+    is the last one; called as a plain function (``call_local``) there is no task to retry."""
+    return HUEY.immediate or task is None or not task.retries
+
+
 @db_task(context=True, **RETRYING)
-def send_invoice(order_id: str, task: object = None) -> str:
-    """Email the invoice of a paid order and move it to processing; at most once per order."""
-    return _logged("invoice", order_id, task, lambda: invoices.invoice_send(order_id=order_id))
+def send_invoice(order_id: str, task: Task | None = None) -> str:
+    """Move a paid order to processing and email its invoice, at most once per order; a failed
+    email is retried while retries are left, then the invoice is marked failed for staff."""
+    return _logged(
+        "invoice",
+        order_id,
+        task,
+        lambda: invoices.invoice_send(order_id=order_id, last_try=_last_try(task)),
+    )
 
 
 @db_task(context=True, **RETRYING)
