@@ -17,7 +17,7 @@ import os
 import smtplib
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,13 @@ class MailServerDown(LocmemBackend):
         raise smtplib.SMTPException("451 the mail server is down")
 
 
+class WorkerStopped(LocmemBackend):
+    """The worker is stopped while the mail goes out (Huey's consumer sees a KeyboardInterrupt)."""
+
+    def send_messages(self, messages: Any) -> int:
+        raise KeyboardInterrupt
+
+
 def use_mailer(settings: Any, backend: type[LocmemBackend]) -> None:
     path = f"{backend.__module__}.{backend.__name__}"
     if django.VERSION >= (6, 1):
@@ -420,6 +427,28 @@ def test_retries_run_out(queued_tasks, flaky_mailer, mailoutbox):
     invoice = Invoice.objects.get(order=order)
     assert (invoice.status, invoice.attempts) == (InvoiceStatus.FAILED, 9)
     assert "the SMTP server is down" in invoice.last_error
+
+
+# Transactional: a task run as a consumer would closes the connection after it.
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_stopped_mid_send_leaves_the_order_processing_and_the_invoice_findable(
+    queued_tasks, settings, mailoutbox
+):
+    """Huey does not retry an interrupted task: the order must not be the one left waiting."""
+    from marketlink.payments.selectors import invoices_needing_attention
+    from marketlink.payments.tasks import send_invoice
+
+    use_mailer(settings, WorkerStopped)
+    order = new_order()
+    RepairOrder.objects.filter(pk=order.pk).update(status="paid")
+
+    queued_tasks.execute(send_invoice.s(str(order.id)))
+
+    assert queued_tasks.scheduled() == []
+    assert RepairOrder.objects.get(pk=order.pk).status == "processing"
+    invoice = Invoice.objects.get(order=order)
+    assert invoice.status == InvoiceStatus.PENDING
+    assert list(invoices_needing_attention(stuck_after=timedelta(0))) == [invoice]
 
 
 def seconds_until(huey: Any, eta: Any) -> float:
