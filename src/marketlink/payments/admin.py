@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -5,14 +7,17 @@ from django.http import HttpRequest
 from marketlink.exceptions import MarketlinkError
 from marketlink.orders.admin import RepairOrderAdmin
 from marketlink.orders.models import ChangeSource
+from marketlink.payments.invoices import invoice_send
 from marketlink.payments.models import (
     Dispute,
     DummyCheckoutSession,
     EventStatus,
     Invoice,
+    InvoiceStatus,
     PaymentEvent,
     Refund,
 )
+from marketlink.payments.selectors import invoices_needing_attention
 from marketlink.payments.services import event_process
 
 
@@ -48,12 +53,44 @@ class PaymentEventAdmin(admin.ModelAdmin):
         return False
 
 
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "needs_attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Failed, or pending with no retry coming")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
+        if self.value() == "yes":
+            return queryset & invoices_needing_attention()
+        return queryset
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ("number", "order", "sent_at", "attempts", "created_at")
-    list_filter = ("sent_at",)
-    search_fields = ("number", "order__id", "order__customer_email")
-    readonly_fields = ("id", "order", "number", "sent_at", "attempts", "created_at")
+    list_display = ("number", "order", "status", "attempts", "last_attempt_at", "sent_at")
+    list_filter = (NeedsAttentionFilter, "status", "created_at")
+    search_fields = ("number", "order__id", "order__customer_email", "last_error")
+    readonly_fields = [f.name for f in Invoice._meta.fields]
+    actions = ["send_again"]
+
+    @admin.action(description="Send again (invoices not sent yet)")
+    def send_again(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        # One try each, now, so staff see the outcome; a sent invoice is never sent again.
+        sent = 0
+        for invoice in queryset.exclude(status=InvoiceStatus.SENT):
+            invoice_send(order_id=str(invoice.order_id))
+            invoice.refresh_from_db()
+            if invoice.status == InvoiceStatus.SENT:
+                sent += 1
+            else:
+                self.message_user(
+                    request, f"{invoice.number}: {invoice.last_error}", messages.ERROR
+                )
+        self.message_user(request, f"Sent {sent} invoice(s).")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(Refund)

@@ -3,26 +3,42 @@
 ``templates/marketlink/email/invoice_subject.txt``, ``invoice.txt`` and ``invoice.html`` are
 ordinary Django templates: a host overrides them by putting its own at the same path in a
 template directory that comes first.
+
+The order never waits for the email. One transaction writes the pending invoice and moves the
+order from paid to processing; only then is the email tried. So a mail server that is down, an
+address nobody can deliver to, or a worker that dies mid-send leaves a processing order (the
+vendor can complete it) with a pending or failed invoice, which is a queryable record of the
+email still owed, never a paid order with nothing left to move it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import smtplib
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from marketlink import conf
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.services import TransitionRefused, order_transition
-from marketlink.payments.models import Invoice
+from marketlink.payments.models import Invoice, InvoiceStatus
 
 logger = logging.getLogger(__name__)
+
+ERROR_LIMIT = 2000
+
+
+class InvoiceNotSent(Exception):
+    """A try failed and another may succeed: the invoice stays pending for the next one."""
+
+
+class UndeliverableAddress(ValueError):
+    """No mail server can deliver to the order's address; trying again changes nothing."""
 
 
 def invoice_number(order: RepairOrder) -> str:
@@ -30,48 +46,98 @@ def invoice_number(order: RepairOrder) -> str:
     return f"ML-{paid:%Y%m%d}-{order.id.hex[:10].upper()}"
 
 
-def invoice_send(*, order_id: str) -> str:
-    """Send the invoice unless it was sent, then move a paid order to processing.
+def invoice_send(*, order_id: str, last_try: bool = True) -> str:
+    """Move a paid order to processing, then send its invoice unless it was sent.
+
+    A failed try is recorded on the invoice (attempts, when, the error). When ``last_try`` is
+    false and the failure may pass (a mail server down, say), :class:`InvoiceNotSent` is raised
+    for the caller to retry; otherwise the invoice becomes ``failed`` for staff.
 
     The invoice row is locked while the email goes out: a second worker running the same task
-    waits, then sees ``sent_at`` and sends nothing. (An email that left just before a crash,
-    before the commit, would be sent again on retry: at-least-once is what SMTP allows.)
+    waits, then sees it sent and sends nothing. (An email that left just before a crash, before
+    the commit, would be sent again on retry: at-least-once is what SMTP allows.)
     """
     order = RepairOrder.objects.select_related("variant__service").get(pk=order_id)
-    with contextlib.suppress(IntegrityError), transaction.atomic():
-        Invoice.objects.get_or_create(order=order, defaults={"number": invoice_number(order)})
-    # Counted outside the sending transaction, so attempts that fail are counted too.
-    Invoice.objects.filter(order=order, sent_at__isnull=True).update(attempts=F("attempts") + 1)
+    _open(order)
+    failure: Exception | None = None
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(order=order)
-        if invoice.sent_at is None:
-            _email(order, invoice)
-            invoice.sent_at = timezone.now()
-            invoice.save(update_fields=["sent_at"])
-            outcome = f"invoice {invoice.number} sent"
-        else:
+        if invoice.status == InvoiceStatus.SENT:
             outcome = f"invoice {invoice.number} was already sent"
-    # Refunded meanwhile, or a twin task moved it already: either way there is nothing to do.
-    with contextlib.suppress(TransitionRefused):
-        order_transition(
-            order_id=order.id,
-            to=OrderStatus.PROCESSING,
-            source=ChangeSource.TASK,
-            expected=OrderStatus.PAID,
-            note="invoice sent",
+            logger.info("order %s: %s", order_id, outcome)
+            return outcome
+        invoice.attempts += 1
+        invoice.last_attempt_at = timezone.now()
+        try:
+            _email(order, invoice)
+        except Exception as exc:
+            failure = exc
+            gives_up = last_try or _permanent(exc)
+            invoice.status = InvoiceStatus.FAILED if gives_up else InvoiceStatus.PENDING
+            invoice.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+        else:
+            invoice.status = InvoiceStatus.SENT
+            invoice.sent_at = invoice.last_attempt_at
+            invoice.last_error = ""
+        # Saved with the try it records, failed or not, in the transaction that holds the lock.
+        invoice.save(
+            update_fields=["status", "attempts", "last_attempt_at", "last_error", "sent_at"]
         )
-    logger.info("order %s: %s", order_id, outcome)
+    if failure is None:
+        outcome = f"invoice {invoice.number} sent"
+        logger.info("order %s: %s", order_id, outcome)
+        return outcome
+    if invoice.status == InvoiceStatus.PENDING:
+        raise InvoiceNotSent(f"invoice {invoice.number}: {invoice.last_error}") from failure
+    outcome = f"invoice {invoice.number} not sent, needs staff: {invoice.last_error}"
+    logger.error("order %s: %s (attempt %d)", order_id, outcome, invoice.attempts)
     return outcome
 
 
+def _open(order: RepairOrder) -> None:
+    """The pending invoice and the order's move to processing, in one transaction: before it
+    commits nothing changed (a retry starts over), after it the order is no longer waiting."""
+    with transaction.atomic():
+        with contextlib.suppress(IntegrityError), transaction.atomic():
+            Invoice.objects.get_or_create(order=order, defaults={"number": invoice_number(order)})
+        # Refunded meanwhile, or a twin task moved it already: either way there is nothing to do.
+        with contextlib.suppress(TransitionRefused):
+            order_transition(
+                order_id=order.id,
+                to=OrderStatus.PROCESSING,
+                source=ChangeSource.TASK,
+                expected=OrderStatus.PAID,
+                note="invoice task",
+            )
+
+
+def _permanent(exc: Exception) -> bool:
+    """Failures a retry cannot mend: an address or header Django refuses (``ValueError``), or a
+    server refusing every recipient for good (5xx; a 4xx, such as greylisting, may pass)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, ValueError)
+
+
+def _undeliverable(address: str) -> bool:
+    # ``.invalid`` is reserved (RFC 2606); marketlink gives ``<pk>@invalid`` to users without an
+    # address. A relay would accept such a message and lose it, so it is never handed over.
+    domain = address.rpartition("@")[2].lower()
+    return not domain or domain == "invalid" or domain.endswith(".invalid")
+
+
 def _email(order: RepairOrder, invoice: Invoice) -> None:
+    if _undeliverable(order.customer_email):
+        raise UndeliverableAddress(f"no deliverable address: {order.customer_email!r}")
     context = {
         "order": order,
         "invoice": invoice,
         "service_name": order.variant.service.name,
         "paid_at": order.paid_at or timezone.now(),
     }
-    subject = render_to_string("marketlink/email/invoice_subject.txt", context).strip()
+    # One line whatever the stored names or a host's template hold: a line break in a header
+    # makes Django refuse the message, on every try.
+    subject = " ".join(render_to_string("marketlink/email/invoice_subject.txt", context).split())
     message = EmailMultiAlternatives(
         subject=subject,
         body=render_to_string("marketlink/email/invoice.txt", context),

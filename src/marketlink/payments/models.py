@@ -58,18 +58,35 @@ class PaymentEvent(models.Model):
         return f"{self.event_type} {self.event_id} ({self.status})"
 
 
+class InvoiceStatus(models.TextChoices):
+    PENDING = "pending", "Pending (not sent yet)"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed (needs staff)"
+
+
 class Invoice(models.Model):
-    """The invoice emailed for a paid order; one per order, sent at most once."""
+    """The invoice emailed for a paid order; one per order, sent at most once.
+
+    Its row is written in the same transaction that moves the order to processing, so a pending
+    invoice is the record of an email still owed, whatever happens to the task. ``failed`` means
+    marketlink gave up (retries spent, or an address no mail server can deliver to): staff look.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     order = models.OneToOneField(RepairOrder, on_delete=models.PROTECT, related_name="invoice")
     number = models.CharField(max_length=40, unique=True)
+    status = models.CharField(
+        max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.PENDING
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
 
     def __str__(self) -> str:
         return self.number

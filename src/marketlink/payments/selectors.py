@@ -1,5 +1,5 @@
 """Reads for payments: the payment link a customer is given, finding an event's order, and what
-needs staff's attention."""
+needs staff's attention (invoices, refunds, disputes)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,25 @@ from datetime import timedelta
 from typing import Any
 
 from django.core import signing
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from marketlink import conf
 from marketlink.exceptions import NotFound
 from marketlink.orders.models import OrderStatus, RepairOrder
-from marketlink.payments.models import UNSETTLED_REFUND_STATUSES, Dispute, Refund
+from marketlink.payments.models import (
+    UNSETTLED_REFUND_STATUSES,
+    Dispute,
+    Invoice,
+    InvoiceStatus,
+    Refund,
+)
 
 LINK_SALT = "marketlink.payments.link"
+# The invoice task's longest wait between two retries is about 21 minutes: a pending invoice
+# untried for longer has no retry coming (its worker died, or the task was lost).
+INVOICE_STUCK_AFTER = timedelta(minutes=30)
 
 
 def payment_link_path(order: RepairOrder) -> str:
@@ -89,3 +98,15 @@ def refunds_unsettled(*, older_than: timedelta) -> QuerySet[Refund]:
 
 def disputes_needing_attention() -> QuerySet[Dispute]:
     return Dispute.objects.filter(needs_attention=True).select_related("order")
+
+
+def invoices_needing_attention(
+    *, stuck_after: timedelta = INVOICE_STUCK_AFTER
+) -> QuerySet[Invoice]:
+    """Invoices no task will send by itself: the failed ones, and pending ones untried (or never
+    tried) for ``stuck_after``."""
+    cutoff = timezone.now() - stuck_after
+    stuck = Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff)
+    return Invoice.objects.filter(
+        Q(status=InvoiceStatus.FAILED) | (Q(status=InvoiceStatus.PENDING) & stuck)
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from huey.api import Task
 from huey.contrib.djhuey import HUEY, db_task
 
 from marketlink.payments import checkout, invoices, refunds
@@ -28,19 +29,24 @@ RETRYING = {
 }
 
 
-def last_attempt(task: object) -> bool:
-    """Whether a failure now is final: the retries are spent, or Huey runs tasks immediately
-    (no consumer: the retry would go to a schedule that nobody runs)."""
-    return bool(HUEY.immediate) or not getattr(task, "retries", 0)
+def last_try(task: Task | None) -> bool:
+    """Whether a failure now is final: Huey's context task counts the retries left (0 on the
+    last run). In immediate mode no consumer runs the schedule a retry would go to, so every try
+    is the last one; called as a plain function (``call_local``) there is no task to retry."""
+    return bool(HUEY.immediate) or task is None or not task.retries
 
 
 def _logged(
-    what: str, subject: str, task: object, run: Callable[[], str], gave_up: Callable[[str], None]
+    what: str,
+    subject: str,
+    task: Task | None,
+    run: Callable[[], str],
+    gave_up: Callable[[str], None] | None = None,
 ) -> str:
     try:
         return run()
     except Exception as exc:
-        if last_attempt(task):
+        if gave_up is not None and last_try(task):
             logger.error("%s for %s failed for good: %s", what, subject, exc)
             gave_up(f"{type(exc).__name__}: {exc}")
         else:
@@ -50,20 +56,21 @@ def _logged(
 
 
 @db_task(context=True, **RETRYING)
-def send_invoice(order_id: str, task: object = None) -> str:
-    """Email the invoice of a paid order and move it to processing; at most once per order."""
+def send_invoice(order_id: str, task: Task | None = None) -> str:
+    """Move a paid order to processing and email its invoice, at most once per order; a failed
+    email is retried while retries are left, then the invoice is marked failed for staff."""
     return _logged(
         "invoice",
         f"order {order_id}",
         task,
-        lambda: invoices.invoice_send(order_id=order_id),
-        lambda error: None,
+        lambda: invoices.invoice_send(order_id=order_id, last_try=last_try(task)),
     )
 
 
 @db_task(context=True, **RETRYING)
-def refund_payment(refund_id: str, task: object = None) -> str:
-    """Ask the provider for a refund marketlink decided on (a duplicate or late payment)."""
+def refund_payment(refund_id: str, task: Task | None = None) -> str:
+    """Ask the provider for a refund marketlink decided on (a duplicate or late payment); when
+    the last try fails the refund is flagged for staff, never forgotten."""
     refund = Refund.objects.filter(pk=refund_id).first()
     if refund is None or refund.status != RefundStatus.REQUESTED:
         return "nothing to ask for"
@@ -77,12 +84,11 @@ def refund_payment(refund_id: str, task: object = None) -> str:
 
 
 @db_task(context=True, **RETRYING)
-def expire_checkout(order_id: str, task: object = None) -> str:
+def expire_checkout(order_id: str, task: Task | None = None) -> str:
     """Close the provider's checkout of an order that was released while it was open."""
     return _logged(
         "closing the checkout",
         f"order {order_id}",
         task,
         lambda: checkout.checkout_expire(order_id=order_id),
-        lambda error: None,
     )

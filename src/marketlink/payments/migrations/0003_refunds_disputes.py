@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('marketlink_orders', '0001_initial'),
-        ('marketlink_payments', '0001_initial'),
+        ('marketlink_payments', '0002_invoice_status'),
     ]
 
     operations = [
