@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -273,3 +275,37 @@ def test_without_the_user_cache_deactivation_is_immediate(api, settings):
     assert api.get("/users/profile/", token=tokens["access"]).status_code == 200
     get_user_model().objects.update(is_active=False)
     assert api.get("/users/profile/", token=tokens["access"]).status_code == 401
+
+
+# "İ" (U+0130) lower-cases to two characters: an address that fits the column as sent would not
+# fit it as stored.
+DOUBLING_EMAIL = "İ" * 236 + "@example.com"
+
+
+def test_an_email_too_long_once_lowercased_is_a_400_naming_email(api):
+    assert len(DOUBLING_EMAIL) <= 254 < len(DOUBLING_EMAIL.lower())
+    response = register(api, email=DOUBLING_EMAIL)
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["loc"] == ["body", "email"]
+    # 254 is ours; the stock User keeps the address as its username too, at most 150 there.
+    assert re.fullmatch(r"email must be at most (254|150) characters", response.json()["message"])
+    assert not Account.objects.exists()
+
+
+@pytest.mark.postgres
+def test_an_email_too_long_once_lowercased_is_a_400_on_postgresql(api):
+    test_an_email_too_long_once_lowercased_is_a_400_naming_email(api)
+
+
+@pytest.mark.postgres
+def test_login_with_an_email_too_long_once_lowercased_is_refused_not_a_500(api):
+    response = api.post("/users/login/", {"email": DOUBLING_EMAIL, "password": PASSWORD})
+    assert response.status_code in {400, 401}, response.content
+    assert response.json()["success"] is False
+
+
+@pytest.mark.postgres
+def test_a_host_user_whose_email_is_too_long_once_lowercased_still_gets_an_account(api):
+    user = UserFactory(email=DOUBLING_EMAIL.replace("@", "")[:230] + "@example.com")
+    response = api.get("/users/profile/", user=user)
+    assert response.status_code == 200, response.content

@@ -144,7 +144,7 @@ def caller_headers(request: pytest.FixtureRequest, db: None) -> dict[str, str]:
     elif request.param == "customer":
         user = AccountFactory(role=Role.CUSTOMER).user
     else:
-        user = AccountFactory(role=Role.ADMIN, user__is_staff=True).user
+        user = AccountFactory(user__is_staff=True).user
     return {"Authorization": f"Bearer {tokens_issue(user=user)['access']}"}
 
 

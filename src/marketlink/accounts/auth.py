@@ -16,7 +16,8 @@ from ninja.security import HttpBearer
 
 from marketlink import conf
 from marketlink.accounts.models import Role
-from marketlink.accounts.selectors import account_for_user, active_user_by_pk
+from marketlink.accounts.selectors import active_user_by_pk
+from marketlink.accounts.services import account_for_user
 from marketlink.accounts.tokens import token_classes, user_id_claim
 from marketlink.exceptions import PermissionDenied
 
@@ -65,7 +66,11 @@ recent_users = _RecentUsers()
 
 
 class JWTAuth(HttpBearer):
-    """Bearer access tokens; ``roles`` limits the operation to those roles (ADMIN always passes)."""
+    """Bearer access tokens; ``roles`` limits the operation to those roles.
+
+    ADMIN passes only where it is named: staff read and refund every order but book nothing and
+    sell nothing, so a customer's or vendor's operation is not theirs.
+    """
 
     def __init__(self, roles: Iterable[str] = ()) -> None:
         self.roles = frozenset(roles)
@@ -83,9 +88,12 @@ class JWTAuth(HttpBearer):
         if user is None:
             return None
         request.user = user
+        # Every authenticated caller has an account from here on; its role is derived from the
+        # user as loaded above, so a change of staff status shows within AUTH_USER_CACHE.
+        account = account_for_user(user)
         if self.roles:
-            role = account_for_user(user).effective_role
-            if role not in self.roles and role != Role.ADMIN:
+            role = account.effective_role
+            if role not in self.roles:
                 allowed = " or ".join(sorted(r.lower() + "s" for r in self.roles))
                 raise PermissionDenied(f"Only {allowed} can do this.")
         return user

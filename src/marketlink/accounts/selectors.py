@@ -6,36 +6,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
 
-from marketlink.accounts.models import Account, Role
-
-
-def account_for_user(user: Any) -> Account:
-    """The user's account, created on first sight for users the host made itself.
-
-    A superuser from ``createsuperuser`` or a user imported by the host has no account yet; it
-    gets one the first time marketlink meets it, as ADMIN when staff, else CUSTOMER.
-    """
-    try:
-        return user.marketlink_account  # type: ignore[no-any-return]
-    except Account.DoesNotExist:
-        pass
-    email = (getattr(user, user.get_email_field_name(), "") or "").lower()
-    role = Role.ADMIN if user.is_staff or user.is_superuser else Role.CUSTOMER
-    placeholder = f"{user.pk}@invalid"
-    try:
-        with transaction.atomic():
-            account = Account.objects.create(user=user, role=role, email=email or placeholder)
-    except IntegrityError:
-        # Made concurrently for this user, or another user has the address (a host's users need
-        # not have unique ones): the first to meet marketlink logs in with it, others keep the
-        # placeholder.
-        account, _ = Account.objects.get_or_create(
-            user=user, defaults={"role": role, "email": placeholder}
-        )
-    user.marketlink_account = account
-    return account
+from marketlink.accounts.models import Account
 
 
 def user_by_email(email: str) -> Any | None:
@@ -64,6 +36,6 @@ def active_user_by_pk(pk: Any) -> Any | None:
 
 def account_of(user: Any) -> Account:
     """The user's account read afresh from the database, with the user: for answers that show a
-    person their own data (the authenticated user object may be a few seconds old)."""
-    account_for_user(user)
+    person their own data (the authenticated user object may be a few seconds old). Every
+    authenticated user has one: :class:`~marketlink.accounts.auth.JWTAuth` makes it."""
     return Account.objects.select_related("user").get(user_id=user.pk)

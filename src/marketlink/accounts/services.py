@@ -9,15 +9,72 @@ from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from marketlink.accounts.models import Account, Role
-from marketlink.accounts.selectors import account_for_user, active_user_by_pk, user_by_email
+from marketlink.accounts.models import EMAIL_MAX_LENGTH, Account, Role, placeholder_email
+from marketlink.accounts.selectors import active_user_by_pk, user_by_email
 from marketlink.accounts.tokens import token_classes, user_id_claim
 from marketlink.exceptions import FieldError, InvalidInput, NotAuthenticated, PermissionDenied
 
 logger = logging.getLogger(__name__)
 
 EMAIL_TAKEN = "a user with this email already exists"
+
+
+def _usable_email(user: Any) -> str:
+    """The host user's address as an account stores it, or "" when it has none that fits.
+
+    Lower-casing can lengthen an address ("İ" becomes two characters), so the length that counts
+    is the stored one; the host's column may hold what ours cannot.
+    """
+    email = (getattr(user, user.get_email_field_name(), "") or "").lower()
+    return email if len(email) <= EMAIL_MAX_LENGTH else ""
+
+
+def account_for_user(user: Any) -> Account:
+    """The user's account, created on first sight for users the host made itself.
+
+    A superuser from ``createsuperuser`` or a user imported by the host has no account yet; it
+    gets one, as CUSTOMER, the first time marketlink meets it (ADMIN is never stored: it comes
+    from the staff flags at each request). A user without a usable address gets a placeholder.
+    """
+    try:
+        return user.marketlink_account  # type: ignore[no-any-return]
+    except Account.DoesNotExist:
+        pass
+    placeholder = placeholder_email(user.pk)
+    try:
+        with transaction.atomic():
+            account = Account.objects.create(user=user, email=_usable_email(user) or placeholder)
+    except IntegrityError:
+        # Made concurrently for this user, or another user has the address (a host's users need
+        # not have unique ones): the first to meet marketlink logs in with it, others keep the
+        # placeholder.
+        account, _ = Account.objects.get_or_create(user=user, defaults={"email": placeholder})
+    user.marketlink_account = account
+    return account
+
+
+def booking_email(user: Any) -> str:
+    """The address the user's orders, receipts and payments go by; "" when there is none.
+
+    An account that got a placeholder takes the user's address once the host has given it one
+    (and no other account has it), so doing what a refused booking asks is enough to book.
+    """
+    account = account_for_user(user)
+    if account.has_email:
+        return account.email
+    email = _usable_email(user)
+    if not email:
+        return ""
+    try:
+        with transaction.atomic():
+            Account.objects.filter(pk=account.pk).update(email=email, updated_at=timezone.now())
+    except IntegrityError:
+        return ""  # another account has it
+    account.email = email
+    logger.info("account %s took its user's address", account.id)
+    return email
 
 
 def user_register(
@@ -31,15 +88,15 @@ def user_register(
     user = user_model()
     username_field = user_model.USERNAME_FIELD
     email_field = user_model.get_email_field_name()
-    setattr(user, email_field, email)
-    if username_field != email_field:
-        # The stock User logs in by username: the address is the natural unique username.
-        max_length = getattr(user_model._meta.get_field(username_field), "max_length", None) or 150
-        if len(email) > max_length:
-            raise InvalidInput.for_field(
-                "email", f"email must be at most {max_length} characters on this site"
-            )
-        setattr(user, username_field, email)
+    # The stock User logs in by username: the address is the natural unique username, so it
+    # must fit there too. Checked after lower-casing, which can lengthen it.
+    fields = {email_field, username_field}
+    host_limits = (getattr(user_model._meta.get_field(name), "max_length", None) for name in fields)
+    limit = min([EMAIL_MAX_LENGTH, *(n for n in host_limits if n)])
+    if len(email) > limit:
+        raise InvalidInput.for_field("email", f"email must be at most {limit} characters")
+    for name in fields:
+        setattr(user, name, email)
     for name, value in (("first_name", first_name), ("last_name", last_name)):
         if hasattr(user, name):
             setattr(user, name, value)

@@ -16,7 +16,7 @@ from marketlink.accounts.auth import (
     vendors,
     vendors_and_admins,
 )
-from marketlink.accounts.selectors import account_for_user
+from marketlink.accounts.services import booking_email
 from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
 from marketlink.orders import selectors, services
 from marketlink.orders.models import OrderStatus
@@ -45,7 +45,7 @@ def order_create(
 ) -> Status[dict[str, Any]]:
     order, created = services.order_place(
         customer=request.auth,
-        customer_email=account_for_user(request.auth).email,
+        customer_email=booking_email(request.auth),
         variant_id=payload.variant_id,
         idempotency_key=idempotency_key,
     )

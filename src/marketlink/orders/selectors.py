@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from marketlink.accounts.models import Role
-from marketlink.accounts.selectors import account_for_user
+from marketlink.accounts.services import account_for_user
 from marketlink.exceptions import NotFound
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.vendors.models import VendorProfile

@@ -51,6 +51,12 @@ SIGNALS_ON_ENTERING: dict[str, Signal] = {
 }
 
 
+NO_EMAIL = (
+    "Booking needs an email address for the order and its receipt, and your account has none: "
+    "add one to your account (or ask the site's staff to), then book again."
+)
+
+
 class TransitionRefused(Conflict):
     """The order is not in a status this change may start from (or someone changed it first)."""
 
@@ -114,6 +120,9 @@ def order_place(
 ) -> tuple[RepairOrder, bool]:
     """Book one unit of a variant: ``(order, created)``; ``created`` is False on an idempotent
     replay. Raises :class:`Conflict` (409) when the variant is sold out, and only then."""
+    if not customer_email:
+        # The order, its receipt and the payment provider all go by the address.
+        raise InvalidInput(NO_EMAIL)
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
             raise InvalidInput.for_field(

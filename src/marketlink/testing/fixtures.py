@@ -83,7 +83,5 @@ def vendor_user(db: None) -> Any:
 
 @pytest.fixture
 def staff_user(db: None) -> Any:
-    account = AccountFactory(role=Role.ADMIN)
-    account.user.is_staff = True
-    account.user.save(update_fields=["is_staff"])
-    return account.user
+    """A staff user: ADMIN in the marketplace while (and only while) ``is_staff`` holds."""
+    return AccountFactory(user__is_staff=True).user
