@@ -9,7 +9,6 @@ from pydantic import StringConstraints
 
 from marketlink.accounts.models import Account
 from marketlink.accounts.schemas import UserOut
-from marketlink.accounts.selectors import account_for_user
 from marketlink.schemas import PatchSchema
 from marketlink.text import MultiLine, SingleLine
 from marketlink.vendors.models import VendorProfile
@@ -51,4 +50,6 @@ class VendorProfileOut(VendorOut):
 
     @staticmethod
     def resolve_user(profile: VendorProfile) -> Account:
-        return account_for_user(profile.user)
+        # The vendor is the caller: authentication made sure its account exists.
+        account: Account = profile.user.marketlink_account
+        return account
