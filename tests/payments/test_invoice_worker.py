@@ -241,7 +241,7 @@ def test_the_embedded_default_invoices_inline(
     page = pay_on_the_dummy_page(
         api, customer_user, VariantFactory(stock=2), django_capture_on_commit_callbacks
     )
-    order = RepairOrder.objects.get(pk=page["data"]["id"])
+    order = RepairOrder.objects.get(pk=page["data"]["order_id"])
     assert order.status == "processing"
     [email] = mailoutbox
     invoice = Invoice.objects.get(order=order)
@@ -321,7 +321,7 @@ def test_an_order_whose_invoice_cannot_be_sent_moves_on_and_can_be_completed(
     page = pay_on_the_dummy_page(api, customer_user, variant, django_capture_on_commit_callbacks)
 
     assert page["data"]["status"] == "processing"
-    invoice = Invoice.objects.get(order_id=page["data"]["id"])
+    invoice = Invoice.objects.get(order_id=page["data"]["order_id"])
     assert invoice.status == InvoiceStatus.FAILED
     assert invoice.attempts == 1
     assert "SMTPException" in invoice.last_error
