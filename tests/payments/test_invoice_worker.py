@@ -329,7 +329,7 @@ def test_an_order_whose_invoice_cannot_be_sent_moves_on_and_can_be_completed(
     assert invoice.last_attempt_at is not None
     assert invoice.sent_at is None
     assert mailoutbox == []
-    done = api.post(f"/orders/{page['data']['id']}/complete/", user=vendor_user)
+    done = api.post(f"/orders/{page['data']['order_id']}/complete/", user=vendor_user)
     assert done.status_code == 200
     assert done.json()["data"]["status"] == "completed"
 
