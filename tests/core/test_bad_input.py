@@ -94,7 +94,6 @@ def test_unknown_paths_get_a_404_in_the_envelope(api):
     assert "did you mean /api/orders/" in body["message"]
 
 
-
 @pytest.mark.parametrize(
     ("path", "status"),
     [
