@@ -2,7 +2,8 @@
 
 Test sessions cover Python 3.11 + Django 5.2 LTS and Python 3.12 + Django 6.x, each on the
 embedded default (SQLite, local-memory cache) and on PostgreSQL + Redis, plus the stock
-``auth.User`` host configuration. PostgreSQL/Redis sessions skip when the servers are unreachable
+``auth.User`` host configuration; ``tests_lowest`` runs the SQLite suite on the lowest releases
+pyproject.toml allows. PostgreSQL/Redis sessions skip when the servers are unreachable
 on a laptop, and fail when ``CI=true``.
 """
 
@@ -67,6 +68,28 @@ def tests(session: nox.Session, db: str) -> None:
             "tests/payments",
             env=env,
         )
+
+
+@nox.session(python="3.11", venv_backend="uv", reuse_venv=False)
+def tests_lowest(session: nox.Session) -> None:
+    """The SQLite suite on the lowest release of every runtime dependency (and of the ``testing``
+    and ``binary`` extras) that pyproject.toml allows, so each floor is a version the suite
+    passed on.
+
+    marketlink installs first, its dependencies at their floors (uv's ``lowest-direct`` treats a
+    local project's dependencies as direct). The test tools follow at their newest, constrained
+    to what that first install chose, so they cannot move a runtime dependency up (uv would lift
+    psycopg for the test group's ``psycopg[binary]``). A fresh virtualenv every run, or packages
+    left by an earlier run would stand above the floors. The log's freeze shows what was tested.
+    """
+    session.install("--resolution=lowest-direct", ".[testing,binary]")
+    frozen = session.run("uv", "pip", "freeze", silent=True)
+    floors = os.path.join(session.create_tmp(), "floors.txt")
+    with open(floors, "w") as out:
+        out.writelines(f"{line}\n" for line in str(frozen).splitlines() if "==" in line)
+    session.install("--group=test", "--constraint", floors)
+    session.run("uv", "pip", "freeze", silent=False)
+    session.run("pytest", "-m", "not postgres and not redis", *session.posargs)
 
 
 @nox.session(python="3.12")

@@ -9,7 +9,9 @@ from marketlink.payments.views import dummy_checkout
 api = build_api()
 
 urlpatterns = [
-    path("payments/dummy/<str:session_id>/", dummy_checkout, name="marketlink-dummy-checkout"),
+    # A slug, not any string: session ids are ``cs_dummy_<hex>``, and anything else (a NUL, which
+    # PostgreSQL cannot even compare) falls through to the envelope's 404 below.
+    path("payments/dummy/<slug:session_id>/", dummy_checkout, name="marketlink-dummy-checkout"),
     path("", api.urls),
     re_path(r"^(?P<path>.*)$", unknown_path),
 ]

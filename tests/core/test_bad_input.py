@@ -92,3 +92,18 @@ def test_unknown_paths_get_a_404_in_the_envelope(api):
     assert body["message"] == "No such endpoint."
     body = assert_envelope_error(api.post("/orders", {"variant_id": "x"}), 404)
     assert "did you mean /api/orders/" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/payments/dummy/%00/", 404),
+        ("/api/payments/dummy/cs_dummy_%00abc/", 404),
+        ("/api/payments/pay/%00/", 404),
+        ("/api/services/%00/", 400),
+        ("/api/orders/%00/success/", 400),
+    ],
+)
+def test_nul_in_a_path_is_a_4xx_in_the_envelope(api, path, status):
+    # PostgreSQL refuses NUL in text: a lookup that reached it with one was a 500 there.
+    assert_envelope_error(api.client.get(path), status)

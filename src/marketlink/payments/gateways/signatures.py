@@ -21,6 +21,10 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 def verify(payload: bytes, header: str, secret: str, tolerance: int) -> str | None:
     """None when the header proves ``payload`` was signed with ``secret`` recently enough;
     otherwise what is wrong with it."""
+    if not secret.strip():
+        return "no webhook secret is configured, so no signature can be trusted"
+    if not header.isascii():  # hmac.compare_digest raises TypeError on non-ASCII text
+        return "the Stripe-Signature header is not ASCII"
     parts: dict[str, list[str]] = {}
     for item in header.split(","):
         key, _, value = item.strip().partition("=")

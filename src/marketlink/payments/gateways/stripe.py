@@ -99,16 +99,28 @@ class StripeGateway:
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         config = conf.get()
+        secret = config.STRIPE_WEBHOOK_SECRET
+        if not secret.strip():
+            # Checked here, not only by a system check (which gunicorn never runs): some SDK
+            # releases verify with the empty key, and then anyone could sign an event.
+            logger.error("STRIPE_WEBHOOK_SECRET is empty: refusing every webhook delivery")
+            raise InvalidSignature(
+                "Invalid Stripe signature: STRIPE_WEBHOOK_SECRET is not configured on this site."
+            )
+        if not signature.isascii():  # the SDK's compare_digest raises TypeError on it
+            raise InvalidSignature("Invalid Stripe signature: the header is not ASCII.")
+        try:
+            # Stripe signs the body's text; SDK releases before 15.6 format bytes as "b'...'".
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidSignature("The event body is not UTF-8 text.") from None
         try:
             stripe.WebhookSignature.verify_header(
-                payload,
-                signature,
-                config.STRIPE_WEBHOOK_SECRET,
-                tolerance=config.STRIPE_WEBHOOK_TOLERANCE,
+                text, signature, secret, tolerance=config.STRIPE_WEBHOOK_TOLERANCE
             )
         except stripe.SignatureVerificationError as exc:
             raise InvalidSignature(f"Invalid Stripe signature: {exc.user_message or exc}") from None
-        return json.loads(payload)  # type: ignore[no-any-return]
+        return json.loads(text)  # type: ignore[no-any-return]
 
     def _call(self, what: str, call: Any) -> Any:
         try:
