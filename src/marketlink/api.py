@@ -22,6 +22,7 @@ def build_api(**options: Any) -> NinjaAPI:
     from marketlink.health import router as health_router
     from marketlink.orders.api import router as orders_router
     from marketlink.payments.api import link_router, webhook_router
+    from marketlink.payments.api import orders_router as order_payments_router
     from marketlink.vendors.api import router as vendors_router
 
     api = NinjaAPI(
@@ -39,6 +40,8 @@ def build_api(**options: Any) -> NinjaAPI:
     api.add_router("/vendors/", vendors_router)
     api.add_router("/services/", catalog_router)
     api.add_router("/orders/", orders_router)
+    # Checkout and refund of an order: payments' own routes, under the orders' prefix.
+    api.add_router("/orders/", order_payments_router)
     api.add_router("/payments/", link_router)
     api.add_router("/webhooks/", webhook_router)
     api.add_router("/health/", health_router)

@@ -8,20 +8,16 @@ from typing import Annotated, Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router, Status
 
-from marketlink import conf
 from marketlink.accounts.auth import (
     AuthedRequest,
     authenticated,
     customers,
     vendors,
-    vendors_and_admins,
 )
 from marketlink.accounts.services import booking_email
 from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
-from marketlink.orders import selectors, services
-from marketlink.orders.models import OrderStatus
+from marketlink.orders import payment_hooks, selectors, services
 from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery, PaymentStateOut
-from marketlink.payments import checkout, refunds
 from marketlink.vendors.selectors import vendor_profile_of
 
 router = Router(tags=["orders"])
@@ -49,8 +45,8 @@ def order_create(
         variant_id=payload.variant_id,
         idempotency_key=idempotency_key,
     )
-    if created and conf.get().PAYMENT_LINK_MODE == "eager":
-        checkout.checkout_begin_eagerly(order=order, base_url=request.build_absolute_uri("/"))
+    if created:
+        payment_hooks.get().after_booking(order, request.build_absolute_uri("/"))
     if not created:
         response["Idempotent-Replayed"] = "true"
         return Status(200, ok(order, "This order was already created with that Idempotency-Key."))
@@ -86,14 +82,14 @@ def order_cancel(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
 @router.get("/{id}/cancel/", response=responses(200, Envelope[PaymentStateOut], 404))
 def checkout_cancelled(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
     """Where the hosted checkout sends a customer who gave up. Changes nothing."""
-    return ok(checkout.payment_state(order_id=id), "Payment was not completed.")
+    return ok(selectors.order_payment_state(order_id=id), "Payment was not completed.")
 
 
 @router.get("/{id}/success/", response=responses(200, Envelope[PaymentStateOut], 404))
 def checkout_succeeded(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
     """Where the hosted checkout sends a customer who paid. Only the provider's signed webhook
     marks an order paid; this page may ask the provider, to say so sooner."""
-    state = checkout.payment_state(order_id=id)
+    state = selectors.order_payment_state(order_id=id)
     message = (
         "Payment confirmed."
         if state["status"] != "pending"
@@ -102,29 +98,6 @@ def checkout_succeeded(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
         else "Waiting for the payment provider's confirmation."
     )
     return ok(state, message)
-
-
-@router.post(
-    "/{id}/checkout/",
-    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
-    auth=customers,
-)
-def order_checkout(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
-    order = selectors.order_of_customer(order_id=id, user=request.auth)
-    checkout.checkout_url_for_customer(order=order, base_url=request.build_absolute_uri("/"))
-    return ok(order, "Use payment_url to pay.")
-
-
-@router.post(
-    "/{id}/refund/",
-    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
-    auth=vendors_and_admins,
-)
-def order_refund(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
-    order = refunds.order_refund(order=selectors.order_for_refund(order_id=id, user=request.auth))
-    if order.status != OrderStatus.REFUNDED:
-        return ok(order, "Refund requested; the order becomes refunded when the provider confirms.")
-    return ok(order, "Order refunded.")
 
 
 @router.post(

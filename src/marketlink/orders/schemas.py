@@ -8,6 +8,7 @@ from typing import Any, Literal
 from ninja import Field, Schema
 
 from marketlink.envelope import PageQuery
+from marketlink.orders import payment_hooks
 from marketlink.orders.models import RepairOrder
 
 StatusName = Literal[
@@ -65,6 +66,4 @@ class OrderOut(Schema):
 
     @staticmethod
     def resolve_payment_url(order: RepairOrder, context: dict[str, Any]) -> str | None:
-        from marketlink.payments.selectors import payment_url
-
-        return payment_url(order, context["request"].build_absolute_uri)
+        return payment_hooks.get().payment_url(order, context["request"].build_absolute_uri)

@@ -7,11 +7,14 @@ import uuid
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
+from marketlink import conf
 from marketlink.accounts.models import Role
 from marketlink.accounts.services import account_for_user
 from marketlink.exceptions import NotFound
+from marketlink.orders import payment_hooks
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.vendors.models import VendorProfile
 
@@ -74,3 +77,33 @@ def available_stock(*, variant_id: uuid.UUID, stock: int) -> int:
     """Units a customer can book now: the stock plus reservations that lapsed but that the expiry
     job has not released yet (booking reclaims them on the spot)."""
     return stock + len(expired_pending_ids(variant_id=variant_id, limit=10_000))
+
+
+# Statuses in which the order's payment has been confirmed.
+PAID_STATUSES = frozenset({OrderStatus.PAID, OrderStatus.PROCESSING, OrderStatus.COMPLETED})
+
+
+def return_urls(order: RepairOrder, base_url: str) -> tuple[str, str]:
+    """Where a hosted checkout sends the customer back: the order's own success and cancel
+    pages, wherever the host mounted marketlink's URLconf (or ``SUCCESS_URL``/``CANCEL_URL``)."""
+    config = conf.get()
+    site = base_url.rstrip("/")
+    own_success = site + reverse("marketlink:checkout_succeeded", kwargs={"id": order.id})
+    own_cancel = site + reverse("marketlink:checkout_cancelled", kwargs={"id": order.id})
+    success = (config.SUCCESS_URL or own_success + "?session_id={CHECKOUT_SESSION_ID}").replace(
+        "{order_id}", str(order.id)
+    )
+    cancel = (config.CANCEL_URL or own_cancel).replace("{order_id}", str(order.id))
+    return success, cancel
+
+
+def order_payment_state(*, order_id: uuid.UUID) -> dict[str, Any]:
+    """For the return pages: the order's status, and whether the provider already says its
+    checkout is paid (shown to the customer sooner, never acted on without the webhook)."""
+    order = RepairOrder.objects.filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("No such order.")
+    provider_says_paid = order.status in PAID_STATUSES
+    if order.status == OrderStatus.PENDING:
+        provider_says_paid = payment_hooks.get().provider_says_paid(order)
+    return {"order_id": order.id, "status": order.status, "provider_says_paid": provider_says_paid}

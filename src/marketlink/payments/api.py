@@ -1,21 +1,29 @@
-"""``/webhooks/payment/`` (the provider's signed events) and ``/payments/pay/{token}/`` (the
-stable payment link customers are given)."""
+"""``/webhooks/payment/`` (the provider's signed events), ``/payments/pay/{token}/`` (the
+stable payment link customers are given), and the payment operations on an order,
+``/orders/{id}/checkout/`` and ``/orders/{id}/refund/`` (mounted beside the orders router, under
+the same prefix: each path is answered by one router only)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.http import HttpRequest, HttpResponseRedirect
 from ninja import Router
 
 from marketlink import conf
+from marketlink.accounts.auth import AuthedRequest, customers, vendors_and_admins
 from marketlink.envelope import Envelope, ok, responses
 from marketlink.exceptions import InvalidInput, PayloadTooLarge
-from marketlink.payments import checkout, services
+from marketlink.orders import selectors as order_selectors
+from marketlink.orders.models import OrderStatus
+from marketlink.orders.schemas import OrderOut
+from marketlink.payments import checkout, refunds, services
 from marketlink.payments.schemas import WebhookOut
 from marketlink.payments.selectors import order_for_link
 
 webhook_router = Router(tags=["payments"])
+orders_router = Router(tags=["orders"])
 link_router = Router(tags=["payments"])
 
 
@@ -51,3 +59,28 @@ def payment_link(request: HttpRequest, token: str) -> HttpResponseRedirect:
     response = HttpResponseRedirect(url)
     response.status_code = 303
     return response
+
+
+@orders_router.post(
+    "/{id}/checkout/",
+    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
+    auth=customers,
+)
+def order_checkout(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
+    order = order_selectors.order_of_customer(order_id=id, user=request.auth)
+    checkout.checkout_url_for_customer(order=order, base_url=request.build_absolute_uri("/"))
+    return ok(order, "Use payment_url to pay.")
+
+
+@orders_router.post(
+    "/{id}/refund/",
+    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
+    auth=vendors_and_admins,
+)
+def order_refund(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
+    order = refunds.order_refund(
+        order=order_selectors.order_for_refund(order_id=id, user=request.auth)
+    )
+    if order.status != OrderStatus.REFUNDED:
+        return ok(order, "Refund requested; the order becomes refunded when the provider confirms.")
+    return ok(order, "Order refunded.")

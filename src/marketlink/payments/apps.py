@@ -8,8 +8,12 @@ class PaymentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from marketlink.orders import payment_hooks
         from marketlink.orders.signals import order_cancelled
+        from marketlink.payments.hooks import Payments
         from marketlink.payments.receivers import close_checkout_of_released_order
+
+        payment_hooks.register(Payments())
 
         order_cancelled.connect(
             close_checkout_of_released_order, dispatch_uid="marketlink.payments.close_checkout"

@@ -10,17 +10,16 @@ import contextlib
 import logging
 import math
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urljoin
 
 from django.core.cache import cache
-from django.urls import reverse
 from django.utils import timezone
 
 from marketlink import conf
-from marketlink.exceptions import Conflict, NotFound
+from marketlink.exceptions import Conflict
 from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
+from marketlink.orders.selectors import return_urls
 from marketlink.orders.services import order_transition
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import (
@@ -29,22 +28,9 @@ from marketlink.payments.gateways.base import (
     CheckoutRequest,
     GatewayError,
 )
-from marketlink.payments.rules import PAID_STATUSES, RELEASED_STATUSES
+from marketlink.payments.rules import RELEASED_STATUSES
 
 logger = logging.getLogger(__name__)
-
-
-def _redirect_urls(order: RepairOrder, base_url: str) -> tuple[str, str]:
-    config = conf.get()
-    # Wherever the host mounted marketlink's URLconf, not a hard-coded "/api/".
-    site = base_url.rstrip("/")
-    own_success = site + reverse("marketlink:checkout_succeeded", kwargs={"id": order.id})
-    own_cancel = site + reverse("marketlink:checkout_cancelled", kwargs={"id": order.id})
-    success = (config.SUCCESS_URL or own_success + "?session_id={CHECKOUT_SESSION_ID}").replace(
-        "{order_id}", str(order.id)
-    )
-    cancel = (config.CANCEL_URL or own_cancel).replace("{order_id}", str(order.id))
-    return success, cancel
 
 
 def checkout_expiry(order: RepairOrder) -> datetime:
@@ -77,7 +63,7 @@ def checkout_open(*, order: RepairOrder, base_url: str) -> str:
             return urljoin(base_url, session.url)
         if session.status == "complete":
             raise Conflict("This order is paid; its confirmation is on its way.")
-    success_url, cancel_url = _redirect_urls(order, base_url)
+    success_url, cancel_url = return_urls(order, base_url)
     expires_at = checkout_expiry(order)
     session = gateway.create_checkout(
         CheckoutRequest(
@@ -148,19 +134,7 @@ def checkout_expire(*, order_id: str) -> str:
     return f"checkout {order.checkout_session_id} closed"
 
 
-def payment_state(*, order_id: Any) -> dict[str, Any]:
-    """For the redirect pages: the order's status, and whether the provider already says the
-    checkout is paid (shown to the customer sooner, never acted on without the webhook)."""
-    order = RepairOrder.objects.filter(pk=order_id).first()
-    if order is None:
-        raise NotFound("No such order.")
-    provider_says_paid = order.status in PAID_STATUSES
-    if order.status == OrderStatus.PENDING and order.checkout_session_id:
-        provider_says_paid = _provider_says_paid(order.checkout_session_id)
-    return {"order_id": order.id, "status": order.status, "provider_says_paid": provider_says_paid}
-
-
-def _provider_says_paid(session_id: str) -> bool:
+def provider_says_paid(session_id: str) -> bool:
     """The page is public and may be reloaded: a "paid" answer (final) is remembered, and so,
     for a few seconds, is the provider being down, so a slow provider does not slow every reload.
     An "unpaid" answer is not, so the page shows a payment as soon as the provider knows it."""

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 from marketlink.exceptions import ServiceUnavailable
 from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.orders.selectors import PAID_STATUSES
 from marketlink.orders.services import TransitionRefused
 
-PAID_STATUSES = frozenset({OrderStatus.PAID, OrderStatus.PROCESSING, OrderStatus.COMPLETED})
+__all__ = ["PAID_STATUSES", "RELEASED_STATUSES", "PermanentProblem", "with_fresh_status"]
+
 RELEASED_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.FAILED})
 
 
