@@ -157,7 +157,7 @@ def events_replay(
     from marketlink.exceptions import MarketlinkError
     from marketlink.orders.models import ChangeSource
     from marketlink.payments.models import EventStatus, PaymentEvent
-    from marketlink.payments.services import event_process
+    from marketlink.payments.webhooks import event_process
 
     events = PaymentEvent.objects.filter(event_id__in=event_ids or [])
     if failed:
@@ -213,8 +213,8 @@ def reconcile(
 
     from marketlink.exceptions import MarketlinkError
     from marketlink.orders.models import RepairOrder
+    from marketlink.payments.reconcile import RECONCILED_STATUSES, order_reconcile
     from marketlink.payments.rules import RELEASED_STATUSES
-    from marketlink.payments.services import RECONCILED_STATUSES, order_reconcile
 
     recently = timezone.now() - timedelta(days=days)
     pending = (

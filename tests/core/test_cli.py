@@ -16,7 +16,7 @@ from marketlink.orders.services import order_place
 from marketlink.payments.checkout import checkout_open
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession, EventStatus, PaymentEvent
-from marketlink.payments.services import webhook_receive
+from marketlink.payments.webhooks import webhook_receive
 from marketlink.testing.factories import AccountFactory, VariantFactory
 
 runner = CliRunner()

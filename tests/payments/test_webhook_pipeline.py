@@ -27,7 +27,7 @@ from marketlink.orders.services import order_place, orders_expire
 from marketlink.payments.gateways import dummy
 from marketlink.payments.gateways.base import RefundResult
 from marketlink.payments.models import EventStatus, Invoice, PaymentEvent
-from marketlink.payments.services import event_process
+from marketlink.payments.webhooks import event_process
 from marketlink.testing.factories import AccountFactory, UserFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db

@@ -108,6 +108,22 @@ def order_transition(
     return order
 
 
+# The provider ids an order keeps; payments writes them here, or with a status change.
+PAYMENT_COLUMNS = frozenset({"checkout_session_id", "checkout_url", "payment_intent_id"})
+
+
+def order_payment_columns_set(*, order_id: uuid.UUID, when: dict[str, Any], **values: Any) -> bool:
+    """Set payment columns of an order if it still matches ``when`` (a compare-and-set, so of
+    two concurrent writers one wins); True if it did. The one way to change them outside
+    :func:`order_transition`: status and stock never move here."""
+    if not set(values) <= PAYMENT_COLUMNS or not set(when) <= PAYMENT_COLUMNS | {"status"}:
+        raise ValueError(f"not payment columns: {sorted(set(values) | set(when))}")
+    changed = RepairOrder.objects.filter(pk=order_id, **when).update(
+        updated_at=timezone.now(), **values
+    )
+    return bool(changed)
+
+
 def _replay(customer: Any, idempotency_key: str, variant_id: uuid.UUID) -> RepairOrder | None:
     order = RepairOrder.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
     if order is not None and order.variant_id != variant_id:

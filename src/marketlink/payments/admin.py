@@ -18,7 +18,7 @@ from marketlink.payments.models import (
     Refund,
 )
 from marketlink.payments.selectors import invoices_needing_attention
-from marketlink.payments.services import event_process
+from marketlink.payments.webhooks import event_process
 
 
 @admin.register(PaymentEvent)

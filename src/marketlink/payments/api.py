@@ -18,7 +18,7 @@ from marketlink.exceptions import InvalidInput, PayloadTooLarge
 from marketlink.orders import selectors as order_selectors
 from marketlink.orders.models import OrderStatus
 from marketlink.orders.schemas import OrderOut
-from marketlink.payments import checkout, refunds, services
+from marketlink.payments import checkout, refunds, webhooks
 from marketlink.payments.schemas import WebhookOut
 from marketlink.payments.selectors import order_for_link
 
@@ -40,7 +40,7 @@ def payment_webhook(request: HttpRequest) -> dict[str, Any]:
         raise InvalidInput("Webhook bodies must be application/json.")
     if len(request.body) > conf.get().MAX_BODY_BYTES * 4:
         raise PayloadTooLarge()
-    record = services.webhook_receive(
+    record = webhooks.webhook_receive(
         payload=request.body, signature=request.headers.get("Stripe-Signature", "")
     )
     data = {"event_id": record.event_id, "status": record.status, "result": record.result}

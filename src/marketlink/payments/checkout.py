@@ -20,7 +20,7 @@ from marketlink.exceptions import Conflict
 from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.selectors import return_urls
-from marketlink.orders.services import order_transition
+from marketlink.orders.services import order_payment_columns_set, order_transition
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import (
     CHECKOUT_EXPIRY_STEP,
@@ -81,9 +81,12 @@ def checkout_open(*, order: RepairOrder, base_url: str) -> str:
         )
     )
     url = urljoin(base_url, session.url)
-    stored = RepairOrder.objects.filter(
-        pk=order.id, status=OrderStatus.PENDING, checkout_session_id=previous
-    ).update(checkout_session_id=session.id, checkout_url=url, updated_at=timezone.now())
+    stored = order_payment_columns_set(
+        order_id=order.id,
+        when={"status": OrderStatus.PENDING, "checkout_session_id": previous},
+        checkout_session_id=session.id,
+        checkout_url=url,
+    )
     if not stored:
         order.refresh_from_db()
         if order.checkout_session_id != session.id:

@@ -18,7 +18,11 @@ from django.utils import timezone
 from marketlink.money import to_minor_units
 from marketlink.orders import signals
 from marketlink.orders.models import OrderStatus, RepairOrder
-from marketlink.orders.services import NoStockToRetake, order_transition
+from marketlink.orders.services import (
+    NoStockToRetake,
+    order_payment_columns_set,
+    order_transition,
+)
 from marketlink.payments import refunds, tasks
 from marketlink.payments.models import Dispute, DisputeOutcome, Refund, RefundKind
 from marketlink.payments.rules import (
@@ -37,8 +41,8 @@ def _remember_session(order: RepairOrder, obj: dict[str, Any]) -> None:
     """A checkout session this event names, to find the order by its later events. (The payment
     intent is recorded only with the payment that pays the order: see :func:`mark_paid`.)"""
     if obj.get("object") == "checkout.session" and not order.checkout_session_id:
-        RepairOrder.objects.filter(pk=order.pk, checkout_session_id__isnull=True).update(
-            checkout_session_id=obj["id"]
+        order_payment_columns_set(
+            order_id=order.pk, when={"checkout_session_id": None}, checkout_session_id=obj["id"]
         )
         order.checkout_session_id = obj["id"]
 
@@ -132,8 +136,8 @@ def _on_session_completed(order: RepairOrder, obj: dict[str, Any], source: str) 
         # The intent in flight is the one that will pay (or fail) this completed checkout.
         intent = intent_of(obj)
         if intent and not order.payment_intent_id:
-            RepairOrder.objects.filter(pk=order.pk, payment_intent_id__isnull=True).update(
-                payment_intent_id=intent
+            order_payment_columns_set(
+                order_id=order.pk, when={"payment_intent_id": None}, payment_intent_id=intent
             )
         return "checkout completed; waiting for the asynchronous payment"
     return mark_paid(order, obj, obj.get("amount_total"), source)
@@ -158,8 +162,8 @@ def _on_session_expired(order: RepairOrder, obj: dict[str, Any], source: str) ->
     if order.expires_at > timezone.now():
         # The session id stays: the next open finds it expired and makes a new session under a
         # key derived from it (cleared, the first key would bring the dead session back).
-        RepairOrder.objects.filter(pk=order.pk, checkout_session_id=obj.get("id")).update(
-            checkout_url=""
+        order_payment_columns_set(
+            order_id=order.pk, when={"checkout_session_id": obj.get("id")}, checkout_url=""
         )
         return "checkout expired before the reservation; the payment link makes a new one"
     return release_if_pending(order, OrderStatus.CANCELLED, source, "checkout session expired")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from marketlink.exceptions import MarketlinkError
-from marketlink.payments import services
+from marketlink.payments import webhooks
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession
 
@@ -38,7 +38,7 @@ def dummy_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
             if paying:
                 session.save(update_fields=["status", "payment_status", "payment_intent_id"])
             # The same pipeline a Stripe delivery takes: verification, storage, processing.
-            services.webhook_receive(payload=payload, signature=signature)
+            webhooks.webhook_receive(payload=payload, signature=signature)
     except MarketlinkError as exc:
         session.refresh_from_db()
         context = {"session": session, "problem": exc.message}

@@ -1,7 +1,7 @@
 """The one small interface every payment gateway implements.
 
 Gateways speak in provider terms (sessions, payment intents, minor units) and know nothing of
-HTTP requests or order status rules: the payments services decide what an answer means for an
+HTTP requests or order status rules: the payments modules decide what an answer means for an
 order. Events reach marketlink only through the signed webhook, whatever the gateway.
 """
 

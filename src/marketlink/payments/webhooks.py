@@ -1,5 +1,5 @@
-"""Writes for payments: the webhook pipeline (receive, keep, process once) and reconciliation.
-(What each event does is in ``handlers``; refunds in ``refunds``; checkouts in ``checkout``.)
+"""The webhook pipeline: receive (verify), keep (every delivery, committed before processing),
+process once (concurrent duplicates included). What each kind of event does is in ``handlers``.
 
 No function here holds a database transaction or a lock across a call to the payment provider:
 provider calls happen first (or after commit, from tasks), and their results are written after.
@@ -18,14 +18,14 @@ from marketlink.exceptions import (
     MarketlinkError,
     ServiceUnavailable,
 )
-from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
+from marketlink.orders.models import ChangeSource
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import (
     GatewayError,
 )
-from marketlink.payments.handlers import HANDLERS, mark_paid, release_if_pending
+from marketlink.payments.handlers import HANDLERS
 from marketlink.payments.models import EventStatus, PaymentEvent
-from marketlink.payments.rules import RELEASED_STATUSES, PermanentProblem
+from marketlink.payments.rules import PermanentProblem
 from marketlink.payments.selectors import order_for_event
 
 logger = logging.getLogger(__name__)
@@ -128,33 +128,3 @@ def _dispatch(record: PaymentEvent, source: str) -> tuple[str, str]:
         raise PermanentProblem("no order matches this event")
     record.order = order
     return EventStatus.PROCESSED, handler(order, obj, source)
-
-
-# --- Reconciliation ---------------------------------------------------------------------------
-
-
-RECONCILED_STATUSES = frozenset({OrderStatus.PENDING, *RELEASED_STATUSES})
-
-
-def order_reconcile(*, order: RepairOrder, source: str = ChangeSource.CLI) -> str:
-    """Ask the provider about an unpaid order's checkout and apply what a lost webhook would
-    have: a paid session marks the order paid (amount checked; a released order takes its unit
-    again or the payment is refunded), an expired one whose reservation lapsed cancels it."""
-    if order.status not in RECONCILED_STATUSES or not order.checkout_session_id:
-        return "nothing to check"
-    session = get_gateway().fetch_checkout(order.checkout_session_id)
-    if session.payment_status == "paid":
-        obj = {
-            "object": "checkout.session",
-            "id": session.id,
-            "payment_intent": session.payment_intent_id,
-            "currency": session.currency,
-        }
-        with transaction.atomic():
-            try:
-                return mark_paid(order, obj, session.amount_minor, source)
-            except PermanentProblem as exc:
-                return f"needs attention: {exc}"
-    if session.status == "expired" and order.expires_at <= timezone.now():
-        return release_if_pending(order, OrderStatus.CANCELLED, source, "checkout expired")
-    return f"the provider says {session.status}/{session.payment_status}; nothing to do"
