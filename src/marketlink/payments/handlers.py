@@ -1,5 +1,8 @@
 """What each kind of provider event does to its order: one function per kind, in ``HANDLERS``.
 
+Handlers read :class:`ProviderEvent` values, never a provider's JSON: each gateway parses its
+own.
+
 Every handler is idempotent and tolerates events arriving late, twice or out of order: it reads
 the order's status as it is now and moves it through the orders state machine, so the result is
 the same whatever the order of delivery. Only the payment that paid an order is its payment: an
@@ -10,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -24,6 +26,7 @@ from marketlink.orders.services import (
     order_transition,
 )
 from marketlink.payments import refunds, tasks
+from marketlink.payments.gateways.base import EventKind, ProviderEvent
 from marketlink.payments.models import Dispute, DisputeOutcome, Refund, RefundKind
 from marketlink.payments.rules import (
     PAID_STATUSES,
@@ -34,23 +37,19 @@ from marketlink.payments.rules import (
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[RepairOrder, dict[str, Any], str], str]
+Handler = Callable[[RepairOrder, ProviderEvent, str], str]
 
 
-def _remember_session(order: RepairOrder, obj: dict[str, Any]) -> None:
+def _remember_session(order: RepairOrder, event: ProviderEvent) -> None:
     """A checkout session this event names, to find the order by its later events. (The payment
     intent is recorded only with the payment that pays the order: see :func:`mark_paid`.)"""
-    if obj.get("object") == "checkout.session" and not order.checkout_session_id:
+    if event.session_id and not order.checkout_session_id:
         order_payment_columns_set(
-            order_id=order.pk, when={"checkout_session_id": None}, checkout_session_id=obj["id"]
+            order_id=order.pk,
+            when={"checkout_session_id": None},
+            checkout_session_id=event.session_id,
         )
-        order.checkout_session_id = obj["id"]
-
-
-def intent_of(obj: dict[str, Any]) -> str | None:
-    """The payment intent an event's object is, or belongs to."""
-    intent = obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
-    return intent if isinstance(intent, str) and intent else None
+        order.checkout_session_id = event.session_id
 
 
 def _refund_extra_payment(order: RepairOrder, intent: str | None, kind: str) -> None:
@@ -63,17 +62,17 @@ def _refund_extra_payment(order: RepairOrder, intent: str | None, kind: str) -> 
     transaction.on_commit(lambda: tasks.refund_payment(refund_pk), robust=True)
 
 
-def mark_paid(order: RepairOrder, obj: dict[str, Any], amount: Any, source: str) -> str:
-    """The order was paid ``amount`` (minor units) by the payment in ``obj``."""
-    currency = str(obj.get("currency") or "").lower()
+def mark_paid(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    """The order was paid ``event.amount_minor`` by the payment ``event`` names."""
+    currency = (event.currency or "").lower()
     expected = to_minor_units(order.total_amount, order.currency)
-    if amount != expected or currency != order.currency:
+    if event.amount_minor != expected or currency != order.currency:
         raise PermanentProblem(
-            f"amount mismatch: the event says {amount} {currency or '?'}, "
+            f"amount mismatch: the event says {event.amount_minor} {currency or '?'}, "
             f"the order is {expected} {order.currency}"
         )
-    _remember_session(order, obj)
-    intent = intent_of(obj)
+    _remember_session(order, event)
+    intent = event.payment_intent_id
 
     def act(order: RepairOrder) -> str:
         status = order.status
@@ -130,63 +129,52 @@ def release_if_pending(order: RepairOrder, to: str, source: str, note: str) -> s
     return with_fresh_status(order, act)
 
 
-def _on_session_completed(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    if obj.get("payment_status") != "paid":
-        _remember_session(order, obj)
-        # The intent in flight is the one that will pay (or fail) this completed checkout.
-        intent = intent_of(obj)
-        if intent and not order.payment_intent_id:
-            order_payment_columns_set(
-                order_id=order.pk, when={"payment_intent_id": None}, payment_intent_id=intent
-            )
-        return "checkout completed; waiting for the asynchronous payment"
-    return mark_paid(order, obj, obj.get("amount_total"), source)
+def _on_checkout_completed(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    if event.paid:
+        return mark_paid(order, event, source)
+    _remember_session(order, event)
+    # The intent in flight is the one that will pay (or fail) this completed checkout.
+    if event.payment_intent_id and not order.payment_intent_id:
+        order_payment_columns_set(
+            order_id=order.pk,
+            when={"payment_intent_id": None},
+            payment_intent_id=event.payment_intent_id,
+        )
+    return "checkout completed; waiting for the asynchronous payment"
 
 
-def _on_async_succeeded(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    return mark_paid(order, obj, obj.get("amount_total"), source)
+def _on_payment_succeeded(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    return mark_paid(order, event, source)
 
 
-def _on_intent_succeeded(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    return mark_paid(order, obj, obj.get("amount_received", obj.get("amount")), source)
-
-
-def _on_async_failed(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    _remember_session(order, obj)
+def _on_async_failed(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    _remember_session(order, event)
     return release_if_pending(order, OrderStatus.FAILED, source, "asynchronous payment failed")
 
 
-def _on_session_expired(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    if order.checkout_session_id and order.checkout_session_id != obj.get("id"):
+def _on_checkout_expired(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    if order.checkout_session_id and order.checkout_session_id != event.session_id:
         return "an earlier checkout session expired; the order has a newer one"
     if order.expires_at > timezone.now():
         # The session id stays: the next open finds it expired and makes a new session under a
         # key derived from it (cleared, the first key would bring the dead session back).
         order_payment_columns_set(
-            order_id=order.pk, when={"checkout_session_id": obj.get("id")}, checkout_url=""
+            order_id=order.pk, when={"checkout_session_id": event.session_id}, checkout_url=""
         )
         return "checkout expired before the reservation; the payment link makes a new one"
     return release_if_pending(order, OrderStatus.CANCELLED, source, "checkout session expired")
 
 
-def _on_intent_failed(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
+def _on_payment_failed(order: RepairOrder, event: ProviderEvent, source: str) -> str:
     # The declined intent is not recorded: it is not the order's payment, and must never be
     # taken for it (a refund of the intent that does pay would then look like a duplicate's).
     return "a payment attempt was declined; the customer may retry while the reservation lasts"
 
 
-def _on_charge_refunded(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    intent = intent_of(obj)
-    listed = [r for r in (obj.get("refunds") or {}).get("data") or [] if isinstance(r, dict)]
-    if listed:
-        # A charge is reported refunded with its refunds; one listed without a status or an
-        # amount of its own is taken at the charge's word.
-        said: dict[str, Any] = {"status": "succeeded"}
-        if len(listed) == 1:
-            said["amount"] = obj.get("amount_refunded")
-        return "; ".join(
-            _on_refund(order, {**said, **r, "payment_intent": intent}, source) for r in listed
-        )
+def _on_charge_refunded(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    if event.refunds:
+        return _on_refund(order, event, source)
+    intent = event.payment_intent_id
     tracked = Refund.objects.filter(payment_intent_id=intent).first() if intent else None
     if tracked is not None:
         # The refund's own events say how it ends; a charge's total counts pending refunds too.
@@ -196,38 +184,40 @@ def _on_charge_refunded(order: RepairOrder, obj: dict[str, Any], source: str) ->
         payment_intent_id=intent,
         provider_refund_id=None,
         status="succeeded",
-        amount_minor=obj.get("amount_refunded"),
+        amount_minor=event.amount_minor,
         source=source,
     )
 
 
-def _on_refund(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    """``refund.created|updated|failed`` and ``charge.refund.updated``: a refund's own status."""
-    return refunds.refund_seen(
-        order=order,
-        payment_intent_id=intent_of(obj),
-        provider_refund_id=obj.get("id") if isinstance(obj.get("id"), str) else None,
-        status=str(obj.get("status") or ""),
-        amount_minor=obj.get("amount"),
-        source=source,
+def _on_refund(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    """A refund's own status (or the refunds a refunded charge lists)."""
+    return "; ".join(
+        refunds.refund_seen(
+            order=order,
+            payment_intent_id=event.payment_intent_id,
+            provider_refund_id=refund.id,
+            status=refund.status,
+            amount_minor=refund.amount_minor,
+            source=source,
+        )
+        for refund in event.refunds
     )
 
 
-def _on_dispute(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
-    """``charge.dispute.created|closed``: flag the order; a lost dispute is recorded as money
-    gone (the order's status stays: the service may well have been delivered)."""
-    dispute_id = obj.get("id")
-    if not isinstance(dispute_id, str) or not dispute_id:
+def _on_dispute(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    """Flag the order; a lost dispute is recorded as money gone (the order's status stays: the
+    service may well have been delivered)."""
+    if not event.dispute_id:
         raise PermanentProblem("a dispute without an id")
-    status = str(obj.get("status") or "")
+    status = event.dispute_status or ""
     outcome = {"won": DisputeOutcome.WON, "warning_closed": DisputeOutcome.WON}.get(
         status, DisputeOutcome.LOST if status == "lost" else DisputeOutcome.OPEN
     )
     values = {
-        "payment_intent_id": intent_of(obj) or "",
-        "amount_minor": obj.get("amount") if isinstance(obj.get("amount"), int) else 0,
-        "currency": str(obj.get("currency") or "")[:3],
-        "reason": str(obj.get("reason") or "")[:100],
+        "payment_intent_id": event.payment_intent_id or "",
+        "amount_minor": event.amount_minor or 0,
+        "currency": (event.currency or "")[:3],
+        "reason": (event.dispute_reason or "")[:100],
         "provider_status": status[:40],
         "outcome": outcome,
         "needs_attention": outcome != DisputeOutcome.WON,
@@ -236,12 +226,12 @@ def _on_dispute(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
     try:
         with transaction.atomic():
             dispute, _ = Dispute.objects.update_or_create(
-                provider_dispute_id=dispute_id, defaults={"order": order, **values}
+                provider_dispute_id=event.dispute_id, defaults={"order": order, **values}
             )
     except IntegrityError:  # the same dispute's events racing: the other one wrote it
-        dispute = Dispute.objects.get(provider_dispute_id=dispute_id)
+        dispute = Dispute.objects.get(provider_dispute_id=event.dispute_id)
     signals.send_on_commit(signals.order_disputed, order=order, dispute=dispute, source=source)
-    logger.warning("order %s: dispute %s is %s", order.id, dispute_id, status or "open")
+    logger.warning("order %s: dispute %s is %s", order.id, event.dispute_id, status or "open")
     if outcome == DisputeOutcome.LOST:
         return "dispute lost: the payment went back to the customer's bank; flagged for staff"
     if outcome == DisputeOutcome.WON:
@@ -249,18 +239,14 @@ def _on_dispute(order: RepairOrder, obj: dict[str, Any], source: str) -> str:
     return "dispute opened; flagged for staff"
 
 
-HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": _on_session_completed,
-    "checkout.session.async_payment_succeeded": _on_async_succeeded,
-    "checkout.session.async_payment_failed": _on_async_failed,
-    "checkout.session.expired": _on_session_expired,
-    "payment_intent.succeeded": _on_intent_succeeded,
-    "payment_intent.payment_failed": _on_intent_failed,
-    "charge.refunded": _on_charge_refunded,
-    "refund.created": _on_refund,
-    "refund.updated": _on_refund,
-    "refund.failed": _on_refund,
-    "charge.refund.updated": _on_refund,
-    "charge.dispute.created": _on_dispute,
-    "charge.dispute.closed": _on_dispute,
+HANDLERS: dict[EventKind, Handler] = {
+    EventKind.CHECKOUT_COMPLETED: _on_checkout_completed,
+    EventKind.ASYNC_PAYMENT_SUCCEEDED: _on_payment_succeeded,
+    EventKind.ASYNC_PAYMENT_FAILED: _on_async_failed,
+    EventKind.CHECKOUT_EXPIRED: _on_checkout_expired,
+    EventKind.PAYMENT_SUCCEEDED: _on_payment_succeeded,
+    EventKind.PAYMENT_FAILED: _on_payment_failed,
+    EventKind.CHARGE_REFUNDED: _on_charge_refunded,
+    EventKind.REFUND: _on_refund,
+    EventKind.DISPUTE: _on_dispute,
 }

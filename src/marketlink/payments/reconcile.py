@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.payments.gateways import get_gateway
+from marketlink.payments.gateways.base import EventKind, ProviderEvent
 from marketlink.payments.handlers import mark_paid, release_if_pending
 from marketlink.payments.rules import RELEASED_STATUSES, PermanentProblem
 
@@ -22,15 +23,21 @@ def order_reconcile(*, order: RepairOrder, source: str = ChangeSource.CLI) -> st
         return "nothing to check"
     session = get_gateway().fetch_checkout(order.checkout_session_id)
     if session.payment_status == "paid":
-        obj = {
-            "object": "checkout.session",
-            "id": session.id,
-            "payment_intent": session.payment_intent_id,
-            "currency": session.currency,
-        }
+        # What the lost checkout-completed event would have said.
+        event = ProviderEvent(
+            kind=EventKind.CHECKOUT_COMPLETED,
+            event_id=f"reconcile-{session.id}",
+            provider_type="reconcile",
+            order_ref=str(order.id),
+            session_id=session.id,
+            payment_intent_id=session.payment_intent_id,
+            amount_minor=session.amount_minor,
+            currency=session.currency,
+            paid=True,
+        )
         with transaction.atomic():
             try:
-                return mark_paid(order, obj, session.amount_minor, source)
+                return mark_paid(order, event, source)
             except PermanentProblem as exc:
                 return f"needs attention: {exc}"
     if session.status == "expired" and order.expires_at <= timezone.now():

@@ -15,6 +15,7 @@ from django.utils import timezone
 from marketlink import conf
 from marketlink.exceptions import NotFound
 from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.payments.gateways.base import ProviderEvent
 from marketlink.payments.models import (
     UNSETTLED_REFUND_STATUSES,
     Dispute,
@@ -58,24 +59,20 @@ def order_for_link(token: str) -> RepairOrder:
     return order
 
 
-def order_for_event(obj: dict[str, Any]) -> RepairOrder | None:
-    """The order an event's object is about: by our metadata first, then by the provider ids
-    we stored (a session, a payment intent, or a charge's payment intent)."""
-    metadata = obj.get("metadata") or {}
-    order_id = metadata.get("order_id") or obj.get("client_reference_id")
-    if order_id:
+def order_for_event(event: ProviderEvent) -> RepairOrder | None:
+    """The order an event is about: by the order id marketlink gave the provider first, then by
+    the provider ids we stored (a session, the order's payment, or a payment we refunded)."""
+    if event.order_ref:
         try:
-            order = RepairOrder.objects.filter(pk=uuid.UUID(str(order_id))).first()
+            order = RepairOrder.objects.filter(pk=uuid.UUID(event.order_ref)).first()
         except ValueError:
             order = None
         if order is not None:
             return order
-    kind = obj.get("object")
-    if kind == "checkout.session" and obj.get("id"):
-        return RepairOrder.objects.filter(checkout_session_id=obj["id"]).first()
-    intent = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
-    if isinstance(intent, str) and intent:
-        # The order's own payment, or a payment marketlink refunded for it (a duplicate's).
+    if event.session_id:
+        return RepairOrder.objects.filter(checkout_session_id=event.session_id).first()
+    intent = event.payment_intent_id
+    if intent:
         return (
             RepairOrder.objects.filter(payment_intent_id=intent).first()
             or RepairOrder.objects.filter(refunds__payment_intent_id=intent).first()

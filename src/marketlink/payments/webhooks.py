@@ -19,7 +19,7 @@ from marketlink.exceptions import (
     ServiceUnavailable,
 )
 from marketlink.orders.models import ChangeSource
-from marketlink.payments.gateways import get_gateway
+from marketlink.payments.gateways import gateway_named, get_gateway
 from marketlink.payments.gateways.base import (
     GatewayError,
 )
@@ -43,9 +43,9 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
         event = gateway.verify_event(payload, signature)
     except ValueError:  # genuinely signed, but not JSON (or not UTF-8)
         raise InvalidInput("The event body is not valid JSON.") from None
-    event_id, event_type = _event_parts(event)
+    parsed = gateway.parse_event(event)
     storable = _without_nul(event) if b"\\u0000" in payload else event
-    record = _event_record(event_id, event_type, storable, gateway.name)
+    record = _event_record(parsed.event_id, parsed.provider_type, storable, gateway.name)
     return event_process(record_id=record.pk)
 
 
@@ -59,18 +59,6 @@ def _without_nul(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nul(item) for item in value]
     return value
-
-
-def _event_parts(event: Any) -> tuple[str, str]:
-    try:
-        event_id, event_type, obj = event["id"], event["type"], event["data"]["object"]
-    except (KeyError, TypeError):
-        raise InvalidInput("The event has no id, type or data.object.") from None
-    if not (isinstance(event_id, str) and isinstance(event_type, str) and isinstance(obj, dict)):
-        raise InvalidInput("The event's id, type or data.object has the wrong type.")
-    if not 0 < len(event_id) <= 255 or len(event_type) > 100:
-        raise InvalidInput("The event's id or type is too long.")
-    return event_id, event_type
 
 
 def _event_record(event_id: str, event_type: str, event: Any, gateway: str) -> PaymentEvent:
@@ -119,12 +107,12 @@ def event_process(
 
 
 def _dispatch(record: PaymentEvent, source: str) -> tuple[str, str]:
-    handler = HANDLERS.get(record.event_type)
+    event = gateway_named(record.gateway).parse_event(record.payload)
+    handler = HANDLERS.get(event.kind)
     if handler is None:
         return EventStatus.IGNORED, f"{record.event_type} is not handled"
-    obj = record.payload["data"]["object"]
-    order = order_for_event(obj)
+    order = order_for_event(event)
     if order is None:
         raise PermanentProblem("no order matches this event")
     record.order = order
-    return EventStatus.PROCESSED, handler(order, obj, source)
+    return EventStatus.PROCESSED, handler(order, event, source)

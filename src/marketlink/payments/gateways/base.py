@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from marketlink.exceptions import InvalidInput, PaymentProviderError
@@ -61,6 +62,50 @@ class RefundResult:
     status: str
 
 
+class EventKind(StrEnum):
+    """What a provider event means for an order, whatever the provider calls it."""
+
+    CHECKOUT_COMPLETED = "checkout_completed"  # ``paid`` says whether the money is in
+    ASYNC_PAYMENT_SUCCEEDED = "async_payment_succeeded"
+    ASYNC_PAYMENT_FAILED = "async_payment_failed"
+    CHECKOUT_EXPIRED = "checkout_expired"
+    PAYMENT_SUCCEEDED = "payment_succeeded"
+    PAYMENT_FAILED = "payment_failed"  # one declined attempt
+    CHARGE_REFUNDED = "charge_refunded"  # a payment reported (partly) refunded
+    REFUND = "refund"  # a refund's own status
+    DISPUTE = "dispute"  # opened, changed or closed
+    OTHER = "other"  # nothing marketlink acts on
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    id: str | None
+    status: str  # as RefundResult.status
+    amount_minor: int | None
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One provider event in marketlink's terms. Each gateway parses its own provider's JSON
+    into this; nothing past the gateway reads the provider's shapes."""
+
+    kind: EventKind
+    event_id: str
+    provider_type: str
+    # The order id marketlink gave the provider (metadata), if the event carries it back.
+    order_ref: str | None = None
+    session_id: str | None = None
+    payment_intent_id: str | None = None
+    # The payment's amount (a refunded charge: the amount refunded), in minor units.
+    amount_minor: int | None = None
+    currency: str | None = None
+    paid: bool = False
+    refunds: tuple[ProviderRefund, ...] = ()
+    dispute_id: str | None = None
+    dispute_status: str | None = None
+    dispute_reason: str | None = None
+
+
 class PaymentGateway(Protocol):
     name: str
 
@@ -75,6 +120,11 @@ class PaymentGateway(Protocol):
     ) -> RefundResult:
         """Ask for ``amount_minor`` of a captured payment back. The answer may be final or not:
         a pending refund settles later, through an event."""
+        ...
+
+    def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
+        """The verified (or stored) event in marketlink's terms; :class:`InvalidInput` if it
+        lacks what every event must have (an id and a type)."""
         ...
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:

@@ -13,11 +13,15 @@ from typing import Any
 import stripe
 
 from marketlink import conf
+from marketlink.exceptions import InvalidInput
 from marketlink.payments.gateways.base import (
     CheckoutRequest,
     CheckoutSession,
+    EventKind,
     GatewayError,
     InvalidSignature,
+    ProviderEvent,
+    ProviderRefund,
     RefundResult,
 )
 
@@ -97,6 +101,9 @@ class StripeGateway:
         )
         return RefundResult(id=str(refund.id), status=str(refund.status))
 
+    def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
+        return parse_event(event)
+
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         config = conf.get()
         secret = config.STRIPE_WEBHOOK_SECRET
@@ -143,3 +150,91 @@ def _session(session: Any) -> CheckoutSession:
         amount_minor=session.amount_total,
         currency=session.currency,
     )
+
+
+# --- Stripe's events, in marketlink's terms -----------------------------------------------------
+
+_KINDS = {
+    "checkout.session.completed": EventKind.CHECKOUT_COMPLETED,
+    "checkout.session.async_payment_succeeded": EventKind.ASYNC_PAYMENT_SUCCEEDED,
+    "checkout.session.async_payment_failed": EventKind.ASYNC_PAYMENT_FAILED,
+    "checkout.session.expired": EventKind.CHECKOUT_EXPIRED,
+    "payment_intent.succeeded": EventKind.PAYMENT_SUCCEEDED,
+    "payment_intent.payment_failed": EventKind.PAYMENT_FAILED,
+    "charge.refunded": EventKind.CHARGE_REFUNDED,
+    # Stripe's older endpoints send charge.refund.updated, newer ones refund.updated: both.
+    "refund.created": EventKind.REFUND,
+    "refund.updated": EventKind.REFUND,
+    "refund.failed": EventKind.REFUND,
+    "charge.refund.updated": EventKind.REFUND,
+    "charge.dispute.created": EventKind.DISPUTE,
+    "charge.dispute.closed": EventKind.DISPUTE,
+}
+# Where each kind of object keeps the amount a handler checks.
+_AMOUNT_FIELDS = {
+    "checkout.session": ("amount_total",),
+    "payment_intent": ("amount_received", "amount"),
+    "charge": ("amount_refunded",),
+    "refund": ("amount",),
+    "dispute": ("amount",),
+}
+
+
+def parse_event(event: dict[str, Any]) -> ProviderEvent:
+    """A Stripe event (as delivered, or fetched from the Events API) in marketlink's terms."""
+    try:
+        event_id, event_type, obj = event["id"], event["type"], event["data"]["object"]
+    except (KeyError, TypeError):
+        raise InvalidInput("The event has no id, type or data.object.") from None
+    if not (isinstance(event_id, str) and isinstance(event_type, str) and isinstance(obj, dict)):
+        raise InvalidInput("The event's id, type or data.object has the wrong type.")
+    if not 0 < len(event_id) <= 255 or len(event_type) > 100:
+        raise InvalidInput("The event's id or type is too long.")
+    kind = _KINDS.get(event_type, EventKind.OTHER)
+    object_type = obj.get("object")
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    amount = next((obj[f] for f in _AMOUNT_FIELDS.get(str(object_type), ()) if f in obj), None)
+    intent = obj.get("id") if object_type == "payment_intent" else obj.get("payment_intent")
+    return ProviderEvent(
+        kind=kind,
+        event_id=event_id,
+        provider_type=event_type,
+        order_ref=_text(metadata.get("order_id") or obj.get("client_reference_id")),
+        session_id=_text(obj.get("id")) if object_type == "checkout.session" else None,
+        payment_intent_id=_text(intent),
+        amount_minor=amount if isinstance(amount, int) else None,
+        currency=_text(obj.get("currency")),
+        paid=kind == EventKind.PAYMENT_SUCCEEDED or obj.get("payment_status") == "paid",
+        refunds=_refunds(obj, amount),
+        dispute_id=_text(obj.get("id")) if object_type == "dispute" else None,
+        dispute_status=_text(obj.get("status")) if object_type == "dispute" else None,
+        dispute_reason=_text(obj.get("reason")) if object_type == "dispute" else None,
+    )
+
+
+def _refunds(obj: dict[str, Any], amount: Any) -> tuple[ProviderRefund, ...]:
+    if obj.get("object") == "refund":
+        return (_refund(obj, default_amount=None, default_status=""),)
+    if obj.get("object") != "charge":
+        return ()
+    refunds = obj.get("refunds")
+    data = refunds.get("data") if isinstance(refunds, dict) else None
+    listed = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+    # A refund listed on a refunded charge without an amount or status of its own is taken at
+    # the charge's word (one refund: the whole amount refunded; succeeded).
+    only = amount if len(listed) == 1 else None
+    return tuple(_refund(r, default_amount=only, default_status="succeeded") for r in listed)
+
+
+def _refund(obj: dict[str, Any], default_amount: Any, default_status: str) -> ProviderRefund:
+    amount = obj.get("amount", default_amount)
+    return ProviderRefund(
+        id=_text(obj.get("id")),
+        status=_text(obj.get("status")) or default_status,
+        amount_minor=amount if isinstance(amount, int) else None,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
