@@ -140,7 +140,8 @@ def build(session: nox.Session) -> None:
         "-c",
         "import marketlink, pathlib; p = pathlib.Path(marketlink.__file__).parent; "
         "assert (p / 'py.typed').exists(); "
-        "assert list(p.glob('*/migrations/0001_initial.py')), 'migrations missing'",
+        "assert list(p.glob('*/migrations/0001_initial.py')), 'migrations missing'; "
+        "assert (p / 'payments/gateways/dummy/templates/dummy_checkout.html').exists()",
     )
 
 

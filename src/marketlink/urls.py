@@ -4,7 +4,7 @@ from django.urls import path, re_path
 
 from marketlink.api import build_api
 from marketlink.envelope import unknown_path
-from marketlink.payments.views import dummy_checkout
+from marketlink.payments.gateways.dummy.views import dummy_checkout
 
 api = build_api()
 
