@@ -20,7 +20,13 @@ from marketlink.accounts.services import booking_email
 from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
 from marketlink.orders import selectors, services
 from marketlink.orders.models import OrderStatus
-from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery, PaymentStateOut
+from marketlink.orders.schemas import (
+    IdempotencyKey,
+    OrderIn,
+    OrderOut,
+    OrderQuery,
+    PaymentStateOut,
+)
 from marketlink.payments import checkout, refunds
 from marketlink.vendors.selectors import vendor_profile_of
 
@@ -40,7 +46,7 @@ def order_create(
     response: HttpResponse,
     payload: OrderIn,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", max_length=255, description=IDEMPOTENCY)
+        IdempotencyKey | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY)
     ] = None,
 ) -> Status[dict[str, Any]]:
     order, created = services.order_place(

@@ -7,22 +7,12 @@ import uuid
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from marketlink.accounts.models import Role
 from marketlink.accounts.services import account_for_user
 from marketlink.exceptions import NotFound
-from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.orders.models import RepairOrder
 from marketlink.vendors.models import VendorProfile
-
-
-def expired_pending_ids(
-    *, variant_id: uuid.UUID | None = None, limit: int = 100
-) -> list[uuid.UUID]:
-    orders = RepairOrder.objects.filter(status=OrderStatus.PENDING, expires_at__lte=timezone.now())
-    if variant_id is not None:
-        orders = orders.filter(variant_id=variant_id)
-    return list(orders.order_by("expires_at").values_list("id", flat=True)[:limit])
 
 
 def orders_of_customer(*, user: Any, status: str | None = None) -> QuerySet[RepairOrder]:
@@ -68,9 +58,3 @@ def order_for_refund(*, order_id: uuid.UUID, user: Any) -> RepairOrder:
     if order is None:
         raise NotFound("No such order.")
     return order
-
-
-def available_stock(*, variant_id: uuid.UUID, stock: int) -> int:
-    """Units a customer can book now: the stock plus reservations that lapsed but that the expiry
-    job has not released yet (booking reclaims them on the spot)."""
-    return stock + len(expired_pending_ids(variant_id=variant_id, limit=10_000))
