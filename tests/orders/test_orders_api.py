@@ -99,6 +99,42 @@ def test_idempotency_key_returns_the_same_order(api, customer_user):
     assert book(api, someone, variant, headers=headers).status_code == 201
 
 
+PRINTABLE = "Idempotency-Key must be 1 to 255 printable characters"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", PRINTABLE),
+        ("retry\x01", PRINTABLE),
+        ("retry\t1", PRINTABLE),
+        ("\u200b", PRINTABLE),
+        ("k" * 256, "Idempotency-Key should have at most 255 characters"),
+    ],
+)
+def test_a_malformed_idempotency_key_is_a_400_on_the_header(api, customer_user, key, message):
+    variant = VariantFactory(stock=5)
+    response = book(api, customer_user, variant, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert response.json() == {
+        "success": False,
+        "message": message,
+        "data": None,
+        "errors": [{"loc": ["header", "Idempotency-Key"], "msg": message}],
+    }
+    assert stock_of(variant) == 5
+    assert RepairOrder.objects.count() == 0
+
+
+def test_an_idempotency_key_of_255_printable_characters_books(api, customer_user):
+    key = "é" + "k" * 254
+    variant = VariantFactory(stock=5)
+    first = book(api, customer_user, variant, headers={"Idempotency-Key": key})
+    again = book(api, customer_user, variant, headers={"Idempotency-Key": key})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert stock_of(variant) == 4
+
+
 def test_lists_filter_and_paginate(api, customer_user, vendor_user):
     variant = VariantFactory(stock=10, service__vendor=vendor_user.marketlink_vendor)
     ids = [book(api, customer_user, variant).json()["data"]["id"] for _ in range(3)]
