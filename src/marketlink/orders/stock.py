@@ -63,8 +63,10 @@ def _db_id(value: uuid.UUID) -> Any:
     return ServiceVariant._meta.get_field("id").get_db_prep_value(value, connection)
 
 
+# ``vendor`` is the cache's key: the compiled SQL differs from one database to another.
 @functools.cache
 def _booking_read(vendor: str) -> _Compiled:
+    """``SELECT stock, name, price, vendor id, vendor name`` of a bookable variant."""
     query = (
         ServiceVariant.objects.filter(bookable(), pk=_PROBE)
         .order_by()
