@@ -68,7 +68,7 @@ def instrument() -> None:
 
     from marketlink import locking
     from marketlink.accounts import auth
-    from marketlink.orders import services
+    from marketlink.orders import services, stock
     from marketlink.orders.models import RepairOrder
 
     _wrap(BaseHandler, "get_response", "Django request, in all")
@@ -79,7 +79,7 @@ def instrument() -> None:
     _wrap(services, "variant_get", "      variant SELECT (variant_get)")
     _wrap(locking, "_acquire", "      Redis lock acquire")
     _wrap(Redis, "eval", "      Redis lock release (EVAL)")
-    _wrap(locking, "take_unit", "      stock UPDATE (take_unit)")
+    _wrap(stock, "take_unit", "      stock UPDATE (take_unit)")
     RepairOrder.objects.create = _timed(  # type: ignore[method-assign]
         "      order INSERT (ORM create)", RepairOrder.objects.create
     )

@@ -1,9 +1,10 @@
 """``run.py --trace-lock``: time every booking's variant lock in the gunicorn workers.
 
-Wraps ``marketlink.locking.variant_lock`` (diagnostics only, never in a real site) and appends one
-line per booking to ``<directory>/lock-<pid>.tsv``: variant id, then the wall-clock times when the
-booking asked for the lock, got it, finished its transaction, and had released the lock. With the
-Redis lock, the gap between one holder's finish and the next holder's start is the hand-off.
+Wraps ``marketlink.orders.stock.variant_lock`` (diagnostics only, never in a real site) and
+appends one line per booking to ``<directory>/lock-<pid>.tsv``: variant id, then the wall-clock
+times when the booking asked for the lock, got it, finished its transaction, and had released the
+lock. With the Redis lock, the gap between one holder's finish and the next holder's start is the
+hand-off.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 
 def install(directory: str) -> None:
-    from marketlink import locking
+    from marketlink.orders import stock
 
-    original = locking.variant_lock
+    original = stock.variant_lock
     path = Path(directory) / f"lock-{os.getpid()}.tsv"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
@@ -36,7 +37,7 @@ def install(directory: str) -> None:
         released = time.time()
         os.write(fd, f"{variant_id}\t{asked}\t{got}\t{done}\t{released}\n".encode())
 
-    locking.variant_lock = traced
+    stock.variant_lock = traced
 
 
 def read(directory: Path, variant_id: Any) -> list[tuple[float, float, float, float]]:

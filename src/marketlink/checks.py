@@ -8,7 +8,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 
-from marketlink import conf, money
+from marketlink import conf, locking, money
 
 REQUIRED_APPS = [
     "marketlink.accounts",
@@ -142,19 +142,17 @@ def check_lock_store(**_: Any) -> list[checks.CheckMessage]:
         ]
     if config.LOCK_BACKEND != "redis":
         return []
-    backend = settings.CACHES[config.LOCK_CACHE].get("BACKEND", "")
-    if backend != "django_redis.cache.RedisCache":
+    if not locking.cache_is_redis(config.LOCK_CACHE):
+        backend = settings.CACHES[config.LOCK_CACHE].get("BACKEND", "")
         return [
             checks.Error(
                 f"LOCK_BACKEND is 'redis' but CACHES[{config.LOCK_CACHE!r}] uses {backend}.",
-                hint="Use django_redis.cache.RedisCache, or LOCK_BACKEND 'auto'/'database'.",
+                hint=f"Use {locking.REDIS_CACHE_BACKEND}, or LOCK_BACKEND 'auto'/'database'.",
                 id="marketlink.E006",
             )
         ]
-    from django_redis import get_redis_connection
-
     try:
-        get_redis_connection(config.LOCK_CACHE).ping()
+        locking.ping_lock_store()
     except Exception as exc:
         return [
             checks.Error(

@@ -119,6 +119,15 @@ def responses(ok_status: int, schema: Any, *error_codes: int, body: bool = False
     return {ok_status: schema} | dict.fromkeys(sorted(codes), ErrorEnvelope)
 
 
+def refuse_oversized_body(request: HttpRequest, *, allowance: int = 1) -> None:
+    """:class:`PayloadTooLarge` (413) when the body is over ``allowance`` times
+    ``MAX_BODY_BYTES``: the one body limit, for the JSON parser and for the views that read the
+    raw body (a provider's webhook, whose events are larger than any request of ours)."""
+    limit = conf.get().MAX_BODY_BYTES * allowance
+    if len(request.body) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+
+
 class JSONParser(Parser):
     """Ninja's parser, strict about what it accepts (see the module docstring)."""
 
@@ -128,9 +137,7 @@ class JSONParser(Parser):
             raise UnsupportedMediaType(
                 f"Send the request body as application/json, not {content_type or 'no type'}."
             )
-        limit = conf.get().MAX_BODY_BYTES
-        if len(request.body) > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        refuse_oversized_body(request)
         try:
             data = json.loads(request.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -185,11 +192,12 @@ def _envelope(
     status: int,
     message: str,
     errors: Iterable[FieldError] = (),
+    data: Any = None,
 ) -> HttpResponse:
     body = {
         "success": False,
         "message": message,
-        "data": None,
+        "data": data,
         "errors": [{"loc": list(e.loc), "msg": e.msg} for e in errors],
     }
     return api.create_response(request, body, status=status)
@@ -216,7 +224,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
     """Map every failure a request can meet onto a response in the envelope."""
 
     def marketlink_error(request: HttpRequest, exc: Any) -> HttpResponse:
-        return _envelope(api, request, exc.status_code, exc.message, exc.errors)
+        return _envelope(api, request, exc.status_code, exc.message, exc.errors, exc.data)
 
     def validation_error(request: HttpRequest, exc: Any) -> HttpResponse:
         items = [FieldError(*_humanize(error)) for error in exc.errors]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,14 @@ class MarketlinkError(Exception):
     status_code = 400
     default_message = "The request could not be processed."
 
-    def __init__(self, message: str | None = None, *, errors: Sequence[FieldError] = ()) -> None:
+    def __init__(
+        self, message: str | None = None, *, errors: Sequence[FieldError] = (), data: Any = None
+    ) -> None:
         self.message = message or self.default_message
         self.errors = tuple(errors)
+        # What the answer's ``data`` carries; an error is usually ``None``, a failed health
+        # check its report of each dependency.
+        self.data = data
         super().__init__(self.message)
 
 

@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from django.db import connection
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import Router, Schema
 
-from marketlink.envelope import Envelope, responses
-from marketlink.locking import lock_backend
+from marketlink.envelope import Envelope, ok, responses
+from marketlink.exceptions import ServiceUnavailable
+from marketlink.locking import lock_backend, ping_lock_store
 
 router = Router(tags=["health"])
 
@@ -40,12 +41,8 @@ def _database() -> State:
 def _lock_store() -> State:
     if lock_backend() != "redis":
         return "not used"
-    from django_redis import get_redis_connection
-
-    from marketlink import conf
-
     try:
-        get_redis_connection(conf.get().LOCK_CACHE).ping()
+        ping_lock_store()
     except Exception:
         return "down"
     return "ok"
@@ -64,13 +61,13 @@ def _task_queue() -> State:
 
 
 @router.get("/", response=responses(200, Envelope[HealthOut], 503) | {503: Envelope[HealthOut]})
-def health(request: HttpRequest) -> Status[dict[str, Any]]:
+def health(request: HttpRequest) -> dict[str, Any]:
     report = {
         "database": _database(),
         "lock_store": _lock_store(),
         "lock_backend": lock_backend(),
         "task_queue": _task_queue(),
     }
-    healthy = report["database"] == "ok"
-    message = "All good." if healthy else "The database is not answering."
-    return Status(200 if healthy else 503, {"success": healthy, "message": message, "data": report})
+    if report["database"] != "ok":
+        raise ServiceUnavailable("The database is not answering.", data=report)
+    return ok(report, "All good.")

@@ -1,26 +1,22 @@
-"""The one module that locks stock.
+"""The generic lock: one named lock across processes and machines, in Redis.
 
-Two layers, as in the seed, made correct:
+The stock module (``marketlink.orders.stock``) holds it per variant around the database
+transaction that takes a unit, so a rush of bookings waits in Redis instead of piling up open
+transactions on one PostgreSQL row. The lock has an owner token and a TTL (a crashed holder's lock
+lapses), is released only by its owner (compare-and-delete in Lua), and a busy lock means *wait* —
+woken by the releaser through a signal list, bounded by ``LOCK_WAIT`` — never "sold out". The
+database stays the source of truth; this lock only makes contention cheaper.
 
-1. **A per-variant Redis lock** serialises the bookings of one variant across processes and
-   machines, so a rush waits in Redis instead of piling up open transactions on one PostgreSQL row.
-   It has an owner token and a TTL (a crashed holder's lock lapses), is released only by its owner
-   (compare-and-delete in Lua), and a busy lock means *wait* — woken by the releaser through a
-   signal list, bounded by ``LOCK_WAIT`` — never "sold out". It is held only around the database
-   transaction, never across a call to a payment provider.
-2. **The database** is the source of truth: the unit is taken with a conditional
-   ``UPDATE … SET stock = stock - 1 WHERE stock >= 1`` inside the transaction that writes the
-   order, and ``stock >= 0`` is a CHECK constraint. This alone is correct; the Redis lock only makes
-   it cheaper under contention.
+When the lock cache is not Redis (the embedded default) or Redis is unreachable, the block runs
+without it, on database locks alone; an outage is logged once, and Redis is not retried for a few
+seconds so every request does not pay for a failing connection.
 
-When the lock cache is not Redis (the embedded default) or Redis is unreachable, bookings go on with
-the database alone; an outage is logged once, and Redis is not retried for a few seconds so every
-request does not pay for a failing connection.
+The Redis detection and ping live here too, so the lock, ``manage.py check`` and ``/health/`` agree
+on what "the lock store" is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -30,16 +26,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Model
 
 from marketlink import conf
-from marketlink.catalog.models import ServiceVariant
 from marketlink.exceptions import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_AFTER = 5.0
+REDIS_CACHE_BACKEND = "django_redis.cache.RedisCache"
 _SIGNAL_WAIT = 0.05
 
 # KEYS[1] lock, KEYS[2] its wake-up list; ARGV[1] the owner's token.
@@ -88,21 +82,34 @@ class _RedisHealth:
 redis_health = _RedisHealth()
 
 
+def cache_is_redis(alias: str) -> bool:
+    """Whether the cache ``alias`` of ``CACHES`` is django-redis, the only store the lock uses."""
+    return bool(settings.CACHES.get(alias, {}).get("BACKEND") == REDIS_CACHE_BACKEND)
+
+
 def lock_backend() -> str:
     """``redis`` or ``database``: what ``LOCK_BACKEND`` resolves to with the current CACHES."""
     config = conf.get()
     if config.LOCK_BACKEND != "auto":
         return config.LOCK_BACKEND
-    cache = settings.CACHES.get(config.LOCK_CACHE, {})
-    return "redis" if cache.get("BACKEND") == "django_redis.cache.RedisCache" else "database"
+    return "redis" if cache_is_redis(config.LOCK_CACHE) else "database"
+
+
+def ping_lock_store() -> None:
+    """Ask the lock cache's Redis for a PONG; raises whatever the connection raises."""
+    _lock_store().ping()
+
+
+def _lock_store() -> Any:
+    from django_redis import get_redis_connection
+
+    return get_redis_connection(conf.get().LOCK_CACHE)
 
 
 def _redis_client() -> Any | None:
     if lock_backend() != "redis" or not redis_health.usable():
         return None
-    from django_redis import get_redis_connection
-
-    return get_redis_connection(conf.get().LOCK_CACHE)
+    return _lock_store()
 
 
 def _acquire(client: Any, key: str, token: str, ttl: float, wait: float) -> bool:
@@ -118,10 +125,9 @@ def _acquire(client: Any, key: str, token: str, ttl: float, wait: float) -> bool
 
 
 @contextmanager
-def variant_lock(variant_id: uuid.UUID) -> Iterator[None]:
-    """Hold the variant's Redis lock for the block, or nothing when Redis is not in use.
-
-    Raises :class:`ServiceUnavailable` (503, retry) if the lock stays busy for ``LOCK_WAIT``.
+def lock(name: str) -> Iterator[None]:
+    """Hold the Redis lock ``marketlink:lock:<name>`` for the block, or nothing when Redis is not
+    in use. Raises :class:`ServiceUnavailable` (503, retry) if it stays busy for ``LOCK_WAIT``.
     """
     from redis.exceptions import RedisError
 
@@ -130,7 +136,7 @@ def variant_lock(variant_id: uuid.UUID) -> Iterator[None]:
         yield
         return
     config = conf.get()
-    key = f"marketlink:lock:variant:{variant_id}"
+    key = f"marketlink:lock:{name}"
     token = uuid.uuid4().hex
     try:
         acquired = _acquire(client, key, token, config.LOCK_TTL, config.LOCK_WAIT)
@@ -140,9 +146,7 @@ def variant_lock(variant_id: uuid.UUID) -> Iterator[None]:
         return
     redis_health.succeeded()
     if not acquired:
-        logger.warning(
-            "variant %s lock busy for %.1fs; answering 503", variant_id, config.LOCK_WAIT
-        )
+        logger.warning("lock %s busy for %.1fs; answering 503", key, config.LOCK_WAIT)
         raise ServiceUnavailable("This service is in high demand; try again in a moment.")
     try:
         yield
@@ -151,75 +155,3 @@ def variant_lock(variant_id: uuid.UUID) -> Iterator[None]:
             client.eval(_RELEASE, 2, key, f"{key}:free", token)
         except RedisError as exc:  # the lock lapses by its TTL
             redis_health.failed(exc)
-
-
-def take_unit(variant_id: uuid.UUID) -> int | None:
-    """Take one unit in the caller's transaction; the stock left, or None when there is none.
-
-    One conditional UPDATE … RETURNING: the row stays locked until the caller's transaction ends,
-    so the order written next in that transaction and the decrement commit or vanish together.
-    """
-    table = ServiceVariant._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {connection.ops.quote_name(table)} SET stock = stock - 1 "  # noqa: S608
-            "WHERE id = %s AND stock >= 1 AND archived_at IS NULL RETURNING stock",
-            [_db_uuid(variant_id)],
-        )
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
-
-
-def take_unit_into(row: Model, variant_id: uuid.UUID, remaining_field: str) -> bool:
-    """Take one unit and insert ``row`` (an unsaved order) in a single statement, writing the
-    stock left into its ``remaining_field``. False when there is no free unit (nothing written).
-
-    On PostgreSQL this is one ``WITH taken AS (UPDATE … RETURNING stock) INSERT … SELECT``: the
-    decrement and the order commit together without a BEGIN/COMMIT round trip, which keeps the
-    variant's lock held for the shortest time. Other databases answer False and the caller takes
-    its transaction path (:func:`take_unit`, then a save).
-    """
-    if connection.vendor != "postgresql":
-        return False
-    quote = connection.ops.quote_name
-    fields = [f for f in row._meta.concrete_fields if f.name != remaining_field]
-    values = [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields]
-    remaining = quote(str(getattr(row._meta.get_field(remaining_field), "column", "")))
-    columns = ", ".join(quote(str(f.column)) for f in fields)
-    placeholders = ", ".join(["%s"] * len(values))
-    variant_table = quote(ServiceVariant._meta.db_table)
-    sql = (
-        f"WITH taken AS (UPDATE {variant_table} SET stock = stock - 1 "  # noqa: S608
-        "WHERE id = %s AND stock >= 1 AND archived_at IS NULL RETURNING stock) "
-        f"INSERT INTO {quote(row._meta.db_table)} ({columns}, {remaining}) "
-        f"SELECT {placeholders}, taken.stock FROM taken RETURNING {remaining}"
-    )
-    # A savepoint only when called inside a transaction, so an IntegrityError (a duplicate
-    # Idempotency-Key) leaves that transaction usable; at the top level the statement commits
-    # by itself.
-    atomic = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with atomic, connection.cursor() as cursor:
-        cursor.execute(sql, [variant_id, *values])
-        inserted = cursor.fetchone()
-    if inserted is None:
-        return False
-    setattr(row, remaining_field, int(inserted[0]))
-    row._state.adding = False
-    row._state.db = connection.alias
-    return True
-
-
-def return_unit(variant_id: uuid.UUID) -> None:
-    """Give one unit back (an order released its reservation), in the caller's transaction."""
-    ServiceVariant.objects.filter(pk=variant_id).update(stock=F("stock") + 1)
-
-
-def lock_variant_row(variant_id: uuid.UUID) -> ServiceVariant:
-    """The variant with its row locked for the caller's transaction: the same lock bookings
-    take, so a vendor's stock edit and a booking never interleave."""
-    return ServiceVariant.objects.select_for_update().get(pk=variant_id)
-
-
-def _db_uuid(value: uuid.UUID) -> Any:
-    """A UUID as this database's UUID column stores it (SQLite keeps 32 hex characters)."""
-    return value if connection.features.has_native_uuid_field else uuid.UUID(str(value)).hex

@@ -107,3 +107,18 @@ def test_unknown_paths_get_a_404_in_the_envelope(api):
 def test_nul_in_a_path_is_a_4xx_in_the_envelope(api, path, status):
     # PostgreSQL refuses NUL in text: a lookup that reached it with one was a 500 there.
     assert_envelope_error(api.client.get(path), status)
+
+
+def test_the_webhook_takes_four_times_the_body_limit_and_names_it_when_refusing(api, settings):
+    # A provider's events outgrow our own requests; past four times MAX_BODY_BYTES the refusal
+    # says the limit, as the JSON endpoints' 413 does.
+    settings.MARKETLINK = {"MAX_BODY_BYTES": 1024}
+
+    def deliver(size):
+        body = '{"padding": "' + "x" * (size - len('{"padding": ""}')) + '"}'
+        assert len(body) == size
+        return api.client.post("/api/webhooks/payment/", body, content_type="application/json")
+
+    assert deliver(4096).status_code == 400  # within the allowance: on to the signature check
+    refused = assert_envelope_error(deliver(4097), 413)
+    assert refused["message"] == "The request body is larger than 4096 bytes."

@@ -37,3 +37,14 @@ def test_health_reports_a_dead_lock_store(api, settings):
     data = api.get("/health/").json()["data"]
     assert data["lock_backend"] == "redis"
     assert data["lock_store"] == "down"
+
+
+def test_a_health_503_is_an_envelope_error_that_keeps_the_report(api, monkeypatch):
+    def broken_cursor(*args, **kwargs):
+        raise connection.Database.OperationalError("connection refused")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+    body = api.get("/health/").json()
+    assert body["message"] == "The database is not answering."
+    assert body["errors"] == []
+    assert set(body["data"]) == {"database", "lock_store", "lock_backend", "task_queue"}

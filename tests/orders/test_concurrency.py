@@ -149,11 +149,11 @@ import django
 django.setup()
 from django.db import transaction
 from django.test.utils import override_settings
-from marketlink import locking
+from marketlink.orders import stock
 variant_id = sys.argv[1]
-with override_settings(MARKETLINK={"LOCK_TTL": 3.0}), locking.variant_lock(variant_id), \
+with override_settings(MARKETLINK={"LOCK_TTL": 3.0}), stock.variant_lock(variant_id), \
         transaction.atomic():
-    locking.take_unit(variant_id)
+    stock.take_unit(variant_id)
     print("holding", flush=True)
     time.sleep(120)
 """

@@ -4,11 +4,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatus, OrderStatusChange, RepairOrder
-from marketlink.orders.services import order_transition, orders_expire
+from marketlink.orders.services import order_place, order_transition, orders_expire
 from marketlink.testing.factories import AccountFactory, VariantFactory, VendorProfileFactory
 
 pytestmark = pytest.mark.django_db
@@ -97,6 +99,42 @@ def test_idempotency_key_returns_the_same_order(api, customer_user):
     # keys are per customer
     someone = AccountFactory().user
     assert book(api, someone, variant, headers=headers).status_code == 201
+
+
+PRINTABLE = "Idempotency-Key must be 1 to 255 printable characters"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", PRINTABLE),
+        ("retry\x01", PRINTABLE),
+        ("retry\t1", PRINTABLE),
+        ("\u200b", PRINTABLE),
+        ("k" * 256, "Idempotency-Key should have at most 255 characters"),
+    ],
+)
+def test_a_malformed_idempotency_key_is_a_400_on_the_header(api, customer_user, key, message):
+    variant = VariantFactory(stock=5)
+    response = book(api, customer_user, variant, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert response.json() == {
+        "success": False,
+        "message": message,
+        "data": None,
+        "errors": [{"loc": ["header", "Idempotency-Key"], "msg": message}],
+    }
+    assert stock_of(variant) == 5
+    assert RepairOrder.objects.count() == 0
+
+
+def test_an_idempotency_key_of_255_printable_characters_books(api, customer_user):
+    key = "é" + "k" * 254
+    variant = VariantFactory(stock=5)
+    first = book(api, customer_user, variant, headers={"Idempotency-Key": key})
+    again = book(api, customer_user, variant, headers={"Idempotency-Key": key})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert stock_of(variant) == 4
 
 
 def test_lists_filter_and_paginate(api, customer_user, vendor_user):
@@ -225,3 +263,20 @@ def test_vendor_stock_edit_sets_available_units(api, customer_user, vendor_user)
     api.patch(f"/services/variants/{variant.id}/", {"stock": 3}, user=vendor_user)
     assert stock_of(variant) == 3
     assert book(api, customer_user, variant).json()["data"]["variant"]["stock"] == 2
+
+
+@pytest.mark.postgres
+def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user):
+    """The booking path's contract (it is benchmarked): the variant's read, then the unit taken
+    and the order inserted in one statement."""
+    variant = VariantFactory(stock=2)
+    with CaptureQueriesContext(connection) as queries:
+        order, created = order_place(
+            customer=customer_user, customer_email="c@example.com", variant_id=variant.id
+        )
+    # The test runs inside a transaction, where the write adds a savepoint around itself.
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("SELECT")
+    assert statements[1].startswith("WITH taken AS (UPDATE")
+    assert (created, order.stock_after_reservation, stock_of(variant)) == (True, 1, 1)

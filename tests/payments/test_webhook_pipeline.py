@@ -284,10 +284,10 @@ def expired(order: RepairOrder) -> None:
 def lock_store_down(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Taking a unit needs the variant lock; make its store unavailable until ``.undo()``."""
 
-    def unavailable(variant_id: Any) -> Any:
+    def unavailable(name: Any) -> Any:
         raise ServiceUnavailable("the lock store is unavailable")
 
-    monkeypatch.setattr(locking, "variant_lock", unavailable)
+    monkeypatch.setattr(locking, "lock", unavailable)
     return monkeypatch
 
 

@@ -14,6 +14,10 @@ from django.db import models
 
 from marketlink.vendors.models import VendorProfile
 
+# The largest stock a variant may hold, set or adjusted: well inside PostgreSQL's integer
+# (2**31 - 1), so no edit the API or the admin accepts can overflow the column.
+MAX_STOCK = 2_000_000_000
+
 
 class Service(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

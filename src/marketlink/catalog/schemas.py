@@ -8,7 +8,7 @@ from typing import Annotated, Self
 from ninja import Field, Schema
 from pydantic import AfterValidator, StringConstraints, model_validator
 
-from marketlink.catalog.models import ServiceVariant
+from marketlink.catalog.models import MAX_STOCK, ServiceVariant
 from marketlink.envelope import PageQuery
 from marketlink.schemas import PatchSchema
 from marketlink.text import MultiLine, SingleLine
@@ -25,7 +25,7 @@ Price = Annotated[
     AfterValidator(lambda price: price.quantize(Decimal("0.01"))),
 ]
 Minutes = Annotated[int, Field(gt=0, le=60 * 24 * 365)]
-Stock = Annotated[int, Field(ge=0, le=2_000_000_000)]
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK)]
 
 
 class ServiceIn(Schema):
@@ -51,7 +51,7 @@ class VariantPatch(PatchSchema):
     price: Price | None = None
     estimated_minutes: Minutes | None = None
     stock: Stock | None = Field(None, description="Units bookable now (replaces the count).")
-    stock_adjustment: Annotated[int, Field(ge=-2_000_000_000, le=2_000_000_000)] | None = Field(
+    stock_adjustment: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK)] | None = Field(
         None,
         description="Units to add (or, negative, remove) relative to the current count: safe "
         "while bookings are under way, unlike setting `stock`.",

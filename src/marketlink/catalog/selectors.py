@@ -1,13 +1,16 @@
 """Reads of the catalogue. Listing queries are built so a page costs a constant number of SQL
-queries (the page, its count, its variants) whatever its size."""
+queries (the page, its count, its variants) whatever its size.
+
+The rules of what the public sees (:func:`live`, :func:`public`, :func:`bookable`) are written
+here once; the stock module (``marketlink.orders.stock``) compiles its booking queries from them.
+"""
 
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
-from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
 from marketlink.catalog.models import Service, ServiceVariant
@@ -17,13 +20,29 @@ from marketlink.vendors.models import VendorProfile
 NOT_OWNER = "You can only change your own services."
 
 
+def live(path: str = "") -> Q:
+    """Not deleted: a service or variant whose ``archived_at`` is unset. ``path`` applies the rule
+    across a relation (``"service__"``)."""
+    return Q(**{f"{path}archived_at__isnull": True})
+
+
+def public(path: str = "") -> Q:
+    """A service the public sees: live, of an active vendor."""
+    return live(path) & Q(**{f"{path}vendor__is_active": True})
+
+
+def bookable() -> Q:
+    """A variant a customer may book: live, of a public service."""
+    return live() & public("service__")
+
+
 def _live_variants() -> QuerySet[ServiceVariant]:
-    return ServiceVariant.objects.filter(archived_at__isnull=True)
+    return ServiceVariant.objects.filter(live())
 
 
-def _services() -> QuerySet[Service]:
+def _services(rule: Q) -> QuerySet[Service]:
     return (
-        Service.objects.filter(archived_at__isnull=True)
+        Service.objects.filter(rule)
         .select_related("vendor")
         .prefetch_related(Prefetch("variants", queryset=_live_variants()))
     )
@@ -33,7 +52,7 @@ def service_list(
     *, search: str | None = None, vendor: uuid.UUID | None = None
 ) -> QuerySet[Service]:
     """What the public sees: live services of active vendors."""
-    services = _services().filter(vendor__is_active=True)
+    services = _services(public())
     if vendor is not None:
         services = services.filter(vendor_id=vendor)
     if search:
@@ -46,7 +65,7 @@ def service_list(
 
 
 def service_list_of_vendor(*, vendor: VendorProfile) -> QuerySet[Service]:
-    return _services().filter(vendor=vendor)
+    return _services(live()).filter(vendor=vendor)
 
 
 def service_get(*, service_id: uuid.UUID) -> Service:
@@ -57,7 +76,7 @@ def service_get(*, service_id: uuid.UUID) -> Service:
 
 
 def service_get_owned(*, service_id: uuid.UUID, user: Any) -> Service:
-    service = _services().filter(pk=service_id).first()
+    service = _services(live()).filter(pk=service_id).first()
     if service is None:
         raise NotFound("No such service.")
     if service.vendor.user_id != user.pk:
@@ -72,9 +91,8 @@ def variant_list(*, service_id: uuid.UUID) -> QuerySet[ServiceVariant]:
 
 def variant_get(*, variant_id: uuid.UUID) -> ServiceVariant:
     variant = (
-        _live_variants()
-        .select_related("service__vendor")
-        .filter(pk=variant_id, service__archived_at__isnull=True, service__vendor__is_active=True)
+        ServiceVariant.objects.select_related("service__vendor")
+        .filter(bookable(), pk=variant_id)
         .first()
     )
     if variant is None:
@@ -82,55 +100,11 @@ def variant_get(*, variant_id: uuid.UUID) -> ServiceVariant:
     return variant
 
 
-class BookableVariant(NamedTuple):
-    stock: int
-    name: str
-    price: Decimal
-    vendor_id: uuid.UUID
-    vendor_name: str
-
-
-def variant_for_booking(*, variant_id: uuid.UUID) -> BookableVariant:
-    """What a booking needs of a live variant of an active vendor, or :class:`NotFound`.
-
-    One hand-written SELECT, because it runs on every booking: building the equivalent ORM query
-    (three tables, the models' default ordering) costs about ten times the database's own time.
-    """
-    variant, service, vendor = ServiceVariant._meta, Service._meta, VendorProfile._meta
-    quote = connection.ops.quote_name
-
-    def column(meta: Any, name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    sql = (
-        f"SELECT v.stock, v.name, v.price, s.{column(service, 'vendor')}, p.business_name "  # noqa: S608
-        f"FROM {quote(variant.db_table)} v "
-        f"JOIN {quote(service.db_table)} s ON s.id = v.{column(variant, 'service')} "
-        f"JOIN {quote(vendor.db_table)} p ON p.id = s.{column(service, 'vendor')} "
-        "WHERE v.id = %s AND v.archived_at IS NULL AND s.archived_at IS NULL AND p.is_active"
-    )
-    uuid_param = variant_id if connection.features.has_native_uuid_field else variant_id.hex
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [uuid_param])
-        row = cursor.fetchone()
-    if row is None:
-        raise NotFound("No such variant.")
-    stock, name, price, vendor_id, vendor_name = row
-    return BookableVariant(
-        stock=int(stock),
-        name=name,
-        # SQLite hands decimals back as floats: rebuild the stored two-place value.
-        price=Decimal(str(price)).quantize(Decimal("0.01")),
-        vendor_id=vendor_id if isinstance(vendor_id, uuid.UUID) else uuid.UUID(str(vendor_id)),
-        vendor_name=vendor_name,
-    )
-
-
 def variant_get_owned(*, variant_id: uuid.UUID, user: Any) -> ServiceVariant:
     variant = (
         _live_variants()
         .select_related("service__vendor")
-        .filter(pk=variant_id, service__archived_at__isnull=True)
+        .filter(live("service__"), pk=variant_id)
         .first()
     )
     if variant is None:
@@ -140,12 +114,22 @@ def variant_get_owned(*, variant_id: uuid.UUID, user: Any) -> ServiceVariant:
     return variant
 
 
-def variant_availability(*, variant_id: uuid.UUID) -> ServiceVariant:
-    """The variant annotated with ``available_stock`` and ``is_available`` for AvailabilityOut."""
-    from marketlink.orders.selectors import available_stock
+# How many units a customer can book now depends on reservations, which the orders app keeps and
+# the catalogue may not import (it is the lower layer): orders registers its answer at start-up.
+AvailableStock = Callable[[ServiceVariant], int]
+_available_stock: list[AvailableStock] = []
 
+
+def answer_available_stock_with(answer: AvailableStock) -> None:
+    """Make ``answer`` the catalogue's count of a variant's bookable units (``OrdersConfig``)."""
+    _available_stock[:] = [answer]
+
+
+def variant_availability(*, variant_id: uuid.UUID) -> ServiceVariant:
+    """The variant annotated with ``available_stock`` and ``is_available`` for AvailabilityOut.
+    Without a registered answer (no orders app, so no reservations) that is its stock."""
     variant = variant_get(variant_id=variant_id)
-    available = available_stock(variant_id=variant.id, stock=variant.stock)
+    available = _available_stock[0](variant) if _available_stock else variant.stock
     variant.available_stock = available  # type: ignore[attr-defined]
     variant.is_available = available > 0  # type: ignore[attr-defined]
     return variant

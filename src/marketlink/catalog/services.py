@@ -9,9 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketlink import conf
-from marketlink.catalog.models import Service, ServiceVariant
+from marketlink.catalog.models import MAX_STOCK, Service, ServiceVariant
 from marketlink.exceptions import Conflict, InvalidInput
-from marketlink.locking import lock_variant_row
 from marketlink.money import price_problem
 from marketlink.vendors.models import VendorProfile
 
@@ -53,15 +52,12 @@ def variant_create(
     )
 
 
-MAX_STOCK = 2_000_000_000  # the largest ``stock`` the API accepts (``schemas.Stock``)
-
-
 @transaction.atomic
 def variant_update(
     *, variant: ServiceVariant, stock_adjustment: int | None = None, **changes: Any
 ) -> ServiceVariant:
-    """Apply a vendor's edit under the variant's row lock, the lock bookings take too, so a
-    stock edit during a rush of bookings neither loses nor invents a unit.
+    """Apply a vendor's edit under the variant's row lock, the lock a booking's conditional
+    UPDATE takes too, so a stock edit during a rush of bookings neither loses nor invents a unit.
 
     ``stock`` replaces the count of bookable units; ``stock_adjustment`` adds to (or removes
     from) whatever the count is when the lock is taken, which is what a vendor restocking during
@@ -69,7 +65,7 @@ def variant_update(
     """
     if "price" in changes:
         check_price(changes["price"])
-    locked = lock_variant_row(variant.pk)
+    locked = ServiceVariant.objects.select_for_update().get(pk=variant.pk)
     if stock_adjustment is not None:
         if locked.stock + stock_adjustment < 0:
             raise Conflict(

@@ -17,7 +17,13 @@ from marketlink.accounts.auth import (
 from marketlink.accounts.services import booking_email
 from marketlink.envelope import Envelope, PageEnvelope, ok, paginate, responses
 from marketlink.orders import payment_hooks, selectors, services
-from marketlink.orders.schemas import OrderIn, OrderOut, OrderQuery, PaymentStateOut
+from marketlink.orders.schemas import (
+    IdempotencyKey,
+    OrderIn,
+    OrderOut,
+    OrderQuery,
+    PaymentStateOut,
+)
 from marketlink.vendors.selectors import vendor_profile_of
 
 router = Router(tags=["orders"])
@@ -36,7 +42,7 @@ def order_create(
     response: HttpResponse,
     payload: OrderIn,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", max_length=255, description=IDEMPOTENCY)
+        IdempotencyKey | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY)
     ] = None,
 ) -> Status[dict[str, Any]]:
     order, created = services.order_place(

@@ -3,9 +3,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
+from pydantic import AfterValidator, StringConstraints
 
 from marketlink.envelope import PageQuery
 from marketlink.orders import payment_hooks
@@ -14,6 +15,17 @@ from marketlink.orders.models import RepairOrder
 StatusName = Literal[
     "pending", "paid", "processing", "completed", "failed", "cancelled", "refunded"
 ]
+
+
+def _printable(key: str) -> str:
+    # A control character could not travel back in a header and would be stored as sent.
+    if not key or not key.isprintable():
+        raise ValueError("Idempotency-Key must be 1 to 255 printable characters")
+    return key
+
+
+# The ``Idempotency-Key`` header: at most 255 characters, as its column holds.
+IdempotencyKey = Annotated[str, StringConstraints(max_length=255), AfterValidator(_printable)]
 
 
 class OrderIn(Schema):

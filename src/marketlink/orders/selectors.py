@@ -8,7 +8,6 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.urls import reverse
-from django.utils import timezone
 
 from marketlink import conf
 from marketlink.accounts.models import Role
@@ -17,15 +16,6 @@ from marketlink.exceptions import NotFound
 from marketlink.orders import payment_hooks
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.vendors.models import VendorProfile
-
-
-def expired_pending_ids(
-    *, variant_id: uuid.UUID | None = None, limit: int = 100
-) -> list[uuid.UUID]:
-    orders = RepairOrder.objects.filter(status=OrderStatus.PENDING, expires_at__lte=timezone.now())
-    if variant_id is not None:
-        orders = orders.filter(variant_id=variant_id)
-    return list(orders.order_by("expires_at").values_list("id", flat=True)[:limit])
 
 
 def orders_of_customer(*, user: Any, status: str | None = None) -> QuerySet[RepairOrder]:
@@ -71,12 +61,6 @@ def order_for_refund(*, order_id: uuid.UUID, user: Any) -> RepairOrder:
     if order is None:
         raise NotFound("No such order.")
     return order
-
-
-def available_stock(*, variant_id: uuid.UUID, stock: int) -> int:
-    """Units a customer can book now: the stock plus reservations that lapsed but that the expiry
-    job has not released yet (booking reclaims them on the spot)."""
-    return stock + len(expired_pending_ids(variant_id=variant_id, limit=10_000))
 
 
 # Statuses in which the order's payment has been confirmed.

@@ -17,12 +17,10 @@ from django.db import IntegrityError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from marketlink import conf, locking
-from marketlink.catalog.selectors import variant_for_booking
+from marketlink import conf
 from marketlink.exceptions import Conflict, InvalidInput, NotFound
-from marketlink.orders import signals
+from marketlink.orders import signals, stock
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
-from marketlink.orders.selectors import expired_pending_ids
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +88,10 @@ def order_transition(
             order.refresh_from_db(fields=["status"])
             raise TransitionRefused(f"An order that is {order.status} cannot become {to}.")
         if current in HOLDS_STOCK and to not in HOLDS_STOCK | USED_STOCK:
-            locking.return_unit(order.variant_id)
+            stock.return_unit(order.variant_id)
         elif current not in HOLDS_STOCK | USED_STOCK and to in HOLDS_STOCK:
-            with locking.variant_lock(order.variant_id):
-                if locking.take_unit(order.variant_id) is None:
+            with stock.variant_lock(order.variant_id):
+                if stock.take_unit(order.variant_id) is None:
                     raise NoStockToRetake(f"Variant {order.variant_id} has no unit left.")
         OrderStatusChange.objects.create(
             order_id=order_id, from_status=current, to_status=to, source=source, note=note[:500]
@@ -140,17 +138,11 @@ def order_place(
         # The order, its receipt and the payment provider all go by the address.
         raise InvalidInput(NO_EMAIL)
     if idempotency_key is not None:
-        if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
-            raise InvalidInput.for_field(
-                "Idempotency-Key",
-                "Idempotency-Key must be 1 to 255 printable characters",
-                location="header",
-            )
         replay = _replay(customer, idempotency_key, variant_id)
         if replay is not None:
             return replay, False
-    variant = variant_for_booking(variant_id=variant_id)
-    if variant.stock < 1 and not expired_pending_ids(variant_id=variant_id):
+    variant = stock.variant_for_booking(variant_id=variant_id)
+    if variant.stock < 1 and not stock.expired_pending_ids(variant_id=variant_id):
         raise Conflict("This variant is out of stock.")
     config = conf.get()
     order = RepairOrder(
@@ -168,9 +160,9 @@ def order_place(
         idempotency_key=idempotency_key,
     )
     try:
-        with locking.variant_lock(variant_id):
+        with stock.variant_lock(variant_id):
             # The common case in one statement; the slow path when there is no free unit.
-            if not locking.take_unit_into(order, variant_id, "stock_after_reservation"):
+            if not stock.take_unit_into(order, variant_id, "stock_after_reservation"):
                 _place_after_reclaiming(order, variant_id)
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won; our unit went back on rollback.
@@ -192,9 +184,9 @@ def _place_after_reclaiming(order: RepairOrder, variant_id: uuid.UUID) -> None:
     """Take a unit (after releasing lapsed reservations if none is free) and save the order, in
     one transaction; :class:`Conflict` when the variant is really sold out."""
     with transaction.atomic():
-        stock_left = locking.take_unit(variant_id)
+        stock_left = stock.take_unit(variant_id)
         if stock_left is None and _reclaim_expired(variant_id):
-            stock_left = locking.take_unit(variant_id)
+            stock_left = stock.take_unit(variant_id)
         if stock_left is None:
             raise Conflict("This variant is out of stock.")
         order.stock_after_reservation = stock_left
@@ -205,7 +197,7 @@ def _reclaim_expired(variant_id: uuid.UUID) -> int:
     """Release this variant's lapsed reservations now, so a late expiry job never keeps a
     customer from a unit that is really free. Returns how many came back."""
     reclaimed = 0
-    for order_id in expired_pending_ids(variant_id=variant_id):
+    for order_id in stock.expired_pending_ids(variant_id=variant_id):
         try:
             order_transition(
                 order_id=order_id,
@@ -248,7 +240,7 @@ def orders_expire(*, source: str = ChangeSource.TASK, limit: int = 1000) -> int:
     """Cancel pending orders whose reservation lapsed and return their units. Safe to run late,
     twice or concurrently: each order is released by exactly one conditional update."""
     expired = 0
-    for order_id in expired_pending_ids(limit=limit):
+    for order_id in stock.expired_pending_ids(limit=limit):
         try:
             order_transition(
                 order_id=order_id,
