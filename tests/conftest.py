@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -52,3 +53,11 @@ def _fast_hashing_and_clean_cache(settings: pytest.FixtureRequest) -> Iterator[N
     yield
     with contextlib.suppress(Exception):  # a test may have pointed CACHES at a dead server
         cache.clear()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Path:
+    """A folder Django's file-based email backend writes into (read with ``mail_outbox``)."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    return folder

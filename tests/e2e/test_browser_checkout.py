@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from live_site import site_env, start_gunicorn, stop
+from order_helpers import history
 
 from marketlink.accounts.services import tokens_issue
 from marketlink.catalog.models import ServiceVariant
@@ -165,11 +166,6 @@ def press(browser: Any, button: str, lands_on: str) -> dict[str, Any]:
     )
     envelope: dict[str, Any] = json.loads(pre.text)
     return envelope
-
-
-def history(order_id: str) -> list[tuple[str, str, str]]:
-    order = RepairOrder.objects.get(pk=order_id)
-    return [(c.from_status, c.to_status, c.source) for c in order.history.order_by("created_at")]
 
 
 # --- The tests -----------------------------------------------------------------------------------

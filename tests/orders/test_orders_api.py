@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from order_helpers import stock_of
 
-from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatus, OrderStatusChange, RepairOrder
 from marketlink.orders.services import order_place, order_transition, orders_expire
 from marketlink.testing.factories import AccountFactory, VariantFactory, VendorProfileFactory
@@ -18,10 +18,6 @@ pytestmark = pytest.mark.django_db
 
 def book(api, user, variant, **kwargs):
     return api.post("/orders/", {"variant_id": str(variant.id)}, user=user, **kwargs)
-
-
-def stock_of(variant):
-    return ServiceVariant.objects.get(pk=variant.pk).stock
 
 
 def test_booking_reserves_a_unit_and_answers_the_seed_shape(api, customer_user):

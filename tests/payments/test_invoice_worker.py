@@ -27,12 +27,12 @@ from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.test import Client
 from live_site import site_env, start_huey, stop
 from mail_outbox import sent_emails
+from order_helpers import new_order
 from payment_events import checkout_session, deliver, event
 
 from marketlink.orders.models import OrderStatusChange, RepairOrder
-from marketlink.orders.services import order_place
 from marketlink.payments.models import Invoice, InvoiceStatus
-from marketlink.testing.factories import AccountFactory, VariantFactory
+from marketlink.testing.factories import VariantFactory
 
 # What a consumer needs to import this module (for its mail backends).
 TEST_PATH = [str(Path(__file__).parent), str(Path(__file__).parents[1] / "support")]
@@ -77,13 +77,6 @@ def queue(settings: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "mail"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def consumers(outbox: Path) -> Iterator[Callable[..., list[Any]]]:
     """``start(count, email_backend=...)``: consumers mailing into ``outbox`` unless told another
     backend (one of this module's: ``TEST_PATH`` joins their path)."""
@@ -111,14 +104,6 @@ def pay(order: RepairOrder) -> None:
     """The paid webhook, through the app, committed for real (so on-commit work is enqueued)."""
     body = event("checkout.session.completed", checkout_session(order))
     assert deliver(Client(), body, WEBHOOK_SECRET).status_code == 200
-
-
-def new_order() -> RepairOrder:
-    account = AccountFactory()
-    order, _ = order_place(
-        customer=account.user, customer_email=account.email, variant_id=VariantFactory().id
-    )
-    return order
 
 
 def emails(outbox: Path) -> list[str]:

@@ -16,25 +16,17 @@ from urllib.parse import urlsplit
 import pytest
 from live_site import site_env, start_gunicorn, stop
 from mail_outbox import sent_emails
+from order_helpers import new_order
 from payment_events import checkout_session, event, payment_intent, signed
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatusChange, RepairOrder
-from marketlink.orders.services import order_place
 from marketlink.payments.models import Invoice, PaymentEvent
-from marketlink.testing.factories import AccountFactory, VariantFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 WEBHOOK_SECRET = "whsec_concurrency_test"
 COPIES = 10
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "mail"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture
@@ -78,16 +70,6 @@ def post_all(base_url: str, bodies: list[bytes]) -> list[int]:
 
     with ThreadPoolExecutor(len(bodies)) as pool:
         return list(pool.map(one, bodies))
-
-
-def new_order(stock: int = 5) -> RepairOrder:
-    account = AccountFactory()
-    order, _ = order_place(
-        customer=account.user,
-        customer_email=account.email,
-        variant_id=VariantFactory(stock=stock).id,
-    )
-    return order
 
 
 def assert_paid_once(order: RepairOrder, outbox: Path, emails_before: int) -> None:

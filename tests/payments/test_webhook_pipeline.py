@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
+from order_helpers import history, refreshed, stock_of
 from payment_events import checkout_session, deliver, event, minor, payment_intent, signed
 
 from marketlink import locking
 from marketlink.catalog.models import ServiceVariant
 from marketlink.exceptions import ServiceUnavailable
-from marketlink.orders.models import OrderStatusChange, RepairOrder
+from marketlink.orders.models import RepairOrder
 from marketlink.orders.services import order_place, orders_expire
 from marketlink.payments.gateways import dummy
 from marketlink.payments.gateways.base import RefundResult
@@ -76,22 +77,6 @@ def order() -> RepairOrder:
         variant_id=VariantFactory(stock=3).id,
     )
     return placed
-
-
-def refreshed(order: RepairOrder) -> RepairOrder:
-    return RepairOrder.objects.get(pk=order.pk)
-
-
-def stock_of(order: RepairOrder) -> int:
-    return ServiceVariant.objects.get(pk=order.variant_id).stock
-
-
-def changes(order: RepairOrder) -> list[tuple[str, str, str]]:
-    return list(
-        OrderStatusChange.objects.filter(order=order).values_list(
-            "from_status", "to_status", "source"
-        )
-    )
 
 
 def completed(order: RepairOrder, **overrides: Any) -> dict[str, Any]:
@@ -153,7 +138,7 @@ def test_a_delivery_that_cannot_be_trusted_is_400_and_changes_nothing(
     assert response.json()["success"] is False
     assert PaymentEvent.objects.count() == 0
     assert refreshed(order).status == "pending"
-    assert changes(order) == []
+    assert history(order) == []
     assert mailoutbox == []
 
 
@@ -208,12 +193,12 @@ def test_a_paid_event_is_kept_tied_to_its_order_and_processed(hook, order, mailo
 def test_duplicates_of_a_processed_event_change_nothing(hook, order, mailoutbox):
     body = completed(order)
     assert hook(body).status_code == 200
-    state = (changes(order), stock_of(order), refreshed(order).updated_at)
+    state = (history(order), stock_of(order), refreshed(order).updated_at)
     for _ in range(3):  # Stripe's retries, each signed anew
         response = hook(body)
         assert response.status_code == 200
         assert response.json()["data"]["status"] == "processed"
-    assert (changes(order), stock_of(order), refreshed(order).updated_at) == state
+    assert (history(order), stock_of(order), refreshed(order).updated_at) == state
     assert PaymentEvent.objects.get().attempts == 1
     assert Invoice.objects.count() == 1
     assert len(mailoutbox) == 1
@@ -246,7 +231,7 @@ def test_a_mismatched_payment_is_not_paid_but_flagged(hook, order, mailoutbox, o
     assert problem in stored.last_error
     assert stored.order_id == order.id
     assert refreshed(order).status == "pending"
-    assert changes(order) == []
+    assert history(order) == []
     assert mailoutbox == []
     flagged = PaymentEvent.objects.filter(status=EventStatus.FAILED, needs_attention=True)
     assert list(flagged) == [stored]
@@ -364,7 +349,7 @@ def test_staff_process_a_failed_event_again_from_the_admin(hook, order, lock_sto
     failed.refresh_from_db()
     assert (failed.status, failed.attempts) == ("processed", 2)
     assert refreshed(order).status == "paid"  # the invoice is queued on commit
-    assert changes(order)[-1] == ("cancelled", "paid", "admin")
+    assert history(order)[-1] == ("cancelled", "paid", "admin")
     assert PaymentEvent.objects.get(event_type="customer.created").attempts == 1
 
 
@@ -383,10 +368,10 @@ def test_event_process_retries_a_failed_event_and_skips_a_processed_one(
         result = event_process(record_id=record.pk, source="cli")
     assert (result.status, result.attempts) == ("processed", 3)
     assert refreshed(order).status == "processing"
-    assert changes(order)[1] == ("cancelled", "paid", "cli")
+    assert history(order)[1] == ("cancelled", "paid", "cli")
     again = event_process(record_id=record.pk, source="cli")
     assert again.attempts == 3
-    assert len(changes(order)) == 3
+    assert len(history(order)) == 3
 
 
 # --- The events handled, one by one ------------------------------------------------------------
@@ -420,7 +405,7 @@ def test_each_handled_event_type(hook, order, mailoutbox):
     assert refreshed(order).status == "refunded"
     assert refreshed(order).refund_id == "re_1"
     assert stock_of(order) == stock + 1
-    assert [to for _, to, _ in changes(order)] == ["paid", "processing", "refunded"]
+    assert [to for _, to, _ in history(order)] == ["paid", "processing", "refunded"]
     assert set(PaymentEvent.objects.values_list("status", flat=True)) == {"processed"}
     assert len(mailoutbox) == 1
 
@@ -615,5 +600,5 @@ def test_a_refund_seen_between_a_declined_attempt_and_the_payment_refunds_the_or
     assert refreshed(order).status == "refunded"
     assert refreshed(order).payment_intent_id == "pi_paid"
     assert stock_of(order) == 3
-    assert [to for _, to, _ in changes(order)] == ["paid", "refunded"]
+    assert [to for _, to, _ in history(order)] == ["paid", "refunded"]
     assert not PaymentEvent.objects.filter(needs_attention=True).exists()

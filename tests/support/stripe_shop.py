@@ -9,10 +9,12 @@ from typing import Any
 
 from django.test import Client
 from django.utils import timezone
+from order_helpers import history, stock_of
 
-from marketlink.catalog.models import ServiceVariant
-from marketlink.orders.models import OrderStatusChange, RepairOrder
+from marketlink.orders.models import RepairOrder
 from marketlink.testing.stripe_server import StripeStandIn
+
+__all__ = ["WEBHOOK", "Shop", "api_calls", "history", "lapse", "status_of", "stock_of"]
 
 WEBHOOK = "/api/webhooks/payment/"
 
@@ -82,20 +84,8 @@ class Shop:
         return [(e["type"], self.deliver(e).status_code) for e in self.undelivered(*types)]
 
 
-def stock_of(variant: Any) -> int:
-    return ServiceVariant.objects.get(pk=variant.pk).stock
-
-
 def status_of(order: dict[str, Any]) -> str:
     return RepairOrder.objects.get(pk=order["id"]).status
-
-
-def history(order: dict[str, Any]) -> list[tuple[str, str, str]]:
-    return list(
-        OrderStatusChange.objects.filter(order_id=order["id"]).values_list(
-            "from_status", "to_status", "source"
-        )
-    )
 
 
 def lapse(order: dict[str, Any]) -> None:
