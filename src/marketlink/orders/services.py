@@ -70,12 +70,17 @@ def order_transition(
     source: str,
     expected: str | None = None,
     note: str = "",
+    known: RepairOrder | None = None,
     **fields: Any,
 ) -> RepairOrder:
     """Move an order to ``to``; raises :class:`TransitionRefused` when that is not (or no longer)
-    possible. ``expected`` pins the status the caller saw; without it, the current one is used."""
+    possible. ``expected`` pins the status the caller saw; without it, the current one is used.
+    ``known``: the order as the caller already read it (with ``expected``), which saves reading
+    it again; the conditional update still decides, so a stale copy only loses the race."""
     with transaction.atomic():
-        order = RepairOrder.objects.filter(pk=order_id).first()
+        order = known if known is not None and expected else None
+        if order is None:
+            order = RepairOrder.objects.filter(pk=order_id).first()
         if order is None:
             raise NotFound("No such order.")
         current = expected or order.status

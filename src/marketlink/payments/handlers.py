@@ -109,6 +109,7 @@ def _paid(order: RepairOrder, status: str, source: str, note: str, intent: str |
         source=source,
         expected=status,
         note=note,
+        known=order,
         paid_at=timezone.now(),
         # The payment that pays the order is the one a refund must target.
         **({"payment_intent_id": intent} if intent else {}),
@@ -122,7 +123,12 @@ def release_if_pending(order: RepairOrder, to: str, source: str, note: str) -> s
         if order.status != OrderStatus.PENDING:
             return f"order is {order.status}; nothing to release"
         order_transition(
-            order_id=order.id, to=to, source=source, expected=OrderStatus.PENDING, note=note
+            order_id=order.id,
+            to=to,
+            source=source,
+            expected=OrderStatus.PENDING,
+            note=note,
+            known=order,
         )
         return note
 

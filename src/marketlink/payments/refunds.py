@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -225,7 +226,7 @@ def mark_refunded(
         status = order.status
         if status == OrderStatus.REFUNDED:
             return "already refunded"
-        fields: dict[str, object] = {"refund_id": refund_id} if refund_id else {}
+        fields: dict[str, Any] = {"refund_id": refund_id} if refund_id else {}
         if not order.payment_intent_id:
             fields["payment_intent_id"] = payment_intent_id
         if status == OrderStatus.PENDING:
@@ -234,6 +235,7 @@ def mark_refunded(
                 to=OrderStatus.PAID,
                 source=source,
                 expected=status,
+                known=order,
                 note="refund seen before the payment confirmation",
                 paid_at=timezone.now(),
                 payment_intent_id=fields.pop("payment_intent_id", order.payment_intent_id),

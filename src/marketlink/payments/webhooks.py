@@ -30,6 +30,8 @@ from marketlink.payments.selectors import order_for_event
 
 logger = logging.getLogger(__name__)
 
+FINAL_STATUSES = frozenset({EventStatus.PROCESSED, EventStatus.IGNORED})
+
 # --- The webhook pipeline ----------------------------------------------------------------------
 
 
@@ -46,6 +48,10 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
     parsed = gateway.parse_event(event)
     storable = _without_nul(event) if b"\\u0000" in payload else event
     record = _event_record(parsed.event_id, parsed.provider_type, storable, gateway.name)
+    if record.status in FINAL_STATUSES:
+        # A duplicate of a processed event: answered from the read that found it, without
+        # taking its lock (processed is final; only an operator's forced replay reopens it).
+        return record
     return event_process(record_id=record.pk)
 
 
@@ -82,7 +88,7 @@ def event_process(
     transient: MarketlinkError | None = None
     with transaction.atomic():
         record = PaymentEvent.objects.select_for_update().get(pk=record_id)
-        if record.status in (EventStatus.PROCESSED, EventStatus.IGNORED) and not force:
+        if record.status in FINAL_STATUSES and not force:
             return record
         record.attempts += 1
         try:
