@@ -12,8 +12,8 @@ those events again (duplicates of processed events). It prints:
 
 - the SQL statements of one delivery of each kind (``CaptureQueriesContext``) and the Redis
   commands;
-- the CPU time of one delivery (``time.thread_time``), split by phase by wrapping marketlink's
-  functions (a phase whose function is gone is skipped), next to the bare INSERT view;
+- the CPU time of one delivery, split by phase by wrapping marketlink's functions
+  (``bench/profiling.py``), next to the bare INSERT view;
 - the signature check alone: the stripe SDK's ``verify_header`` (what the Stripe gateway runs)
   against ``marketlink.payments.gateways.signatures.verify`` (the dummy gateway's);
 - with ``--cprofile``, cProfile's cumulative listing of the first deliveries.
@@ -21,47 +21,20 @@ those events again (duplicates of processed events). It prints:
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import io
 import json
-import pstats
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-sys.path[:0] = [str(ROOT), str(ROOT / "example_project")]
+sys.path[:0] = [str(BENCH.parent), str(BENCH.parent / "example_project")]
 
-from bench import run  # noqa: E402
+from bench import profiling, run  # noqa: E402
 
-PHASES: Counter[str] = Counter()
-ORDER: list[str] = []
-REDIS_COMMANDS: Counter[str] = Counter()
-
-
-def _wrap(owner: Any, attribute: str, name: str) -> None:
-    function = getattr(owner, attribute, None)
-    if function is not None:
-        setattr(owner, attribute, _timed_here(name, function))
-
-
-def _timed_here(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    ORDER.append(name)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.thread_time()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            PHASES[name] += time.thread_time() - started
-
-    return wrapper
+PHASES = profiling.Phases()
 
 
 def instrument() -> None:
@@ -70,7 +43,6 @@ def instrument() -> None:
     from django.core.handlers.base import BaseHandler
     from django.db.backends.base.base import BaseDatabaseWrapper
     from ninja.operation import Operation
-    from redis.client import Redis
 
     from marketlink.orders import services as orders
     from marketlink.orders.models import OrderStatusChange
@@ -78,54 +50,35 @@ def instrument() -> None:
     from marketlink.payments.gateways import stripe as stripe_gateway
     from marketlink.payments.models import PaymentEvent
 
-    _wrap(BaseHandler, "get_response", "Django request, in all")
-    _wrap(Operation, "run", "  ninja operation, in all")
-    _wrap(services, "webhook_receive", "    webhook_receive, in all")
-    _wrap(stripe_gateway.StripeGateway, "verify_event", "      verify_event (signature + JSON)")
-    _wrap(stripe.WebhookSignature, "verify_header", "        stripe verify_header")
-    _wrap(services, "event_state", "      stored event lookup (event_state)")
-    _wrap(services, "_event_record", "      event row (_event_record)")
-    _wrap(services, "event_process", "      event_process, in all")
-    _wrap(services, "_processed", "      processing transaction (_processed), in all")
-    _wrap(services, "_dispatch", "        handler, in all")
-    _wrap(services, "order_for_event", "          order SELECT (order_for_event)")
-    _wrap(services, "_remember_ids", "          remember ids (UPDATE)")
-    _wrap(services, "order_transition", "          order_transition, in all")
-    OrderStatusChange.objects.create = _timed_here(  # type: ignore[method-assign]
+    wrap = PHASES.wrap
+    wrap(BaseHandler, "get_response", "Django request, in all")
+    wrap(Operation, "run", "  ninja operation, in all")
+    wrap(services, "webhook_receive", "    webhook_receive, in all")
+    wrap(stripe_gateway.StripeGateway, "verify_event", "      verify_event (signature + JSON)")
+    wrap(stripe.WebhookSignature, "verify_header", "        stripe verify_header")
+    wrap(services, "event_state", "      stored event lookup (event_state)")
+    wrap(services, "_event_record", "      event row (_event_record)")
+    wrap(services, "event_process", "      event_process, in all")
+    wrap(services, "_processed", "      processing transaction (_processed), in all")
+    wrap(services, "_dispatch", "        handler, in all")
+    wrap(services, "order_for_event", "          order SELECT (order_for_event)")
+    wrap(services, "_remember_ids", "          remember ids (UPDATE)")
+    wrap(services, "order_transition", "          order_transition, in all")
+    OrderStatusChange.objects.create = PHASES.timed(  # type: ignore[method-assign]
         "            history INSERT", OrderStatusChange.objects.create
     )
-    _wrap(orders.logger, "info", "            logger.info")
-    _wrap(tasks, "send_invoice", "          invoice task enqueue (on commit)")
-    _wrap(PaymentEvent, "save", "      PaymentEvent.save() (the INSERT or the UPDATE), in all")
-    _wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
-    _wrap(Operation, "_result_to_response", "    response (schema + JSON)")
-
-    original = Redis.execute_command
-
-    def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        REDIS_COMMANDS[str(args[0]).upper()] += 1
-        return original(self, *args, **options)
-
-    Redis.execute_command = execute_command  # type: ignore[method-assign]
+    wrap(orders.logger, "info", "            logger.info")
+    wrap(tasks, "send_invoice", "          invoice task enqueue (on commit)")
+    wrap(PaymentEvent, "save", "      PaymentEvent.save() (the INSERT or the UPDATE), in all")
+    wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
+    wrap(Operation, "_result_to_response", "    response (schema + JSON)")
+    PHASES.count_redis()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--orders", type=int, default=1000)
-    parser.add_argument("--cprofile", action="store_true")
-    parser.add_argument("--top", type=int, default=45)
-    parser.add_argument("--database-url", default=run.DEFAULT_DATABASE_URL)
-    parser.add_argument("--redis-url", default=run.DEFAULT_REDIS_URL)
-    args = parser.parse_args()
-
-    import logging
-
+    args = profiling.arguments(__doc__, "orders", 1000, 45)
     standin = run.start_standin()
-    run.django_setup(args.database_url, args.redis_url)
-    logging.getLogger("marketlink").handlers[:] = [logging.NullHandler()]
-    logging.getLogger("marketlink").propagate = False
-    run.reset_stores(args.database_url, args.redis_url)
-    seed = run.migrate_and_seed()
+    seed = profiling.stack(args)
 
     from django.db import connection
     from django.test import Client
@@ -193,21 +146,8 @@ def main() -> None:
         ("bare insert", insert, list(range(args.orders))),
     ]
     for name, call, indexes in passes:
-        PHASES.clear()
-        REDIS_COMMANDS.clear()
-        cpu, wall = time.thread_time(), time.perf_counter()
-        statuses = Counter(call(n) for n in indexes)
-        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        per = 1000 / len(indexes)
-        print(
-            f"\n== {name}: {len(indexes)} requests {dict(statuses)}; per request: "
-            f"{cpu * per:.3f} ms CPU of this process (test client included), "
-            f"{wall * per:.3f} ms wall; Redis commands "
-            f"{ {k: round(v / len(indexes), 2) for k, v in REDIS_COMMANDS.items()} }"
-        )
-        for phase in ORDER:
-            if PHASES[phase]:
-                print(f"  {PHASES[phase] * per:7.3f} ms  {phase}")
+        PHASES.measure(name, call, indexes)
+    PHASES.report_missing()
     print(f"\ninvoice tasks queued: {HUEY.pending_count()} for {len(sessions)} orders")
     HUEY.flush()
 
@@ -249,20 +189,19 @@ def main() -> None:
             for e in standin.events
             if e["data"]["object"]["metadata"].get("order_id") in mine
         ]
-        profiler = cProfile.Profile(time.thread_time)
-        profiler.enable()
-        for payload in fresh:
-            client.post(
-                "/api/webhooks/payment/",
-                payload,
-                content_type="application/json",
-                headers={"Stripe-Signature": standin.sign(payload)},
-            )
-        profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
-        print(f"\n== cProfile (CPU time) of {len(fresh)} first deliveries")
-        print(out.getvalue())
+        profiling.cprofile(
+            f"{len(fresh)} first deliveries",
+            lambda: [
+                client.post(
+                    "/api/webhooks/payment/",
+                    payload,
+                    content_type="application/json",
+                    headers={"Stripe-Signature": standin.sign(payload)},
+                )
+                for payload in fresh
+            ],
+            args.top,
+        )
     standin.stop()
 
 
