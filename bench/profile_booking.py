@@ -7,9 +7,9 @@ Resets the bench database (as ``run.py`` does), then sends bookings and bare INS
 Django's test client, with no server and no concurrency, and prints:
 
 - the SQL statements of one booking (``CaptureQueriesContext``) and the Redis commands;
-- the CPU time of one request, split by phase — JWT, the user lookup, the variant read, the
-  lock, the UPDATE, the INSERT, the response — by wrapping marketlink's functions
-  (``bench/profiling.py``);
+- the CPU time of one request, split by phase — auth (JWT, the cached user), the body's
+  validation, the variant read, the lock, the stock UPDATE + order INSERT, the commit, the
+  response — by wrapping marketlink's and ninja's functions (``bench/profiling.py``);
 - with ``--cprofile``, cProfile's cumulative listing.
 """
 
@@ -38,24 +38,26 @@ def instrument() -> None:
     from marketlink import locking
     from marketlink.accounts import auth
     from marketlink.orders import services
-    from marketlink.orders.models import RepairOrder
 
     wrap = PHASES.wrap
     wrap(BaseHandler, "get_response", "Django request, in all")
     wrap(Operation, "run", "  ninja operation, in all")
-    wrap(auth.JWTAuth, "authenticate", "    authentication, in all (JWT decode + user)")
-    wrap(auth, "active_user_by_pk", "      user + account SELECT")
+    wrap(Operation, "_run_checks", "    auth checks, in all")
+    wrap(auth.JWTAuth, "authenticate", "      JWTAuth.authenticate (JWT decode + user)")
+    wrap(auth.recent_users, "get", "        user from the per-process cache (deep copy)")
+    wrap(auth, "active_user_by_pk", "          user + account SELECT (cache miss)")
+    wrap(auth, "account_for_user", "        account_for_user")
+    wrap(Operation, "_get_values", "    body parse + validation (pydantic)")
     wrap(services, "order_place", "    order_place, in all")
-    wrap(services, "variant_get", "      variant SELECT (variant_get)")
-    wrap(locking, "_acquire", "      Redis lock acquire")
+    wrap(services, "variant_for_booking", "      variant SELECT (variant_for_booking)")
+    wrap(services, "expired_pending_ids", "      expired reservations SELECT (sold out only)")
+    wrap(locking, "_acquire", "      Redis lock acquire (SET NX)")
     wrap(Redis, "eval", "      Redis lock release (EVAL)")
-    wrap(locking, "take_unit", "      stock UPDATE (take_unit)")
-    RepairOrder.objects.create = PHASES.timed(  # type: ignore[method-assign]
-        "      order INSERT (ORM create)", RepairOrder.objects.create
-    )
+    wrap(locking, "take_unit_into", "      stock UPDATE + order INSERT (take_unit_into)")
     wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
+    wrap(services.signals, "send_on_commit", "      order_placed signal (on commit)")
     wrap(services.logger, "info", "      logger.info")
-    wrap(Operation, "_result_to_response", "    response (schema + JSON)")
+    wrap(Operation, "_result_to_response", "    response (envelope schema + JSON)")
     PHASES.count_redis()
 
 

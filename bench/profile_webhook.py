@@ -5,10 +5,10 @@
 
 Resets the bench database (as ``run.py`` does), starts the Stripe stand-in in this process with
 the site's Stripe gateway pointed at it, pays ``--orders`` orders there (``run.paid_checkouts``)
-and delivers their events through Django's test client, with no server and no concurrency, in
-three passes: every ``checkout.session.completed`` (the delivery that marks the order paid),
-every ``payment_intent.succeeded`` (a first delivery for an order already paid), then each of
-those events again (duplicates of processed events). It prints:
+and delivers their events through Django's test client, with no server and no concurrency. Both
+kinds are profiled both ways: for half the orders ``checkout.session.completed`` comes first (it
+marks the order paid) and ``payment_intent.succeeded`` finds the order paid; for the other half
+the intent comes first. Then every event again (duplicates of processed events). It prints:
 
 - the SQL statements of one delivery of each kind (``CaptureQueriesContext``) and the Redis
   commands;
@@ -46,7 +46,7 @@ def instrument() -> None:
 
     from marketlink.orders import services as orders
     from marketlink.orders.models import OrderStatusChange
-    from marketlink.payments import services, tasks
+    from marketlink.payments import handlers, services, tasks
     from marketlink.payments.gateways import stripe as stripe_gateway
     from marketlink.payments.models import PaymentEvent
 
@@ -56,22 +56,22 @@ def instrument() -> None:
     wrap(services, "webhook_receive", "    webhook_receive, in all")
     wrap(stripe_gateway.StripeGateway, "verify_event", "      verify_event (signature + JSON)")
     wrap(stripe.WebhookSignature, "verify_header", "        stripe verify_header")
-    wrap(services, "event_state", "      stored event lookup (event_state)")
-    wrap(services, "_event_record", "      event row (_event_record)")
+    wrap(services, "_event_record", "      event row (_event_record: get_or_create)")
     wrap(services, "event_process", "      event_process, in all")
-    wrap(services, "_processed", "      processing transaction (_processed), in all")
-    wrap(services, "_dispatch", "        handler, in all")
+    wrap(services, "_dispatch", "        _dispatch (order + handler), in all")
     wrap(services, "order_for_event", "          order SELECT (order_for_event)")
-    wrap(services, "_remember_ids", "          remember ids (UPDATE)")
-    wrap(services, "order_transition", "          order_transition, in all")
+    wrap(handlers, "mark_paid", "          mark_paid, in all")
+    wrap(handlers, "_remember_session", "            _remember_session")
+    wrap(handlers, "with_fresh_status", "            with_fresh_status, in all")
+    wrap(handlers, "order_transition", "              order_transition, in all")
     OrderStatusChange.objects.create = PHASES.timed(  # type: ignore[method-assign]
-        "            history INSERT", OrderStatusChange.objects.create
+        "                history INSERT", OrderStatusChange.objects.create
     )
-    wrap(orders.logger, "info", "            logger.info")
+    wrap(orders.logger, "info", "                logger.info")
     wrap(tasks, "send_invoice", "          invoice task enqueue (on commit)")
     wrap(PaymentEvent, "save", "      PaymentEvent.save() (the INSERT or the UPDATE), in all")
     wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
-    wrap(Operation, "_result_to_response", "    response (schema + JSON)")
+    wrap(Operation, "_result_to_response", "    response (envelope schema + JSON)")
     PHASES.count_redis()
 
 
@@ -122,26 +122,42 @@ def main() -> None:
         assert deliver(index) == 200
         assert insert(index) == 201
 
-    # One order apart for the SQL listings.
-    show_session, show_intent = sessions.pop(), intents.pop()
-    for title, index in (
-        ("checkout.session.completed, first delivery (marks the order paid)", show_session),
-        ("payment_intent.succeeded, first delivery (the order is already paid)", show_intent),
-        ("a duplicate of a processed event", show_session),
-    ):
+    # Half the orders hear of their payment first from the session, the other half from the
+    # intent: each kind is profiled as the delivery that marks the order paid and as the one
+    # that finds it paid. One order of each half apart for the SQL listings.
+    half = len(sessions) // 2
+    session_first, intent_then = sessions[:half], intents[:half]
+    intent_first, session_then = intents[half:], sessions[half:]
+    listings = [
+        ("checkout.session.completed, first delivery (marks the order paid)", session_first),
+        ("payment_intent.succeeded, first delivery (the order is already paid)", intent_then),
+        ("payment_intent.succeeded, first delivery (marks the order paid)", intent_first),
+        ("checkout.session.completed, first delivery (the order is already paid)", session_then),
+    ]
+    for title, indexes in listings:
+        index = indexes.pop()  # the last order of its half: the same order within a half
         with CaptureQueriesContext(connection) as queries:
             assert deliver(index) == 200
         print(f"\n== SQL of one delivery: {title}: {len(queries.captured_queries)} statements")
         for number, query in enumerate(queries.captured_queries, 1):
             print(f"{number:2}. {query['sql'][:150]}")
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver(index) == 200
+    print(
+        f"\n== SQL of a duplicate of a processed event: {len(queries.captured_queries)} statements"
+    )
+    for number, query in enumerate(queries.captured_queries, 1):
+        print(f"{number:2}. {query['sql'][:150]}")
 
     from huey.contrib.djhuey import HUEY
 
     HUEY.flush()
     instrument()
     passes: list[tuple[str, Callable[[int], int], list[int]]] = [
-        ("session.completed, first delivery", deliver, sessions),
-        ("intent.succeeded, first delivery", deliver, intents),
+        ("session.completed, first delivery, marks paid", deliver, session_first),
+        ("intent.succeeded, first delivery, already paid", deliver, intent_then),
+        ("intent.succeeded, first delivery, marks paid", deliver, intent_first),
+        ("session.completed, first delivery, already paid", deliver, session_then),
         ("duplicate delivery", deliver, sessions + intents),
         ("bare insert", insert, list(range(args.orders))),
     ]
@@ -153,7 +169,7 @@ def main() -> None:
 
     import stripe
 
-    payload = payloads[show_session]
+    payload = payloads[sessions[0]]
     header = standin.sign(payload)
     for name, check in (
         (

@@ -27,15 +27,17 @@ class Phases:
 
     def __init__(self) -> None:
         self.times: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
         self.order: list[str] = []
         self.missing: list[str] = []
         self.redis: Counter[str] = Counter()
 
     def timed(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         self.order.append(name)
-        times = self.times
+        times, calls = self.times, self.calls
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
             started = time.thread_time()
             try:
                 return function(*args, **kwargs)
@@ -66,8 +68,9 @@ class Phases:
 
     def measure(self, name: str, call: Callable[[int], int], items: Sequence[int]) -> None:
         """Run ``call`` over ``items`` and print the CPU and wall time per request, the statuses,
-        the Redis commands and the phases."""
+        the Redis commands and the phases (CPU per request, calls per request)."""
         self.times.clear()
+        self.calls.clear()
         self.redis.clear()
         cpu, wall = time.thread_time(), time.perf_counter()
         statuses = Counter(call(n) for n in items)
@@ -81,7 +84,8 @@ class Phases:
         )
         for phase in self.order:
             if self.times[phase]:
-                print(f"  {self.times[phase] * per:7.3f} ms  {phase}")
+                calls = self.calls[phase] / len(items)
+                print(f"  {self.times[phase] * per:7.3f} ms  {calls:5.2f}x  {phase}")
 
     def report_missing(self) -> None:
         if self.missing:
