@@ -14,6 +14,8 @@ the intent comes first. Then every event again (duplicates of processed events).
   commands;
 - the CPU time of one delivery, split by phase by wrapping marketlink's functions
   (``bench/profiling.py``), next to the bare INSERT view;
+- what the Huey consumer's ``send_invoice`` then costs per paid order (``invoice_send`` called in
+  this process, emails to the locmem backend);
 - the signature check alone: the stripe SDK's ``verify_header`` (what the Stripe gateway runs)
   against ``marketlink.payments.gateways.signatures.verify`` (the dummy gateway's);
 - with ``--cprofile``, cProfile's cumulative listing of the first deliveries.
@@ -22,6 +24,7 @@ the intent comes first. Then every event again (duplicates of processed events).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -75,9 +78,23 @@ def instrument() -> None:
     PHASES.count_redis()
 
 
+def instrument_invoice() -> None:
+    """Wrap what sending one invoice goes through."""
+    from django.core.mail import EmailMultiAlternatives
+
+    from marketlink.payments import invoices
+
+    wrap = PHASES.wrap
+    wrap(invoices, "invoice_send", "invoice_send, in all")
+    wrap(invoices, "_open", "  to processing + the invoice row (_open)")
+    wrap(invoices, "render_to_string", "  the three templates (render_to_string)")
+    wrap(EmailMultiAlternatives, "send", "  the email sent (locmem backend)")
+
+
 def main() -> None:
     args = profiling.arguments(__doc__, "orders", 1000, 45)
     standin = run.start_standin()
+    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
     seed = profiling.stack(args)
 
     from django.db import connection
@@ -163,6 +180,19 @@ def main() -> None:
     ]
     for name, call, indexes in passes:
         PHASES.measure(name, call, indexes)
+
+    # What the Huey consumer then does for each paid order, in this process: it shares the
+    # server's cores, so its CPU slows the webhook load as much as the deliveries' own.
+    from marketlink.payments import invoices
+
+    instrument_invoice()
+    paid = [str(order.id) for order in orders[warm:]]
+
+    def invoice(n: int) -> int:
+        invoices.invoice_send(order_id=paid[n])
+        return 200
+
+    PHASES.measure("invoice_send (the send_invoice task's body)", invoice, range(len(paid)))
     PHASES.report_missing()
     print(f"\ninvoice tasks queued: {HUEY.pending_count()} for {len(sessions)} orders")
     HUEY.flush()
