@@ -23,7 +23,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path[:0] = [str(BENCH.parent), str(BENCH.parent / "example_project")]
 
-from bench import profiling, run  # noqa: E402
+from bench import profiling, stack  # noqa: E402
 
 PHASES = profiling.Phases()
 
@@ -63,7 +63,7 @@ def instrument() -> None:
 
 def main() -> None:
     args = profiling.arguments(__doc__, "requests", 3000, 40)
-    seed = profiling.stack(args)
+    seed = profiling.setup(args)
 
     from django.db import connection
     from django.test import Client
@@ -71,7 +71,7 @@ def main() -> None:
 
     client = Client()
     tokens = seed["tokens"]
-    variants = run.new_variants(seed["vendor"], "profile", 200, run.SPREAD_STOCK)
+    variants = stack.new_variants(seed["vendor"], "profile", 200, stack.SPREAD_STOCK)
     bodies = [json.dumps({"variant_id": str(v.id)}) for v in variants]
 
     def post(path: str, n: int) -> int:

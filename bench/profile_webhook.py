@@ -4,7 +4,7 @@
     python bench/profile_webhook.py [--orders 1000] [--cprofile]
 
 Resets the bench database (as ``run.py`` does), starts the Stripe stand-in in this process with
-the site's Stripe gateway pointed at it, pays ``--orders`` orders there (``run.paid_checkouts``)
+the site's Stripe gateway pointed at it, pays ``--orders`` orders there (``stack.paid_checkouts``)
 and delivers their events through Django's test client, with no server and no concurrency. Both
 kinds are profiled both ways: for half the orders ``checkout.session.completed`` comes first (it
 marks the order paid) and ``payment_intent.succeeded`` finds the order paid; for the other half
@@ -35,7 +35,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path[:0] = [str(BENCH.parent), str(BENCH.parent / "example_project")]
 
-from bench import profiling, run  # noqa: E402
+from bench import profiling, stack  # noqa: E402
 
 PHASES = profiling.Phases()
 
@@ -93,9 +93,9 @@ def instrument_invoice() -> None:
 
 def main() -> None:
     args = profiling.arguments(__doc__, "orders", 1000, 45)
-    standin = run.start_standin()
+    standin = stack.start_standin()
     os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
-    seed = profiling.stack(args)
+    seed = profiling.setup(args)
 
     from django.db import connection
     from django.test import Client
@@ -106,7 +106,7 @@ def main() -> None:
     client = Client()
     warm_orders = 50
     started = time.perf_counter()
-    orders, events = run.paid_checkouts(
+    orders, events = stack.paid_checkouts(
         standin,
         seed["vendor"],
         seed["customers"],
@@ -205,12 +205,12 @@ def main() -> None:
         (
             "stripe.WebhookSignature.verify_header",
             lambda: stripe.WebhookSignature.verify_header(
-                payload, header, run.STANDIN_WEBHOOK_SECRET, tolerance=300
+                payload, header, stack.STANDIN_WEBHOOK_SECRET, tolerance=300
             ),
         ),
         (
             "marketlink signatures.verify",
-            lambda: signatures.verify(payload, header, run.STANDIN_WEBHOOK_SECRET, 300),
+            lambda: signatures.verify(payload, header, stack.STANDIN_WEBHOOK_SECRET, 300),
         ),
         ("json.loads of the payload", lambda: json.loads(payload)),
     ):
@@ -221,7 +221,7 @@ def main() -> None:
         print(f"{name}: {(time.thread_time() - cpu) * 1e6 / count:.1f} us CPU ({len(payload)} B)")
 
     if args.cprofile:
-        more, _ = run.paid_checkouts(
+        more, _ = stack.paid_checkouts(
             standin,
             seed["vendor"],
             seed["customers"],

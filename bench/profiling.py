@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench import run
+from bench import stack
 
 
 class Phases:
@@ -94,26 +94,26 @@ class Phases:
 
 def arguments(doc: str | None, count_name: str, count: int, top: int) -> argparse.Namespace:
     """The shared command line: ``--<count_name>``, ``--cprofile``, ``--top`` and the bench's
-    database and Redis (``run.py``'s defaults)."""
+    database and Redis (the runner's defaults, ``bench/stack.py``)."""
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(f"--{count_name}", type=int, default=count)
     parser.add_argument("--cprofile", action="store_true", help="cProfile's cumulative listing")
     parser.add_argument("--top", type=int, default=top, help="lines of the cProfile listing")
-    parser.add_argument("--database-url", default=run.DEFAULT_DATABASE_URL)
-    parser.add_argument("--redis-url", default=run.DEFAULT_REDIS_URL)
+    parser.add_argument("--database-url", default=stack.DEFAULT_DATABASE_URL)
+    parser.add_argument("--redis-url", default=stack.DEFAULT_REDIS_URL)
     return parser.parse_args()
 
 
-def stack(args: argparse.Namespace) -> dict[str, Any]:
+def setup(args: argparse.Namespace) -> dict[str, Any]:
     """Django on the bench settings, the bench database reset, migrated and seeded (as
     ``run.py`` does), marketlink's log silenced (a log line per request would be timed)."""
-    run.django_setup(args.database_url, args.redis_url)
+    stack.django_setup(args.database_url, args.redis_url)
     logging.getLogger("marketlink").handlers[:] = [logging.NullHandler()]
     logging.getLogger("marketlink").propagate = False
-    run.reset_stores(args.database_url, args.redis_url)
-    return run.migrate_and_seed()
+    stack.reset_stores(args.database_url, args.redis_url)
+    return stack.migrate_and_seed()
 
 
 def cprofile(title: str, call: Callable[[], object], top: int) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from bench.loadclient import LoadResult, percentile
 
 TARGET_RATIO = 0.40  # every scenario's rate over the same round's baseline
 TARGET_P99_MS = 100.0  # bookings (spread and hot), at the bench's 32 clients
@@ -51,6 +54,41 @@ class Outcome:
     # Machine CPU not spent by gunicorn's workers, PostgreSQL, Redis, Huey or the client, in %
     # of all cores: other processes (noise) plus kernel work not charged to a process.
     other_cpu_pct: float = 0.0
+
+
+def summarize(config: str, rnd: int, scenario: str, result: LoadResult) -> Outcome:
+    """One scenario's figures from the load client's answers (the checks are the caller's)."""
+    responses = result.responses
+    statuses = Counter(r.status for r in responses)
+    answered = sorted((r.received - r.sent) * 1000 for r in responses if r.status)
+    ok = [r for r in responses if 200 <= r.status < 300]
+    ok_latency = sorted((r.received - r.sent) * 1000 for r in ok)
+    # Successes per second over the time they took: for the hot storm, from the first request
+    # to the last successful booking (the refusals after the sell-out do not dilute the rate).
+    ok_span = max((r.received for r in ok), default=result.started) - result.started
+    return Outcome(
+        config=config,
+        round=rnd,
+        scenario=scenario,
+        requests=len(responses),
+        elapsed_s=round(result.elapsed, 2),
+        ok=len(ok),
+        ok_per_s=round(len(ok) / ok_span, 1) if ok_span > 0 else 0.0,
+        req_per_s=round(len(responses) / result.elapsed, 1) if result.elapsed else 0.0,
+        p50_ms=round(percentile(answered, 0.50), 1),
+        p95_ms=round(percentile(answered, 0.95), 1),
+        p99_ms=round(percentile(answered, 0.99), 1),
+        p99_ok_ms=round(percentile(ok_latency, 0.99), 1),
+        statuses={str(k): v for k, v in sorted(statuses.items())},
+        server_errors=sum(v for k, v in statuses.items() if k >= 500),
+        client_errors=statuses.get(0, 0),
+        oversold=0,
+        refused_while_available=0,
+        consistent=True,
+        client_cpu_pct=round(100 * result.client_cpu / result.elapsed, 1) if result.elapsed else 0,
+        notes=[f"HTTP {k}: {v[:200]!r}" for k, v in result.samples.items()],
+        rate_per_s=round(len(ok) / ok_span, 1) if ok_span > 0 else 0.0,
+    )
 
 
 COLUMNS = [
