@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """marketlink's load benchmark: the example site under gunicorn on PostgreSQL + Redis.
 
-    python bench/run.py            # full run: 4x2 (headline) and 2x4, 3 rounds each (~4 minutes)
-    python bench/run.py --quick    # 4x2, one short round (~1 minute)
+    python bench/run.py            # full run: 4x2 (headline) and 2x4, 3 rounds each (3-4.5 min)
+    python bench/run.py --quick    # 4x2, one short round (40-70 s)
 
 It starts a Stripe stand-in (``marketlink.testing.stripe_server.StripeStandIn``) in this process
 and serves the site with ``PAYMENT_GATEWAY = "stripe"`` pointed at it. For each gunicorn
