@@ -14,12 +14,20 @@ import itertools
 import math
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-# A request factory gets the request's sequence number and returns (request bytes, tag).
-RequestFactory = Callable[[int], tuple[bytes, Any]]
+# A request factory gets the request's sequence number and returns (request bytes, tag), or
+# ([request bytes, ...], [tag, ...]): requests one connection sends one after the other, each
+# written when the previous answer is in (a Stripe redelivery after the first copy's answer).
+RequestFactory = Callable[[int], tuple[bytes | list[bytes], Any]]
+# Given a tag, the key of the pair it belongs to, or None: the two requests of a pair are written
+# at the same moment by two connections, each waiting until the other picked its request up.
+Rendezvous = Callable[[Any], Hashable | None]
+# How long a pair's first half waits for its partner before it is sent alone (no deadlock when
+# the partner is never picked up: fewer connections than pairs need, or the load ending).
+RENDEZVOUS_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -100,8 +108,10 @@ async def _load(
     duration: float | None,
     timeout: float,
     stagger: float,
+    rendezvous: Rendezvous | None,
 ) -> LoadResult:
     counter = itertools.count()
+    waiting: dict[Hashable, asyncio.Future[None]] = {}
     responses: list[Response] = []
     samples: dict[int, bytes] = {}
     reconnects = 0
@@ -119,26 +129,44 @@ async def _load(
                 if (total is not None and number >= total) or time.monotonic() >= deadline:
                     return
                 request, tag = factory(number)
-                if writer is None:
-                    reader, writer = await asyncio.open_connection(host, port)
-                assert reader is not None
-                sent = time.monotonic()
-                try:
-                    writer.write(request)
-                    status, body, keep = await asyncio.wait_for(_read_response(reader), timeout)
-                except (OSError, _Closed, TimeoutError, asyncio.IncompleteReadError):
-                    status, body, keep = 0, b"", False
-                received = time.monotonic()
-                responses.append(Response(status, sent, received, tag))
-                if status >= 500 or status == 0 or status not in (200, 201, 409):
-                    samples.setdefault(status, body[:500])
-                if not keep:
-                    writer.close()
-                    reader = writer = None
-                    reconnects += 1
+                requests, tags = (request, tag) if isinstance(request, list) else ([request], [tag])
+                if rendezvous is not None and len(requests) == 1:
+                    await _meet(rendezvous(tags[0]))
+                for request, tag in zip(requests, tags, strict=True):
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(host, port)
+                    assert reader is not None
+                    sent = time.monotonic()
+                    try:
+                        writer.write(request)
+                        read = _read_response(reader)
+                        status, body, keep = await asyncio.wait_for(read, timeout)
+                    except (OSError, _Closed, TimeoutError, asyncio.IncompleteReadError):
+                        status, body, keep = 0, b"", False
+                    received = time.monotonic()
+                    responses.append(Response(status, sent, received, tag))
+                    if status >= 500 or status == 0 or status not in (200, 201, 409):
+                        samples.setdefault(status, body[:500])
+                    if not keep:
+                        writer.close()
+                        reader = writer = None
+                        reconnects += 1
         finally:
             if writer is not None:
                 writer.close()
+
+    async def _meet(key: Hashable | None) -> None:
+        if key is None:
+            return
+        partner = waiting.pop(key, None)
+        if partner is not None:
+            partner.set_result(None)
+            return
+        arrived = waiting[key] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(arrived, RENDEZVOUS_TIMEOUT_S)
+        except TimeoutError:
+            waiting.pop(key, None)
 
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.gather(*(client(position) for position in range(concurrency)))
@@ -165,14 +193,18 @@ def run_load(
     duration: float | None = None,
     timeout: float = 30.0,
     stagger: float = 0.0,
+    rendezvous: Rendezvous | None = None,
 ) -> LoadResult:
     """Send requests from ``factory`` over ``concurrency`` keep-alive connections until ``total``
     requests were sent or ``duration`` seconds passed, whichever comes first. ``stagger``: seconds
     between two connections' starts (opened all at once, they tend to land on one server process:
-    with gunicorn, whichever worker wakes first accepts the whole burst)."""
+    with gunicorn, whichever worker wakes first accepts the whole burst). ``rendezvous``: which
+    requests go out in pairs, written together (see ``Rendezvous``)."""
     if total is None and duration is None:
         raise ValueError("give total, duration or both")
-    return asyncio.run(_load(host, port, factory, concurrency, total, duration, timeout, stagger))
+    return asyncio.run(
+        _load(host, port, factory, concurrency, total, duration, timeout, stagger, rendezvous)
+    )
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

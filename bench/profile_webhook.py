@@ -4,16 +4,18 @@
     python bench/profile_webhook.py [--orders 1000] [--cprofile]
 
 Resets the bench database (as ``run.py`` does), starts the Stripe stand-in in this process with
-the site's Stripe gateway pointed at it, pays ``--orders`` orders there (``run.paid_checkouts``)
-and delivers their events through Django's test client, with no server and no concurrency, in
-three passes: every ``checkout.session.completed`` (the delivery that marks the order paid),
-every ``payment_intent.succeeded`` (a first delivery for an order already paid), then each of
-those events again (duplicates of processed events). It prints:
+the site's Stripe gateway pointed at it, pays ``--orders`` orders there (``stack.paid_checkouts``)
+and delivers their events through Django's test client, with no server and no concurrency. Both
+kinds are profiled both ways: for half the orders ``checkout.session.completed`` comes first (it
+marks the order paid) and ``payment_intent.succeeded`` finds the order paid; for the other half
+the intent comes first. Then every event again (duplicates of processed events). It prints:
 
 - the SQL statements of one delivery of each kind (``CaptureQueriesContext``) and the Redis
   commands;
-- the CPU time of one delivery (``time.thread_time``), split by phase by wrapping marketlink's
-  functions (a phase whose function is gone is skipped), next to the bare INSERT view;
+- the CPU time of one delivery, split by phase by wrapping marketlink's functions
+  (``bench/profiling.py``), next to the bare INSERT view;
+- what the Huey consumer's ``send_invoice`` then costs per paid order (``invoice_send`` called in
+  this process, emails to the locmem backend);
 - the signature check alone: the stripe SDK's ``verify_header`` (what the Stripe gateway runs)
   against ``marketlink.payments.gateways.signatures.verify`` (the dummy gateway's);
 - with ``--cprofile``, cProfile's cumulative listing of the first deliveries.
@@ -21,47 +23,21 @@ those events again (duplicates of processed events). It prints:
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import io
 import json
-import pstats
+import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-sys.path[:0] = [str(ROOT), str(ROOT / "example_project")]
+sys.path[:0] = [str(BENCH.parent), str(BENCH.parent / "example_project")]
 
-from bench import run  # noqa: E402
+from bench import profiling, stack  # noqa: E402
 
-PHASES: Counter[str] = Counter()
-ORDER: list[str] = []
-REDIS_COMMANDS: Counter[str] = Counter()
-
-
-def _wrap(owner: Any, attribute: str, name: str) -> None:
-    function = getattr(owner, attribute, None)
-    if function is not None:
-        setattr(owner, attribute, _timed_here(name, function))
-
-
-def _timed_here(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    ORDER.append(name)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.thread_time()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            PHASES[name] += time.thread_time() - started
-
-    return wrapper
+PHASES = profiling.Phases()
 
 
 def instrument() -> None:
@@ -70,62 +46,56 @@ def instrument() -> None:
     from django.core.handlers.base import BaseHandler
     from django.db.backends.base.base import BaseDatabaseWrapper
     from ninja.operation import Operation
-    from redis.client import Redis
 
     from marketlink.orders import services as orders
     from marketlink.orders.models import OrderStatusChange
-    from marketlink.payments import services, tasks
+    from marketlink.payments import handlers, tasks, webhooks
     from marketlink.payments.gateways import stripe as stripe_gateway
     from marketlink.payments.models import PaymentEvent
 
-    _wrap(BaseHandler, "get_response", "Django request, in all")
-    _wrap(Operation, "run", "  ninja operation, in all")
-    _wrap(services, "webhook_receive", "    webhook_receive, in all")
-    _wrap(stripe_gateway.StripeGateway, "verify_event", "      verify_event (signature + JSON)")
-    _wrap(stripe.WebhookSignature, "verify_header", "        stripe verify_header")
-    _wrap(services, "event_state", "      stored event lookup (event_state)")
-    _wrap(services, "_event_record", "      event row (_event_record)")
-    _wrap(services, "event_process", "      event_process, in all")
-    _wrap(services, "_processed", "      processing transaction (_processed), in all")
-    _wrap(services, "_dispatch", "        handler, in all")
-    _wrap(services, "order_for_event", "          order SELECT (order_for_event)")
-    _wrap(services, "_remember_ids", "          remember ids (UPDATE)")
-    _wrap(services, "order_transition", "          order_transition, in all")
-    OrderStatusChange.objects.create = _timed_here(  # type: ignore[method-assign]
-        "            history INSERT", OrderStatusChange.objects.create
+    wrap = PHASES.wrap
+    wrap(BaseHandler, "get_response", "Django request, in all")
+    wrap(Operation, "run", "  ninja operation, in all")
+    wrap(webhooks, "webhook_receive", "    webhook_receive, in all")
+    wrap(stripe_gateway.StripeGateway, "verify_event", "      verify_event (signature + JSON)")
+    wrap(stripe.WebhookSignature, "verify_header", "        stripe verify_header")
+    wrap(webhooks, "_event_record", "      event row (_event_record: get_or_create)")
+    wrap(webhooks, "event_process", "      event_process, in all")
+    wrap(webhooks, "_dispatch", "        _dispatch (order + handler), in all")
+    wrap(webhooks, "order_for_event", "          order SELECT (order_for_event)")
+    wrap(handlers, "mark_paid", "          mark_paid, in all")
+    wrap(handlers, "_remember_session", "            _remember_session")
+    wrap(handlers, "with_fresh_status", "            with_fresh_status, in all")
+    wrap(handlers, "order_transition", "              order_transition, in all")
+    OrderStatusChange.objects.create = PHASES.timed(  # type: ignore[method-assign]
+        "                history INSERT", OrderStatusChange.objects.create
     )
-    _wrap(orders.logger, "info", "            logger.info")
-    _wrap(tasks, "send_invoice", "          invoice task enqueue (on commit)")
-    _wrap(PaymentEvent, "save", "      PaymentEvent.save() (the INSERT or the UPDATE), in all")
-    _wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
-    _wrap(Operation, "_result_to_response", "    response (schema + JSON)")
+    wrap(orders.logger, "info", "                logger.info")
+    wrap(tasks, "send_invoice", "          invoice task enqueue (on commit)")
+    wrap(PaymentEvent, "save", "      PaymentEvent.save() (the INSERT or the UPDATE), in all")
+    wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
+    wrap(Operation, "_result_to_response", "    response (envelope schema + JSON)")
+    PHASES.count_redis()
 
-    original = Redis.execute_command
 
-    def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        REDIS_COMMANDS[str(args[0]).upper()] += 1
-        return original(self, *args, **options)
+def instrument_invoice() -> None:
+    """Wrap what sending one invoice goes through."""
+    from django.core.mail import EmailMultiAlternatives
 
-    Redis.execute_command = execute_command  # type: ignore[method-assign]
+    from marketlink.payments import invoices
+
+    wrap = PHASES.wrap
+    wrap(invoices, "invoice_send", "invoice_send, in all")
+    wrap(invoices, "_open", "  to processing + the invoice row (_open)")
+    wrap(invoices, "render_to_string", "  the three templates (render_to_string)")
+    wrap(EmailMultiAlternatives, "send", "  the email sent (locmem backend)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--orders", type=int, default=1000)
-    parser.add_argument("--cprofile", action="store_true")
-    parser.add_argument("--top", type=int, default=45)
-    parser.add_argument("--database-url", default=run.DEFAULT_DATABASE_URL)
-    parser.add_argument("--redis-url", default=run.DEFAULT_REDIS_URL)
-    args = parser.parse_args()
-
-    import logging
-
-    standin = run.start_standin()
-    run.django_setup(args.database_url, args.redis_url)
-    logging.getLogger("marketlink").handlers[:] = [logging.NullHandler()]
-    logging.getLogger("marketlink").propagate = False
-    run.reset_stores(args.database_url, args.redis_url)
-    seed = run.migrate_and_seed()
+    args = profiling.arguments(__doc__, "orders", 1000, 45)
+    standin = stack.start_standin()
+    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
+    seed = profiling.setup(args)
 
     from django.db import connection
     from django.test import Client
@@ -136,7 +106,7 @@ def main() -> None:
     client = Client()
     warm_orders = 50
     started = time.perf_counter()
-    orders, events = run.paid_checkouts(
+    orders, events = stack.paid_checkouts(
         standin,
         seed["vendor"],
         seed["customers"],
@@ -169,62 +139,78 @@ def main() -> None:
         assert deliver(index) == 200
         assert insert(index) == 201
 
-    # One order apart for the SQL listings.
-    show_session, show_intent = sessions.pop(), intents.pop()
-    for title, index in (
-        ("checkout.session.completed, first delivery (marks the order paid)", show_session),
-        ("payment_intent.succeeded, first delivery (the order is already paid)", show_intent),
-        ("a duplicate of a processed event", show_session),
-    ):
+    # Half the orders hear of their payment first from the session, the other half from the
+    # intent: each kind is profiled as the delivery that marks the order paid and as the one
+    # that finds it paid. One order of each half apart for the SQL listings.
+    half = len(sessions) // 2
+    session_first, intent_then = sessions[:half], intents[:half]
+    intent_first, session_then = intents[half:], sessions[half:]
+    listings = [
+        ("checkout.session.completed, first delivery (marks the order paid)", session_first),
+        ("payment_intent.succeeded, first delivery (the order is already paid)", intent_then),
+        ("payment_intent.succeeded, first delivery (marks the order paid)", intent_first),
+        ("checkout.session.completed, first delivery (the order is already paid)", session_then),
+    ]
+    for title, indexes in listings:
+        index = indexes.pop()  # the last order of its half: the same order within a half
         with CaptureQueriesContext(connection) as queries:
             assert deliver(index) == 200
         print(f"\n== SQL of one delivery: {title}: {len(queries.captured_queries)} statements")
         for number, query in enumerate(queries.captured_queries, 1):
             print(f"{number:2}. {query['sql'][:150]}")
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver(index) == 200
+    print(
+        f"\n== SQL of a duplicate of a processed event: {len(queries.captured_queries)} statements"
+    )
+    for number, query in enumerate(queries.captured_queries, 1):
+        print(f"{number:2}. {query['sql'][:150]}")
 
     from huey.contrib.djhuey import HUEY
 
     HUEY.flush()
     instrument()
     passes: list[tuple[str, Callable[[int], int], list[int]]] = [
-        ("session.completed, first delivery", deliver, sessions),
-        ("intent.succeeded, first delivery", deliver, intents),
+        ("session.completed, first delivery, marks paid", deliver, session_first),
+        ("intent.succeeded, first delivery, already paid", deliver, intent_then),
+        ("intent.succeeded, first delivery, marks paid", deliver, intent_first),
+        ("session.completed, first delivery, already paid", deliver, session_then),
         ("duplicate delivery", deliver, sessions + intents),
         ("bare insert", insert, list(range(args.orders))),
     ]
     for name, call, indexes in passes:
-        PHASES.clear()
-        REDIS_COMMANDS.clear()
-        cpu, wall = time.thread_time(), time.perf_counter()
-        statuses = Counter(call(n) for n in indexes)
-        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        per = 1000 / len(indexes)
-        print(
-            f"\n== {name}: {len(indexes)} requests {dict(statuses)}; per request: "
-            f"{cpu * per:.3f} ms CPU of this process (test client included), "
-            f"{wall * per:.3f} ms wall; Redis commands "
-            f"{ {k: round(v / len(indexes), 2) for k, v in REDIS_COMMANDS.items()} }"
-        )
-        for phase in ORDER:
-            if PHASES[phase]:
-                print(f"  {PHASES[phase] * per:7.3f} ms  {phase}")
+        PHASES.measure(name, call, indexes)
+
+    # What the Huey consumer then does for each paid order, in this process: it shares the
+    # server's cores, so its CPU slows the webhook load as much as the deliveries' own.
+    from marketlink.payments import invoices
+
+    instrument_invoice()
+    paid = [str(order.id) for order in orders[warm:]]
+
+    def invoice(n: int) -> int:
+        invoices.invoice_send(order_id=paid[n])
+        return 200
+
+    PHASES.measure("invoice_send (the send_invoice task's body)", invoice, range(len(paid)))
+    PHASES.report_missing()
     print(f"\ninvoice tasks queued: {HUEY.pending_count()} for {len(sessions)} orders")
     HUEY.flush()
 
     import stripe
 
-    payload = payloads[show_session]
+    payload = payloads[sessions[0]]
     header = standin.sign(payload)
     for name, check in (
         (
             "stripe.WebhookSignature.verify_header",
             lambda: stripe.WebhookSignature.verify_header(
-                payload, header, run.STANDIN_WEBHOOK_SECRET, tolerance=300
+                payload, header, stack.STANDIN_WEBHOOK_SECRET, tolerance=300
             ),
         ),
         (
             "marketlink signatures.verify",
-            lambda: signatures.verify(payload, header, run.STANDIN_WEBHOOK_SECRET, 300),
+            lambda: signatures.verify(payload, header, stack.STANDIN_WEBHOOK_SECRET, 300),
         ),
         ("json.loads of the payload", lambda: json.loads(payload)),
     ):
@@ -235,7 +221,7 @@ def main() -> None:
         print(f"{name}: {(time.thread_time() - cpu) * 1e6 / count:.1f} us CPU ({len(payload)} B)")
 
     if args.cprofile:
-        more, _ = run.paid_checkouts(
+        more, _ = stack.paid_checkouts(
             standin,
             seed["vendor"],
             seed["customers"],
@@ -249,20 +235,19 @@ def main() -> None:
             for e in standin.events
             if e["data"]["object"]["metadata"].get("order_id") in mine
         ]
-        profiler = cProfile.Profile(time.thread_time)
-        profiler.enable()
-        for payload in fresh:
-            client.post(
-                "/api/webhooks/payment/",
-                payload,
-                content_type="application/json",
-                headers={"Stripe-Signature": standin.sign(payload)},
-            )
-        profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
-        print(f"\n== cProfile (CPU time) of {len(fresh)} first deliveries")
-        print(out.getvalue())
+        profiling.cprofile(
+            f"{len(fresh)} first deliveries",
+            lambda: [
+                client.post(
+                    "/api/webhooks/payment/",
+                    payload,
+                    content_type="application/json",
+                    headers={"Stripe-Signature": standin.sign(payload)},
+                )
+                for payload in fresh
+            ],
+            args.top,
+        )
     standin.stop()
 
 

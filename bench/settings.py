@@ -8,8 +8,9 @@ benchmark of a debug server measures its query log.
 The payment gateway also comes from the runner: ``BENCH_GATEWAY`` ("stripe" or "dummy"; unset:
 the example site's choice), ``BENCH_STRIPE_API_BASE`` (the runner's ``StripeStandIn``),
 ``BENCH_STRIPE_SECRET_KEY``, ``BENCH_STRIPE_WEBHOOK_SECRET`` and ``BENCH_LINK_MODE`` ("link" or
-"eager"). Huey is the example's ``RedisHuey`` on the bench Redis db, with no consumer: the invoice
-tasks a paid order enqueues just wait in Redis (the runner counts and flushes them).
+"eager"). Huey is the example's ``RedisHuey`` on the bench Redis db; the runner starts its
+consumer (``manage.py run_huey``) on these settings too, so the invoices paid orders enqueue are
+sent during the load.
 """
 
 from __future__ import annotations
