@@ -64,20 +64,24 @@ def order_for_event(event: ProviderEvent) -> RepairOrder | None:
     the provider ids we stored (a session, the order's payment, or a payment we refunded)."""
     if event.order_ref:
         try:
-            order = RepairOrder.objects.filter(pk=uuid.UUID(event.order_ref)).first()
+            order = _one(RepairOrder.objects.filter(pk=uuid.UUID(event.order_ref)))
         except ValueError:
             order = None
         if order is not None:
             return order
     if event.session_id:
-        return RepairOrder.objects.filter(checkout_session_id=event.session_id).first()
+        return _one(RepairOrder.objects.filter(checkout_session_id=event.session_id))
     intent = event.payment_intent_id
     if intent:
-        return (
-            RepairOrder.objects.filter(payment_intent_id=intent).first()
-            or RepairOrder.objects.filter(refunds__payment_intent_id=intent).first()
+        return _one(RepairOrder.objects.filter(payment_intent_id=intent)) or _one(
+            RepairOrder.objects.filter(refunds__payment_intent_id=intent)
         )
     return None
+
+
+def _one(orders: QuerySet[RepairOrder]) -> RepairOrder | None:
+    """The one order a unique key finds, without the ORDER BY ``first()`` would add."""
+    return next(iter(orders.order_by()[:1]), None)
 
 
 def refunds_needing_attention() -> QuerySet[Refund]:

@@ -8,9 +8,10 @@ provider calls happen first (or after commit, from tasks), and their results are
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from marketlink.exceptions import (
@@ -20,9 +21,7 @@ from marketlink.exceptions import (
 )
 from marketlink.orders.models import ChangeSource
 from marketlink.payments.gateways import gateway_named, get_gateway
-from marketlink.payments.gateways.base import (
-    GatewayError,
-)
+from marketlink.payments.gateways.base import GatewayError, ProviderEvent
 from marketlink.payments.handlers import HANDLERS
 from marketlink.payments.models import EventStatus, PaymentEvent
 from marketlink.payments.rules import PermanentProblem
@@ -31,6 +30,16 @@ from marketlink.payments.selectors import order_for_event
 logger = logging.getLogger(__name__)
 
 FINAL_STATUSES = frozenset({EventStatus.PROCESSED, EventStatus.IGNORED})
+PROCESSING_FIELDS = [
+    "status",
+    "result",
+    "attempts",
+    "last_error",
+    "needs_attention",
+    "processed_at",
+    "order",
+    "updated_at",
+]
 
 # --- The webhook pipeline ----------------------------------------------------------------------
 
@@ -46,13 +55,20 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
     except ValueError:  # genuinely signed, but not JSON (or not UTF-8)
         raise InvalidInput("The event body is not valid JSON.") from None
     parsed = gateway.parse_event(event)
+    seen = _seen(parsed.event_id)
+    if seen is not None and seen.status in FINAL_STATUSES:
+        # A redelivery of a processed event: answered from one read, without a transaction or
+        # the row's lock (processed is final; only an operator's forced replay reopens it).
+        return seen
     storable = _without_nul(event) if b"\\u0000" in payload else event
-    record = _event_record(parsed.event_id, parsed.provider_type, storable, gateway.name)
-    if record.status in FINAL_STATUSES:
-        # A duplicate of a processed event: answered from the read that found it, without
-        # taking its lock (processed is final; only an operator's forced replay reopens it).
-        return record
-    return event_process(record_id=record.pk)
+    record_id = seen.pk if seen is not None else _event_record(parsed, storable, gateway.name)
+    return event_process(record_id=record_id)
+
+
+def _seen(event_id: str) -> PaymentEvent | None:
+    """The stored delivery of ``event_id``, without its payload, if there is one."""
+    found = PaymentEvent.objects.filter(event_id=event_id).order_by()
+    return next(iter(found.only("id", "event_id", "status", "result")[:1]), None)
 
 
 def _without_nul(value: Any) -> Any:
@@ -67,16 +83,17 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
-def _event_record(event_id: str, event_type: str, event: Any, gateway: str) -> PaymentEvent:
-    try:
-        with transaction.atomic():
-            record, _ = PaymentEvent.objects.get_or_create(
-                event_id=event_id,
-                defaults={"event_type": event_type, "payload": event, "gateway": gateway},
-            )
-    except IntegrityError:  # a concurrent duplicate stored it first
-        record = PaymentEvent.objects.get(event_id=event_id)
-    return record
+def _event_record(event: ProviderEvent, payload: Any, gateway: str) -> uuid.UUID:
+    """Keep the delivery, committed before it is processed, in one statement. Of concurrent
+    copies one row is written; the others find it by its event id (``event_process`` then waits
+    on its lock)."""
+    row = PaymentEvent(
+        event_id=event.event_id, event_type=event.provider_type, payload=payload, gateway=gateway
+    )
+    PaymentEvent.objects.bulk_create([row], ignore_conflicts=True)
+    if PaymentEvent.objects.filter(pk=row.pk).exists():
+        return row.pk
+    return PaymentEvent.objects.order_by().values_list("pk", flat=True).get(event_id=event.event_id)
 
 
 def event_process(
@@ -106,7 +123,8 @@ def event_process(
         except (ServiceUnavailable, GatewayError) as exc:
             record.status, record.last_error = EventStatus.FAILED, f"transient: {exc.message}"
             transient = exc
-        record.save()
+        # Not the payload again: only what processing changed.
+        record.save(update_fields=PROCESSING_FIELDS)
     if transient is not None:
         raise ServiceUnavailable(f"Could not process the event now: {transient.message}")
     return record
