@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
 from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
+from django.db.models import Model
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
@@ -35,7 +39,7 @@ class _RecentUsers:
     Looking the user up costs a query (and building it costs more CPU than the database spends)
     on every authenticated request; a client usually sends the same token many times in a row.
     Entries are keyed by the token's unique ``jti``, so nothing can be served for another token,
-    and each request gets its own deep copy. The trade-off: a user deactivated in the admin
+    and each request gets its own instances. The trade-off: a user deactivated in the admin
     keeps access for at most that many seconds (an access token lives an hour regardless).
     """
 
@@ -54,12 +58,34 @@ class _RecentUsers:
             user = active_user_by_pk(pk)
             if user is None:
                 return None
-            account_for_user(user)  # resolved once, copied with the user
+            account = account_for_user(user)  # resolved once, rebuilt with the user
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
-            entry = (now + ttl, user)
+            entry = (now + ttl, (_Snapshot(user), _Snapshot(account)))
             self._entries[jti] = entry
-        return copy.deepcopy(entry[1])
+        user_snapshot, account_snapshot = entry[1]
+        user = user_snapshot.build()
+        user.marketlink_account = account_snapshot.build()
+        return user
+
+
+_IMMUTABLE = (str, int, float, bool, type(None), datetime, date, uuid.UUID, Decimal)
+
+
+class _Snapshot:
+    """A model instance's column values, from which each request gets a fresh instance the way
+    the ORM builds one from a row (``Model.from_db``): far cheaper than ``deepcopy``, and no two
+    requests share an object they might change."""
+
+    def __init__(self, instance: Model) -> None:
+        self.model = type(instance)
+        self.db = instance._state.db
+        self.names = [f.attname for f in instance._meta.concrete_fields]
+        self.values = [getattr(instance, name) for name in self.names]
+
+    def build(self) -> Any:
+        values = [v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v) for v in self.values]
+        return self.model.from_db(self.db, self.names, values)
 
 
 recent_users = _RecentUsers()

@@ -27,11 +27,10 @@ def active_user_by_pk(pk: Any) -> Any | None:
         pk = user_model._meta.pk.to_python(pk)
     except (DjangoValidationError, TypeError, ValueError):
         return None
-    return (
-        user_model._default_manager.select_related("marketlink_account")
-        .filter(pk=pk, is_active=True)
-        .first()
+    found = user_model._default_manager.select_related("marketlink_account").filter(
+        pk=pk, is_active=True
     )
+    return next(iter(found.order_by()[:1]), None)
 
 
 def account_of(user: Any) -> Account:
