@@ -309,3 +309,23 @@ def test_a_host_user_whose_email_is_too_long_once_lowercased_still_gets_an_accou
     user = UserFactory(email=DOUBLING_EMAIL.replace("@", "")[:230] + "@example.com")
     response = api.get("/users/profile/", user=user)
     assert response.status_code == 200, response.content
+
+
+def test_the_user_cache_gives_each_request_its_own_user_and_account(settings):
+    """Two requests with one token get equal users, never the same objects: what one request
+    changes on its user (or its account) is not seen by the next."""
+    from marketlink.accounts.auth import recent_users
+    from marketlink.testing.factories import AccountFactory
+
+    settings.MARKETLINK = {"AUTH_USER_CACHE": 60}
+    account = AccountFactory()
+    first = recent_users.get("jti-own-objects", account.user.pk)
+    first.first_name = "changed by the first request"
+    first.marketlink_account.role = "VENDOR"
+    second = recent_users.get("jti-own-objects", account.user.pk)
+
+    assert second is not first
+    assert second.pk == account.user.pk
+    assert second.first_name == account.user.first_name
+    assert second.marketlink_account.role == account.role
+    assert second.marketlink_account.user is second
