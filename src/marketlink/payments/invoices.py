@@ -19,7 +19,7 @@ import smtplib
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -98,17 +98,21 @@ def _open(order: RepairOrder) -> None:
     """The pending invoice and the order's move to processing, in one transaction: before it
     commits nothing changed (a retry starts over), after it the order is no longer waiting."""
     with transaction.atomic():
-        with contextlib.suppress(IntegrityError), transaction.atomic():
-            Invoice.objects.get_or_create(order=order, defaults={"number": invoice_number(order)})
+        # One statement; a twin task's row (or a retry's own) stays as it is.
+        Invoice.objects.bulk_create(
+            [Invoice(order=order, number=invoice_number(order))], ignore_conflicts=True
+        )
         # Refunded meanwhile, or a twin task moved it already: either way there is nothing to do.
-        with contextlib.suppress(TransitionRefused):
-            order_transition(
-                order_id=order.id,
-                to=OrderStatus.PROCESSING,
-                source=ChangeSource.TASK,
-                expected=OrderStatus.PAID,
-                note="invoice task",
-            )
+        if order.status == OrderStatus.PAID:
+            with contextlib.suppress(TransitionRefused):
+                order_transition(
+                    order_id=order.id,
+                    to=OrderStatus.PROCESSING,
+                    source=ChangeSource.TASK,
+                    expected=OrderStatus.PAID,
+                    note="invoice task",
+                    known=order,
+                )
 
 
 def _permanent(exc: Exception) -> bool:
