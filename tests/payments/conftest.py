@@ -6,8 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from order_helpers import new_order
 from stripe_shop import Shop, stripe_settings
+from webhook_hook import Hook
 
+from marketlink.orders.models import RepairOrder
+from marketlink.payments.gateways import dummy
+from marketlink.payments.gateways.base import RefundResult
 from marketlink.testing.stripe_server import StripeStandIn
 
 
@@ -36,3 +41,47 @@ def standin(settings: Any) -> Iterator[StripeStandIn]:
 @pytest.fixture
 def shop(api: Any, standin: StripeStandIn, django_capture_on_commit_callbacks: Any) -> Shop:
     return Shop(api, standin, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def dummy_gateway(settings: Any) -> Iterator[None]:
+    """Payments on the dummy gateway, tasks run inline (Huey's immediate mode)."""
+    from huey.contrib.djhuey import HUEY
+
+    settings.MARKETLINK = {"PAYMENT_GATEWAY": "dummy"}
+    was = HUEY.immediate
+    HUEY.immediate = True
+    yield
+    HUEY.immediate = was
+
+
+@pytest.fixture
+def secret(dummy_gateway: None) -> str:
+    return dummy.webhook_secret()
+
+
+@pytest.fixture
+def hook(secret: str, django_capture_on_commit_callbacks: Any) -> Hook:
+    return Hook(secret, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def order() -> RepairOrder:
+    """A pending order of a variant with 3 units, booked through the real service."""
+    return new_order(stock=3)
+
+
+@pytest.fixture
+def refunds(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The payment intents the dummy gateway was asked to refund, one entry per new refund
+    (by idempotency key)."""
+    asked: dict[str, str] = {}
+
+    def refund(
+        self: Any, *, payment_intent_id: str, idempotency_key: str, **_: Any
+    ) -> RefundResult:
+        asked.setdefault(idempotency_key, payment_intent_id)
+        return RefundResult(id=f"re_{idempotency_key}", status="succeeded")
+
+    monkeypatch.setattr(dummy.DummyGateway, "refund", refund)
+    return asked

@@ -92,47 +92,6 @@ def test_a_failed_refund_leaves_the_order_paid_and_flagged_and_can_be_asked_agai
     assert stock_of(variant) == 5
 
 
-def test_a_duplicate_payment_whose_refund_cannot_be_made_is_flagged(shop, standin, customer_user):
-    """The second payment's refund fails with Stripe down and no consumer to retry it (Huey's
-    immediate mode): the money is not forgotten, the refund is flagged for staff."""
-    from datetime import timedelta
-    from decimal import Decimal
-
-    from django.utils import timezone
-
-    from marketlink.payments.gateways.base import CheckoutRequest
-    from marketlink.payments.gateways.stripe import StripeGateway
-
-    variant = VariantFactory(stock=2)
-    order, first = shop.opened(customer_user, variant)
-    stray = StripeGateway().create_checkout(
-        CheckoutRequest(
-            order_id=order["id"],
-            amount_minor=int(Decimal(order["total_amount"]) * 100),
-            currency="usd",
-            description="stray",
-            customer_email="someone@example.com",
-            expires_at=timezone.now() + timedelta(hours=1),
-            success_url="https://shop.example/ok",
-            cancel_url="https://shop.example/no",
-            idempotency_key="a-stray-session",
-        )
-    )
-    standin.pay(first)
-    shop.deliver_new()
-    standin.pay(stray.id)
-    standin.down = True
-    assert {status for _, status in shop.deliver_new()} == {200}
-
-    stray_intent = standin.sessions[stray.id]["payment_intent"]
-    owed = Refund.objects.get(payment_intent_id=stray_intent)
-    assert (owed.kind, owed.status, owed.needs_attention) == ("duplicate", "requested", True)
-    assert owed.attempts >= 1
-    assert "provider" in owed.last_error
-    assert standin.refunds == {}
-    assert status_of(order) == "processing"
-
-
 def test_refunding_a_completed_order_gives_money_back_but_not_the_used_unit(
     shop, standin, api, customer_user, vendor_user
 ):

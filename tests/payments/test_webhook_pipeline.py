@@ -10,77 +10,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 from order_helpers import history, refreshed, stock_of
-from payment_events import checkout_session, deliver, event, minor, payment_intent, signed
+from payment_events import checkout_session, event, payment_intent, signed
+from webhook_hook import completed, expired
 
 from marketlink import locking
-from marketlink.catalog.models import ServiceVariant
 from marketlink.exceptions import ServiceUnavailable
 from marketlink.orders.models import RepairOrder
-from marketlink.orders.services import order_place, orders_expire
-from marketlink.payments.gateways import dummy
-from marketlink.payments.gateways.base import RefundResult
+from marketlink.orders.services import order_place
 from marketlink.payments.models import EventStatus, Invoice, PaymentEvent
 from marketlink.payments.webhooks import event_process
-from marketlink.testing.factories import AccountFactory, UserFactory, VariantFactory
+from marketlink.testing.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def dummy_gateway(settings: Any) -> Iterator[None]:
-    from huey.contrib.djhuey import HUEY
-
-    settings.MARKETLINK = {"PAYMENT_GATEWAY": "dummy"}
-    was = HUEY.immediate
-    HUEY.immediate = True
-    yield
-    HUEY.immediate = was
-
-
-@pytest.fixture
-def secret() -> str:
-    return dummy.webhook_secret()
-
-
-class Hook:
-    """The provider's side: delivers events, with on-commit work run as after a real commit."""
-
-    def __init__(self, secret: str, on_commit: Any) -> None:
-        self.client = Client()
-        self.secret = secret
-        self.on_commit = on_commit
-
-    def __call__(self, body: dict[str, Any] | bytes, **kwargs: Any) -> Any:
-        with self.on_commit(execute=True):
-            return deliver(self.client, body, self.secret, **kwargs)
-
-
-@pytest.fixture
-def hook(secret: str, django_capture_on_commit_callbacks: Any) -> Hook:
-    return Hook(secret, django_capture_on_commit_callbacks)
-
-
-@pytest.fixture
-def order() -> RepairOrder:
-    account = AccountFactory()
-    placed, _ = order_place(
-        customer=account.user,
-        customer_email=account.email,
-        variant_id=VariantFactory(stock=3).id,
-    )
-    return placed
-
-
-def completed(order: RepairOrder, **overrides: Any) -> dict[str, Any]:
-    return event("checkout.session.completed", checkout_session(order, **overrides))
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("dummy_gateway")]
 
 
 # --- Refused before anything is kept -----------------------------------------------------------
@@ -258,11 +205,6 @@ def test_an_event_for_no_known_order_is_flagged(hook):
 
 
 # --- Transient failures: 503, then processed on redelivery -------------------------------------
-
-
-def expired(order: RepairOrder) -> None:
-    RepairOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert orders_expire() == 1
 
 
 @pytest.fixture
@@ -457,101 +399,6 @@ def test_a_genuine_event_with_nul_characters_is_kept_and_processed(hook, order):
     assert refreshed(order).status in {"paid", "processing"}
 
 
-# --- A payment is never kept twice, whatever order its events arrive in ------------------------
-
-
-@pytest.fixture
-def refunds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The payment intents the (dummy) gateway was asked to refund, one entry per new refund."""
-    asked: dict[str, str] = {}
-
-    def refund(
-        self: Any, *, payment_intent_id: str, idempotency_key: str, **_: Any
-    ) -> RefundResult:
-        asked.setdefault(idempotency_key, payment_intent_id)
-        return RefundResult(id=f"re_{idempotency_key}", status="succeeded")
-
-    monkeypatch.setattr(dummy.DummyGateway, "refund", refund)
-    return asked  # type: ignore[return-value]
-
-
-def late_and_sold_out(order: RepairOrder) -> None:
-    expired(order)
-    ServiceVariant.objects.filter(pk=order.variant_id).update(stock=0)
-
-
-def test_a_second_payment_for_a_refunded_order_is_refunded(hook, order, refunds):
-    from marketlink.payments.refunds import order_refund
-
-    hook(completed(order, payment_intent="pi_first"))
-    order_refund(order=refreshed(order))
-    assert refreshed(order).status == "refunded"
-    assert sorted(refunds.values()) == ["pi_first"]
-
-    # A stray second checkout of the same order was paid too.
-    response = hook(event("payment_intent.succeeded", payment_intent(order, id="pi_second")))
-
-    assert response.status_code == 200
-    assert sorted(refunds.values()) == ["pi_first", "pi_second"]
-    assert refreshed(order).status == "refunded"
-
-
-def test_two_late_payments_with_no_unit_left_are_both_refunded(
-    hook, order, refunds, django_capture_on_commit_callbacks
-):
-    late_and_sold_out(order)
-    later: list[Any] = []
-    for intent in ("pi_first", "pi_second"):
-        with django_capture_on_commit_callbacks(execute=False) as queued:
-            body = event("payment_intent.succeeded", payment_intent(order, id=intent))
-            assert deliver(hook.client, body, hook.secret).status_code == 200
-        later.extend(queued)  # the refund tasks run later, after both deliveries
-    for callback in later:
-        callback()
-
-    assert sorted(refunds.values()) == ["pi_first", "pi_second"]
-    assert refreshed(order).status == "refunded"
-
-
-def test_a_late_payment_refund_queued_before_a_restock_still_refunds_it(
-    hook, order, refunds, django_capture_on_commit_callbacks
-):
-    """Payment A comes late with no unit left (its refund is queued); the vendor restocks; payment
-    B (a second checkout) comes and takes the unit. A must still go back, and B is the order's."""
-    late_and_sold_out(order)
-    with django_capture_on_commit_callbacks(execute=False) as queued:
-        body = event("payment_intent.succeeded", payment_intent(order, id="pi_first"))
-        assert deliver(hook.client, body, hook.secret).status_code == 200
-    ServiceVariant.objects.filter(pk=order.variant_id).update(stock=1)
-    hook(event("payment_intent.succeeded", payment_intent(order, id="pi_second")))
-    assert refreshed(order).status == "processing"
-    for callback in queued:
-        callback()
-
-    assert sorted(refunds.values()) == ["pi_first"]
-    paid = refreshed(order)
-    assert (paid.status, paid.payment_intent_id) == ("processing", "pi_second")
-    assert stock_of(order) == 0
-
-
-def test_a_declined_attempt_does_not_make_the_real_payment_look_like_a_duplicate(
-    hook, order, refunds
-):
-    """A declined attempt on one checkout, then a payment on another: the payment that paid is
-    the order's, so its own second event is no duplicate, and a refund targets it."""
-    from marketlink.payments.refunds import order_refund
-
-    declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
-    hook(event("payment_intent.payment_failed", declined))
-    hook(completed(order, payment_intent="pi_paid"))
-    hook(event("payment_intent.succeeded", payment_intent(order, id="pi_paid")))
-
-    assert refunds == {}
-    assert refreshed(order).payment_intent_id == "pi_paid"
-    order_refund(order=refreshed(order))
-    assert sorted(refunds.values()) == ["pi_paid"]
-
-
 def test_the_dummy_page_leaves_the_session_open_when_the_payment_cannot_be_taken(
     order, monkeypatch
 ):
@@ -578,27 +425,3 @@ def test_the_dummy_page_leaves_the_session_open_when_the_payment_cannot_be_taken
     monkeypatch.undo()
     assert browser.post(url, {"action": "pay"}).status_code == 303
     assert refreshed(order).status in {"paid", "processing"}
-
-
-def test_a_refund_seen_between_a_declined_attempt_and_the_payment_refunds_the_order(hook, order):
-    """Declined (pi_declined), then a refund of pi_paid, then pi_paid's own confirmation: the
-    refund is the order's, whatever intent the declined attempt named."""
-    declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
-    hook(event("payment_intent.payment_failed", declined))
-    charge = {
-        "id": "ch_paid",
-        "object": "charge",
-        "amount": minor(order),
-        "amount_refunded": minor(order),
-        "currency": order.currency,
-        "payment_intent": "pi_paid",
-        "metadata": {"order_id": str(order.id)},
-    }
-    hook(event("charge.refunded", charge))
-    hook(completed(order, payment_intent="pi_paid"))
-
-    assert refreshed(order).status == "refunded"
-    assert refreshed(order).payment_intent_id == "pi_paid"
-    assert stock_of(order) == 3
-    assert [to for _, to, _ in history(order)] == ["paid", "refunded"]
-    assert not PaymentEvent.objects.filter(needs_attention=True).exists()

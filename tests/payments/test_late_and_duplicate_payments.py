@@ -1,0 +1,286 @@
+"""A payment is never lost and never kept twice, whatever order its events arrive in: late
+payments (after the reservation ended), second payments for one order, refunds seen before the
+payment, declined attempts. In one place, through both gateways: the dummy's endpoint with
+Stripe-shaped events (``hook``), and the real Stripe SDK against the stand-in (``shop``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from order_helpers import history, refreshed, stock_of
+from payment_events import deliver, event, minor, payment_intent
+from stripe_shop import lapse, status_of
+from webhook_hook import completed, late_and_sold_out
+
+from marketlink.catalog.models import ServiceVariant
+from marketlink.orders.models import OrderStatusChange, RepairOrder
+from marketlink.orders.services import orders_expire
+from marketlink.payments.models import Invoice, PaymentEvent, Refund
+from marketlink.testing.factories import AccountFactory, VariantFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_run_inline")]
+
+
+# --- Through the dummy gateway's endpoint -------------------------------------------------------
+
+
+def test_a_second_payment_for_a_refunded_order_is_refunded(hook, order, refunds):
+    from marketlink.payments.refunds import order_refund
+
+    hook(completed(order, payment_intent="pi_first"))
+    order_refund(order=refreshed(order))
+    assert refreshed(order).status == "refunded"
+    assert sorted(refunds.values()) == ["pi_first"]
+
+    # A stray second checkout of the same order was paid too.
+    response = hook(event("payment_intent.succeeded", payment_intent(order, id="pi_second")))
+
+    assert response.status_code == 200
+    assert sorted(refunds.values()) == ["pi_first", "pi_second"]
+    assert refreshed(order).status == "refunded"
+
+
+def test_two_late_payments_with_no_unit_left_are_both_refunded(
+    hook, order, refunds, django_capture_on_commit_callbacks
+):
+    late_and_sold_out(order)
+    later: list[Any] = []
+    for intent in ("pi_first", "pi_second"):
+        with django_capture_on_commit_callbacks(execute=False) as queued:
+            body = event("payment_intent.succeeded", payment_intent(order, id=intent))
+            assert deliver(hook.client, body, hook.secret).status_code == 200
+        later.extend(queued)  # the refund tasks run later, after both deliveries
+    for callback in later:
+        callback()
+
+    assert sorted(refunds.values()) == ["pi_first", "pi_second"]
+    assert refreshed(order).status == "refunded"
+
+
+def test_a_late_payment_refund_queued_before_a_restock_still_refunds_it(
+    hook, order, refunds, django_capture_on_commit_callbacks
+):
+    """Payment A comes late with no unit left (its refund is queued); the vendor restocks; payment
+    B (a second checkout) comes and takes the unit. A must still go back, and B is the order's."""
+    late_and_sold_out(order)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        body = event("payment_intent.succeeded", payment_intent(order, id="pi_first"))
+        assert deliver(hook.client, body, hook.secret).status_code == 200
+    ServiceVariant.objects.filter(pk=order.variant_id).update(stock=1)
+    hook(event("payment_intent.succeeded", payment_intent(order, id="pi_second")))
+    assert refreshed(order).status == "processing"
+    for callback in queued:
+        callback()
+
+    assert sorted(refunds.values()) == ["pi_first"]
+    paid = refreshed(order)
+    assert (paid.status, paid.payment_intent_id) == ("processing", "pi_second")
+    assert stock_of(order) == 0
+
+
+def test_a_declined_attempt_does_not_make_the_real_payment_look_like_a_duplicate(
+    hook, order, refunds
+):
+    """A declined attempt on one checkout, then a payment on another: the payment that paid is
+    the order's, so its own second event is no duplicate, and a refund targets it."""
+    from marketlink.payments.refunds import order_refund
+
+    declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
+    hook(event("payment_intent.payment_failed", declined))
+    hook(completed(order, payment_intent="pi_paid"))
+    hook(event("payment_intent.succeeded", payment_intent(order, id="pi_paid")))
+
+    assert refunds == {}
+    assert refreshed(order).payment_intent_id == "pi_paid"
+    order_refund(order=refreshed(order))
+    assert sorted(refunds.values()) == ["pi_paid"]
+
+
+def test_a_refund_seen_between_a_declined_attempt_and_the_payment_refunds_the_order(hook, order):
+    """Declined (pi_declined), then a refund of pi_paid, then pi_paid's own confirmation: the
+    refund is the order's, whatever intent the declined attempt named."""
+    declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
+    hook(event("payment_intent.payment_failed", declined))
+    charge = {
+        "id": "ch_paid",
+        "object": "charge",
+        "amount": minor(order),
+        "amount_refunded": minor(order),
+        "currency": order.currency,
+        "payment_intent": "pi_paid",
+        "metadata": {"order_id": str(order.id)},
+    }
+    hook(event("charge.refunded", charge))
+    hook(completed(order, payment_intent="pi_paid"))
+
+    assert refreshed(order).status == "refunded"
+    assert refreshed(order).payment_intent_id == "pi_paid"
+    assert stock_of(order) == 3
+    assert [to for _, to, _ in history(order)] == ["paid", "refunded"]
+    assert not PaymentEvent.objects.filter(needs_attention=True).exists()
+
+
+# --- Through the Stripe SDK and the stand-in -------------------------------------------------
+
+
+def test_a_refund_seen_before_the_payment_ends_refunded(mailoutbox, shop, standin, customer_user):
+    variant = VariantFactory(stock=5)
+    order, session_id = shop.opened(customer_user, variant)
+    intent = standin.pay(session_id)
+    standin.refund(intent["id"])
+    assert shop.deliver_new("charge.refunded") == [("charge.refunded", 200)]
+    assert status_of(order) == "refunded"
+    assert stock_of(variant) == 5
+    assert shop.deliver_new() == [
+        ("checkout.session.completed", 200),
+        ("payment_intent.succeeded", 200),
+        ("refund.created", 200),
+    ]
+    assert status_of(order) == "refunded"
+    assert stock_of(variant) == 5
+    assert [to for _, to, _ in history(order)] == ["paid", "refunded"]
+    assert mailoutbox == []  # no invoice for money that went straight back
+
+
+def test_a_payment_after_expiry_takes_a_free_unit_again(mailoutbox, shop, standin, customer_user):
+    variant = VariantFactory(stock=2)
+    order, session_id = shop.opened(customer_user, variant)
+    lapse(order)
+    assert orders_expire() == 1
+    assert stock_of(variant) == 2
+    standin.pay(session_id)  # Stripe's session outlives the reservation
+    assert shop.deliver_new() == [
+        ("checkout.session.completed", 200),
+        ("payment_intent.succeeded", 200),
+    ]
+    assert status_of(order) == "processing"
+    assert stock_of(variant) == 1
+    assert history(order) == [
+        ("pending", "cancelled", "task"),
+        ("cancelled", "paid", "webhook"),
+        ("paid", "processing", "task"),
+    ]
+    change = OrderStatusChange.objects.get(order_id=order["id"], to_status="paid")
+    assert "unit taken again" in change.note
+    assert len(mailoutbox) == 1
+    assert standin.refunds == {}
+
+
+def test_a_payment_after_expiry_with_no_unit_left_is_refunded(
+    mailoutbox, shop, standin, customer_user
+):
+    variant = VariantFactory(stock=1)
+    order, session_id = shop.opened(customer_user, variant)
+    lapse(order)
+    orders_expire()
+    someone_else = shop.book(AccountFactory().user, variant)  # takes the last unit
+    assert stock_of(variant) == 0
+    intent = standin.pay(session_id)
+
+    assert shop.deliver_new() == [
+        ("checkout.session.completed", 200),
+        ("payment_intent.succeeded", 200),
+    ]
+
+    assert status_of(order) == "refunded"
+    [refund] = standin.refunds.values()
+    assert (refund["payment_intent"], refund["amount"]) == (intent["id"], 2999)
+    [request] = [r for r in standin.requests_log if r.path == "/v1/refunds"]
+    assert request.idempotency_key == f"marketlink-refund-{order['id']}"
+    assert history(order) == [("pending", "cancelled", "task"), ("cancelled", "refunded", "task")]
+    completed = PaymentEvent.objects.get(event_type="checkout.session.completed")
+    assert "refund" in completed.result
+    assert shop.deliver_new() == [("charge.refunded", 200), ("refund.created", 200)]
+    assert status_of(order) == "refunded"
+    assert status_of(someone_else) == "pending"
+    assert stock_of(variant) == 0
+    assert mailoutbox == []
+
+
+def test_a_second_payment_for_a_paid_order_is_refunded(shop, standin, customer_user):
+    """Two checkouts were paid (say, one opened before a lost answer, one after): the order is
+    paid once and the second payment goes back to the customer automatically."""
+    from marketlink.payments.gateways.base import CheckoutRequest
+    from marketlink.payments.gateways.stripe import StripeGateway
+
+    variant = VariantFactory(stock=2)
+    order, first = shop.opened(customer_user, variant)
+    stored = RepairOrder.objects.get(pk=order["id"])
+    stray = StripeGateway().create_checkout(
+        CheckoutRequest(
+            order_id=order["id"],
+            amount_minor=int(Decimal(order["total_amount"]) * 100),
+            currency="usd",
+            description="stray",
+            customer_email=stored.customer_email,
+            expires_at=timezone.now() + timedelta(hours=1),
+            success_url="https://shop.example/ok",
+            cancel_url="https://shop.example/no",
+            idempotency_key="a-stray-session",
+        )
+    )
+    standin.pay(first)
+    shop.deliver_new()
+    standin.pay(stray.id)
+    assert {status for _, status in shop.deliver_new()} == {200}
+
+    paid = RepairOrder.objects.get(pk=order["id"])
+    assert paid.status == "processing"
+    [refund] = standin.refunds.values()
+    stray_intent = standin.sessions[stray.id]["payment_intent"]
+    assert refund["payment_intent"] == stray_intent != paid.payment_intent_id
+    refund_calls = [r for r in standin.requests_log if r.path == "/v1/refunds"]
+    # Both of the stray payment's events ask for the refund; the key makes it one refund.
+    assert {r.idempotency_key for r in refund_calls} == {
+        f"marketlink-refund-duplicate-{stray_intent}"
+    }
+    assert stock_of(variant) == 1
+    assert Invoice.objects.filter(order_id=order["id"]).count() == 1
+    # The refund's own event changes nothing: the order's payment was not refunded.
+    shop.deliver_new()
+    assert status_of(order) == "processing"
+
+
+def test_a_duplicate_payment_whose_refund_cannot_be_made_is_flagged(shop, standin, customer_user):
+    """The second payment's refund fails with Stripe down and no consumer to retry it (Huey's
+    immediate mode): the money is not forgotten, the refund is flagged for staff."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from marketlink.payments.gateways.base import CheckoutRequest
+    from marketlink.payments.gateways.stripe import StripeGateway
+
+    variant = VariantFactory(stock=2)
+    order, first = shop.opened(customer_user, variant)
+    stray = StripeGateway().create_checkout(
+        CheckoutRequest(
+            order_id=order["id"],
+            amount_minor=int(Decimal(order["total_amount"]) * 100),
+            currency="usd",
+            description="stray",
+            customer_email="someone@example.com",
+            expires_at=timezone.now() + timedelta(hours=1),
+            success_url="https://shop.example/ok",
+            cancel_url="https://shop.example/no",
+            idempotency_key="a-stray-session",
+        )
+    )
+    standin.pay(first)
+    shop.deliver_new()
+    standin.pay(stray.id)
+    standin.down = True
+    assert {status for _, status in shop.deliver_new()} == {200}
+
+    stray_intent = standin.sessions[stray.id]["payment_intent"]
+    owed = Refund.objects.get(payment_intent_id=stray_intent)
+    assert (owed.kind, owed.status, owed.needs_attention) == ("duplicate", "requested", True)
+    assert owed.attempts >= 1
+    assert "provider" in owed.last_error
+    assert standin.refunds == {}
+    assert status_of(order) == "processing"
