@@ -19,6 +19,8 @@ from webhook_hook import completed, late_and_sold_out
 from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatusChange, RepairOrder
 from marketlink.orders.services import orders_expire
+from marketlink.payments.gateways.base import CheckoutRequest
+from marketlink.payments.gateways.stripe import StripeGateway
 from marketlink.payments.models import Invoice, PaymentEvent, Refund
 from marketlink.testing.factories import AccountFactory, VariantFactory
 
@@ -127,6 +129,23 @@ def test_a_refund_seen_between_a_declined_attempt_and_the_payment_refunds_the_or
 # --- Through the Stripe SDK and the stand-in -------------------------------------------------
 
 
+def stray_checkout(order: dict[str, Any]) -> Any:
+    """A second Checkout Session for the same order (say, one opened before a lost answer)."""
+    return StripeGateway().create_checkout(
+        CheckoutRequest(
+            order_id=order["id"],
+            amount_minor=int(Decimal(order["total_amount"]) * 100),
+            currency="usd",
+            description="stray",
+            customer_email="someone@example.com",
+            expires_at=timezone.now() + timedelta(hours=1),
+            success_url="https://shop.example/ok",
+            cancel_url="https://shop.example/no",
+            idempotency_key="a-stray-session",
+        )
+    )
+
+
 def test_a_refund_seen_before_the_payment_ends_refunded(mailoutbox, shop, standin, customer_user):
     variant = VariantFactory(stock=5)
     order, session_id = shop.opened(customer_user, variant)
@@ -204,25 +223,10 @@ def test_a_payment_after_expiry_with_no_unit_left_is_refunded(
 def test_a_second_payment_for_a_paid_order_is_refunded(shop, standin, customer_user):
     """Two checkouts were paid (say, one opened before a lost answer, one after): the order is
     paid once and the second payment goes back to the customer automatically."""
-    from marketlink.payments.gateways.base import CheckoutRequest
-    from marketlink.payments.gateways.stripe import StripeGateway
 
     variant = VariantFactory(stock=2)
     order, first = shop.opened(customer_user, variant)
-    stored = RepairOrder.objects.get(pk=order["id"])
-    stray = StripeGateway().create_checkout(
-        CheckoutRequest(
-            order_id=order["id"],
-            amount_minor=int(Decimal(order["total_amount"]) * 100),
-            currency="usd",
-            description="stray",
-            customer_email=stored.customer_email,
-            expires_at=timezone.now() + timedelta(hours=1),
-            success_url="https://shop.example/ok",
-            cancel_url="https://shop.example/no",
-            idempotency_key="a-stray-session",
-        )
-    )
+    stray = stray_checkout(order)
     standin.pay(first)
     shop.deliver_new()
     standin.pay(stray.id)
@@ -248,29 +252,10 @@ def test_a_second_payment_for_a_paid_order_is_refunded(shop, standin, customer_u
 def test_a_duplicate_payment_whose_refund_cannot_be_made_is_flagged(shop, standin, customer_user):
     """The second payment's refund fails with Stripe down and no consumer to retry it (Huey's
     immediate mode): the money is not forgotten, the refund is flagged for staff."""
-    from datetime import timedelta
-    from decimal import Decimal
-
-    from django.utils import timezone
-
-    from marketlink.payments.gateways.base import CheckoutRequest
-    from marketlink.payments.gateways.stripe import StripeGateway
 
     variant = VariantFactory(stock=2)
     order, first = shop.opened(customer_user, variant)
-    stray = StripeGateway().create_checkout(
-        CheckoutRequest(
-            order_id=order["id"],
-            amount_minor=int(Decimal(order["total_amount"]) * 100),
-            currency="usd",
-            description="stray",
-            customer_email="someone@example.com",
-            expires_at=timezone.now() + timedelta(hours=1),
-            success_url="https://shop.example/ok",
-            cancel_url="https://shop.example/no",
-            idempotency_key="a-stray-session",
-        )
-    )
+    stray = stray_checkout(order)
     standin.pay(first)
     shop.deliver_new()
     standin.pay(stray.id)
