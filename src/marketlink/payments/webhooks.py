@@ -8,7 +8,6 @@ provider calls happen first (or after commit, from tasks), and their results are
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from django.db import transaction
@@ -54,15 +53,17 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
         event = gateway.verify_event(payload, signature)
     except ValueError:  # genuinely signed, but not JSON (or not UTF-8)
         raise InvalidInput("The event body is not valid JSON.") from None
-    parsed = gateway.parse_event(event)
+    # Read as it will be stored: PostgreSQL refuses NUL characters in text and JSON alike.
+    storable = _without_nul(event) if b"\\u0000" in payload else event
+    parsed = gateway.parse_event(storable)
     seen = _seen(parsed.event_id)
     if seen is not None and seen.status in FINAL_STATUSES:
         # A redelivery of a processed event: answered from one read, without a transaction or
         # the row's lock (processed is final; only an operator's forced replay reopens it).
         return seen
-    storable = _without_nul(event) if b"\\u0000" in payload else event
-    record_id = seen.pk if seen is not None else _event_record(parsed, storable, gateway.name)
-    return event_process(record_id=record_id)
+    if seen is None:
+        _event_record(parsed, storable, gateway.name)
+    return event_process(event_id=parsed.event_id, parsed=parsed)
 
 
 def _seen(event_id: str) -> PaymentEvent | None:
@@ -83,34 +84,39 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
-def _event_record(event: ProviderEvent, payload: Any, gateway: str) -> uuid.UUID:
+def _event_record(event: ProviderEvent, payload: Any, gateway: str) -> None:
     """Keep the delivery, committed before it is processed, in one statement. Of concurrent
-    copies one row is written; the others find it by its event id (``event_process`` then waits
-    on its lock)."""
+    copies one row is written (``event_process`` then makes the others wait on its lock)."""
     row = PaymentEvent(
         event_id=event.event_id, event_type=event.provider_type, payload=payload, gateway=gateway
     )
     PaymentEvent.objects.bulk_create([row], ignore_conflicts=True)
-    if PaymentEvent.objects.filter(pk=row.pk).exists():
-        return row.pk
-    return PaymentEvent.objects.order_by().values_list("pk", flat=True).get(event_id=event.event_id)
 
 
 def event_process(
-    *, record_id: Any, source: str = ChangeSource.WEBHOOK, force: bool = False
+    *,
+    record_id: Any = None,
+    event_id: str | None = None,
+    parsed: ProviderEvent | None = None,
+    source: str = ChangeSource.WEBHOOK,
+    force: bool = False,
 ) -> PaymentEvent:
-    """Process a stored event unless it already was. The event's row lock makes concurrent
-    duplicates wait, then find it processed; a failed event is processed again. ``force``
-    processes a processed event again (operators' replay: the handlers are idempotent)."""
+    """Process a stored event (by its row's id, or its provider's event id) unless it already
+    was. The event's row lock makes concurrent duplicates wait, then find it processed; a failed
+    event is processed again. ``force`` processes a processed event again (operators' replay:
+    the handlers are idempotent). ``parsed``: the event as the gateway just read it, so the
+    stored payload is not loaded and read again."""
     transient: MarketlinkError | None = None
+    lookup = {"pk": record_id} if record_id is not None else {"event_id": event_id}
     with transaction.atomic():
-        record = PaymentEvent.objects.select_for_update().get(pk=record_id)
+        locked = PaymentEvent.objects.select_for_update().order_by()
+        record = (locked.defer("payload") if parsed else locked).get(**lookup)
         if record.status in FINAL_STATUSES and not force:
             return record
         record.attempts += 1
         try:
             with transaction.atomic():
-                record.status, record.result = _dispatch(record, source)
+                record.status, record.result = _dispatch(record, source, parsed)
             record.last_error, record.needs_attention = "", False
             record.processed_at = timezone.now()
         except PermanentProblem as exc:
@@ -130,8 +136,8 @@ def event_process(
     return record
 
 
-def _dispatch(record: PaymentEvent, source: str) -> tuple[str, str]:
-    event = gateway_named(record.gateway).parse_event(record.payload)
+def _dispatch(record: PaymentEvent, source: str, parsed: ProviderEvent | None) -> tuple[str, str]:
+    event = parsed or gateway_named(record.gateway).parse_event(record.payload)
     handler = HANDLERS.get(event.kind)
     if handler is None:
         return EventStatus.IGNORED, f"{record.event_type} is not handled"
