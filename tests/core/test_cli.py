@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from order_helpers import new_order
 from typer.testing import CliRunner
 
 from marketlink import __version__
@@ -12,12 +13,10 @@ from marketlink.accounts.models import Account
 from marketlink.catalog.models import ServiceVariant
 from marketlink.cli import app
 from marketlink.orders.models import OrderStatus, RepairOrder
-from marketlink.orders.services import order_place
 from marketlink.payments.checkout import checkout_open
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession, EventStatus, PaymentEvent
 from marketlink.payments.webhooks import webhook_receive
-from marketlink.testing.factories import AccountFactory, VariantFactory
 
 runner = CliRunner()
 
@@ -56,19 +55,9 @@ def test_check_fails_on_a_bad_setting(settings):
     assert "marketlink.E001" in result.stderr
 
 
-def _pending_order(stock: int = 3) -> RepairOrder:
-    account = AccountFactory()
-    order, _ = order_place(
-        customer=account.user,
-        customer_email=account.email,
-        variant_id=VariantFactory(stock=stock).id,
-    )
-    return order
-
-
 @pytest.mark.django_db
 def test_orders_expire_dry_run_changes_nothing():
-    order = _pending_order()
+    order = new_order()
     RepairOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     dry = invoke("orders", "expire", "--dry-run")
     assert "Would expire 1 reservation(s)." in dry.stdout
@@ -80,7 +69,7 @@ def test_orders_expire_dry_run_changes_nothing():
 @pytest.fixture
 def failed_event(db) -> PaymentEvent:
     """A paid event for an order whose price no longer matches: stored as failed."""
-    order = _pending_order()
+    order = new_order()
     checkout_open(order=order, base_url="http://testserver/")
     session = DummyCheckoutSession.objects.get(order=order)
     session.amount_minor += 1
@@ -125,7 +114,7 @@ def test_replay_of_unknown_event_fails():
 
 @pytest.mark.django_db
 def test_reconcile_applies_a_lost_webhook():
-    order = _pending_order()
+    order = new_order()
     checkout_open(order=order, base_url="http://testserver/")
     # The customer paid, but the provider's webhook never reached us.
     DummyCheckoutSession.objects.filter(order=order).update(
@@ -143,7 +132,7 @@ def test_reconcile_applies_a_lost_webhook():
 
 @pytest.mark.django_db
 def test_reconcile_finds_a_lost_payment_of_an_order_that_expired_meanwhile():
-    order = _pending_order(stock=1)
+    order = new_order(stock=1)
     checkout_open(order=order, base_url="http://testserver/")
     DummyCheckoutSession.objects.filter(order=order).update(
         status="complete", payment_status="paid", payment_intent_id="pi_dummy_late"

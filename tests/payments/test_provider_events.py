@@ -9,20 +9,8 @@ from payment_events import checkout_session, event, payment_intent
 from marketlink.exceptions import InvalidInput
 from marketlink.payments.gateways.base import EventKind, ProviderRefund
 from marketlink.payments.gateways.stripe import parse_event
-from marketlink.testing.factories import AccountFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def order():
-    from marketlink.orders.services import order_place
-
-    account = AccountFactory()
-    placed, _ = order_place(
-        customer=account.user, customer_email=account.email, variant_id=VariantFactory().id
-    )
-    return placed
 
 
 def test_a_paid_checkout_session(order):
