@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from stripe_shop import stripe_settings
 
 from marketlink.testing.factories import VariantFactory
 from marketlink.testing.stripe_server import StripeStandIn
@@ -48,13 +49,7 @@ def standin(settings: Any) -> Iterator[StripeStandIn]:
 def test_stripe_is_asked_for_the_price_in_the_currencys_minor_unit(
     api, customer_user, settings, standin, currency, price, minor_units
 ):
-    settings.MARKETLINK = {
-        "PAYMENT_GATEWAY": "stripe",
-        "STRIPE_SECRET_KEY": standin.api_key,
-        "STRIPE_WEBHOOK_SECRET": standin.webhook_secret,
-        "STRIPE_API_BASE": standin.api_base,
-        "CURRENCY": currency,
-    }
+    settings.MARKETLINK = stripe_settings(standin, CURRENCY=currency)
     order = book(api, customer_user, VariantFactory(price=price))
 
     assert Client().get(order["payment_url"]).status_code == 303

@@ -44,15 +44,9 @@ def shop(api: Any, standin: StripeStandIn, django_capture_on_commit_callbacks: A
 
 
 @pytest.fixture
-def dummy_gateway(settings: Any) -> Iterator[None]:
+def dummy_gateway(settings: Any, tasks_run_inline: None) -> None:
     """Payments on the dummy gateway, tasks run inline (Huey's immediate mode)."""
-    from huey.contrib.djhuey import HUEY
-
     settings.MARKETLINK = {"PAYMENT_GATEWAY": "dummy"}
-    was = HUEY.immediate
-    HUEY.immediate = True
-    yield
-    HUEY.immediate = was
 
 
 @pytest.fixture
