@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.db import models
 
@@ -45,6 +46,11 @@ class ServiceVariant(models.Model):
     # Units that can still be booked now. The database refuses a negative value, so no code path,
     # however buggy or racy, can oversell.
     stock = models.IntegerField(default=0)
+    # Every unit ever put on sale: the first stock plus each later change a vendor or staff made.
+    # Bookings and cancels move units between ``stock`` and orders and never touch it, so it is
+    # the ledger stock is checked against: stock + units held by live orders + units used by
+    # completed ones always equals it (``marketlink doctor`` and the fault tests check that).
+    units_made_available = models.BigIntegerField(default=0, editable=False)
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -62,3 +68,10 @@ class ServiceVariant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service.name} / {self.name}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A new variant's first stock is its first units made available, however it is created
+        # (the services, the admin's add form, a host's own code or factories).
+        if self._state.adding and not self.units_made_available:
+            self.units_made_available = self.stock
+        super().save(*args, **kwargs)

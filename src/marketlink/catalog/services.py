@@ -77,6 +77,10 @@ def variant_update(
                 f"limit of {MAX_STOCK}."
             )
         changes["stock"] = locked.stock + stock_adjustment
+    if "stock" in changes:
+        changes["units_made_available"] = locked.units_made_available + (
+            changes["stock"] - locked.stock
+        )
     for name, value in changes.items():
         setattr(locked, name, value)
     if changes:

@@ -1,0 +1,118 @@
+"""The invariants every fault, fuzz, soak and recovery test ends with, checked once, here.
+
+- Units add up: for each variant, stock + units held by live orders + units used by completed
+  orders == units made available (the catalog's ledger).
+- Every paid order is paid exactly once, with the right amount and currency; any other payment
+  the provider took for it is being given back.
+- Every paid order's invoice is sent, or failed and so flagged (``settled``: nothing in flight).
+- No lapsed reservation still holds a unit (``expiry_grace``: how late the expiry job may be).
+- No payment event is left unprocessed without being flagged for attention.
+
+``invariant_violations`` returns what is wrong as sentences, so a failing test says which order,
+variant or event broke which rule; ``assert_invariants`` fails with all of them at once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from marketlink.money import to_minor_units
+from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.orders.selectors import stock_ledger
+from marketlink.payments.models import EventStatus, Invoice, InvoiceStatus, PaymentEvent, Refund
+
+
+def invariant_violations(
+    *,
+    standin: Any = None,
+    settled: bool = True,
+    expiry_grace: timedelta | None = timedelta(minutes=2),
+) -> list[str]:
+    """What breaks the invariants now. ``standin`` (a running ``StripeStandIn``) adds the
+    provider's side: which payments it took for which order."""
+    problems = [
+        f"variant {line.variant_id}: stock {line.stock} + held {line.held} + used {line.used} "
+        f"!= {line.units_made_available} made available"
+        for line in stock_ledger()
+        if not line.balanced
+    ]
+    problems += _unpaid_money(standin) if standin is not None else []
+    problems += _invoice_problems(settled)
+    if expiry_grace is not None:
+        lapsed = RepairOrder.objects.filter(
+            status=OrderStatus.PENDING, expires_at__lt=timezone.now() - expiry_grace
+        )
+        problems += [
+            f"order {pk}: reservation lapsed but still pending"
+            for pk in lapsed.values_list("pk", flat=True)
+        ]
+    unflagged = PaymentEvent.objects.exclude(
+        status__in=[EventStatus.PROCESSED, EventStatus.IGNORED]
+    ).filter(needs_attention=False)
+    if settled:
+        problems += [
+            f"event {event_id}: {status} and not flagged for attention"
+            for event_id, status in unflagged.values_list("event_id", "status")
+        ]
+    return problems
+
+
+def assert_invariants(**options: Any) -> None:
+    problems = invariant_violations(**options)
+    assert not problems, "invariants broken:\n" + "\n".join(problems)
+
+
+def _unpaid_money(standin: Any) -> list[str]:
+    """Each payment the provider took is the order's one payment, at its price, or is being
+    refunded; and each paid order's payment is one the provider took."""
+    problems = []
+    orders = {str(order.pk): order for order in RepairOrder.objects.all()}
+    refunded_intents = set(Refund.objects.values_list("payment_intent_id", flat=True))
+    taken: dict[str, list[dict[str, Any]]] = {}
+    for intent in standin.payment_intents.values():
+        order_id = intent.get("metadata", {}).get("order_id")
+        if intent.get("status") == "succeeded" and order_id in orders:
+            taken.setdefault(order_id, []).append(intent)
+    for order_id, order in orders.items():
+        intents = taken.get(order_id, [])
+        if order.paid_at is None:
+            problems += [
+                f"order {order_id}: {intent['id']} took money, the order is not paid and no "
+                "refund gives it back"
+                for intent in intents
+                if intent["id"] not in refunded_intents
+            ]
+            continue
+        own = [intent for intent in intents if intent["id"] == order.payment_intent_id]
+        if not own:
+            problems.append(f"order {order_id}: paid by {order.payment_intent_id}, unknown there")
+            continue
+        expected = to_minor_units(order.total_amount, order.currency)
+        if own[0]["amount"] != expected or own[0]["currency"] != order.currency.lower():
+            problems.append(
+                f"order {order_id}: paid {own[0]['amount']} {own[0]['currency']}, "
+                f"expected {expected} {order.currency.lower()}"
+            )
+        problems += [
+            f"order {order_id}: paid twice, {intent['id']} is not being refunded"
+            for intent in intents
+            if intent["id"] != order.payment_intent_id and intent["id"] not in refunded_intents
+        ]
+    return problems
+
+
+def _invoice_problems(settled: bool) -> list[str]:
+    paid = RepairOrder.objects.filter(paid_at__isnull=False)
+    invoiced = dict(Invoice.objects.values_list("order_id", "status"))
+    done = {InvoiceStatus.SENT, InvoiceStatus.FAILED}
+    problems = []
+    for pk in paid.values_list("pk", flat=True):
+        status = invoiced.get(pk)
+        if status is None and settled:
+            problems.append(f"order {pk}: paid, and has no invoice")
+        elif status is not None and status not in done and settled:
+            problems.append(f"order {pk}: invoice still {status}")
+    return problems
