@@ -25,6 +25,12 @@ def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+def invoke_json(*args: str) -> tuple[int, dict]:
+    """Run a command with --json: its exit code and the one JSON document on stdout."""
+    result = invoke(*args, "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
 def test_version():
     result = invoke("version")
     assert result.exit_code == 0
@@ -51,7 +57,7 @@ def test_seed_is_idempotent():
 def test_check_fails_on_a_bad_setting(settings):
     settings.MARKETLINK = {"PAGE_SIZE": "many"}
     result = invoke("check")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "marketlink.E001" in result.stderr
 
 
@@ -60,10 +66,15 @@ def test_orders_expire_dry_run_changes_nothing():
     order = new_order()
     RepairOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     dry = invoke("orders", "expire", "--dry-run")
-    assert "Would expire 1 reservation(s)." in dry.stdout
+    assert dry.exit_code == 0
+    assert "Dry run" in dry.stdout
+    assert "expired" in dry.stdout
+    assert "nothing changed" in dry.stdout
     assert RepairOrder.objects.get(pk=order.pk).status == OrderStatus.PENDING
-    assert "Expired 1 reservation(s)." in invoke("orders", "expire").stdout
+    code, document = invoke_json("orders", "expire")
+    assert (code, document["summary"]["expired"]) == (0, 1)
     assert RepairOrder.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
+    assert invoke_json("orders", "expire")[1]["summary"]["expired"] == 0
 
 
 @pytest.fixture
@@ -84,23 +95,35 @@ def failed_event(db) -> PaymentEvent:
 @pytest.mark.django_db
 def test_events_list_and_replay(failed_event):
     listed = invoke("events", "list", "--attention")
+    assert listed.exit_code == 1  # an event needs a person
     assert failed_event.event_id in listed.stdout
     assert "amount mismatch" in listed.stdout
+    code, document = invoke_json("webhooks", "list", "--attention")
+    [item] = document["items"]
+    assert (item["event_id"], item["status"], item["attention"]) == (
+        failed_event.event_id,
+        "failed",
+        True,
+    )
 
     # The operator fixes the cause (here: the event's amount was right, the order was repriced).
     event_amount = failed_event.payload["data"]["object"]["amount_total"]
     RepairOrder.objects.filter(pk=failed_event.order_id).update(
         total_amount=event_amount / 100, unit_price=event_amount / 100
     )
-    dry = invoke("events", "replay", failed_event.event_id, "--dry-run")
-    assert dry.exit_code == 0
-    assert "would be processed" in dry.stdout
+    code, dry = invoke_json("events", "replay", failed_event.event_id, "--dry-run")
+    assert code == 0
+    assert dry["summary"]["dry_run"] is True
+    assert [(i["event_id"], i["before"], i["after"]) for i in dry["items"]] == [
+        (failed_event.event_id, "failed", "processed")
+    ]
     assert PaymentEvent.objects.get(pk=failed_event.pk).status == EventStatus.FAILED
     assert RepairOrder.objects.get(pk=failed_event.order_id).status == OrderStatus.PENDING
 
-    real = invoke("events", "replay", "--failed")
+    real = invoke("webhooks", "replay", "--failed")
     assert real.exit_code == 0
-    assert f"{failed_event.event_id}: processed" in real.stdout
+    assert failed_event.event_id in real.stdout
+    assert "replayed" in real.stdout
     assert RepairOrder.objects.get(pk=failed_event.order_id).status in {"paid", "processing"}
     history = RepairOrder.objects.get(pk=failed_event.order_id).history.first()
     assert history.source == "cli"
@@ -120,14 +143,17 @@ def test_reconcile_applies_a_lost_webhook():
     DummyCheckoutSession.objects.filter(order=order).update(
         status="complete", payment_status="paid", payment_intent_id="pi_dummy_lost"
     )
-    dry = invoke("reconcile", "--dry-run")
-    assert f"{order.id}: (dry run) payment confirmed" in dry.stdout
+    code, dry = invoke_json("reconcile", "--dry-run")
+    assert code == 0
+    assert [(i["order"], i["outcome"]) for i in dry["items"]] == [
+        (str(order.id), "payment confirmed")
+    ]
     assert RepairOrder.objects.get(pk=order.pk).status == OrderStatus.PENDING
     invoke("reconcile")
     reconciled = RepairOrder.objects.get(pk=order.pk)
     assert reconciled.status in {"paid", "processing"}
     assert reconciled.payment_intent_id == "pi_dummy_lost"
-    assert json.dumps(invoke("reconcile").stdout).count(str(order.id)) == 0
+    assert invoke("reconcile").stdout.count(str(order.id)) == 0
 
 
 @pytest.mark.django_db

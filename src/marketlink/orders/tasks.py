@@ -9,10 +9,12 @@ from __future__ import annotations
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
+from marketlink.heartbeat import beat
 from marketlink.orders.models import ChangeSource
 from marketlink.orders.services import orders_expire
 
 
 @db_periodic_task(crontab(minute="*"))
 def expire_reservations() -> int:
+    beat()
     return orders_expire(source=ChangeSource.TASK)

@@ -1,0 +1,193 @@
+"""``marketlink webhooks list|replay`` (``events`` is an alias): the payment events we stored,
+and processing them again through the same pipeline a delivery goes through."""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Annotated, Any
+
+import typer
+
+from marketlink.operations.options import DryRun, Json, Since
+from marketlink.operations.report import Report, progress, say
+from marketlink.operations.runner import (
+    operation,
+    run_maybe_dry,
+    setup_django,
+    unreachable_dependency,
+)
+from marketlink.operations.since import parse_since
+
+webhooks_app = typer.Typer(
+    help="Payment events: list what we stored, replay stored or provider-side events.",
+    no_args_is_help=True,
+)
+
+LIST_COLUMNS = ("event_id", "type", "status", "attempts", "order", "attention", "created", "detail")
+
+
+def _event_item(event: Any) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.event_type,
+        "status": event.status,
+        "attempts": event.attempts,
+        "order": str(event.order_id) if event.order_id else None,
+        "attention": event.needs_attention,
+        "created": event.created_at.isoformat(timespec="seconds"),
+        "detail": event.last_error or event.result,
+    }
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    status: Annotated[
+        str | None, typer.Option(help="received, processed, failed or ignored.")
+    ] = None,
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="A provider event type, e.g. charge.refunded.")
+    ] = None,
+    since: Since = None,
+    order: Annotated[str | None, typer.Option(help="Only the events of this order id.")] = None,
+    attention: Annotated[
+        bool, typer.Option("--attention", help="Only events flagged for a person.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
+    as_json: Json = False,
+) -> None:
+    """List stored payment events, newest first. Exit 1 when any listed event needs attention
+    or the --limit cut the list short."""
+    setup_django()
+    from marketlink.payments.models import EventStatus, PaymentEvent
+
+    if status and status not in EventStatus.values:
+        raise typer.BadParameter(f"one of {', '.join(EventStatus.values)}", param_hint="--status")
+    events = PaymentEvent.objects.defer("payload").order_by("-created_at")
+    if status:
+        events = events.filter(status=status)
+    if event_type:
+        events = events.filter(event_type=event_type)
+    if since:
+        events = events.filter(created_at__gte=parse_since(since))
+    if order:
+        events = events.filter(order_id=_uuid(order, "--order"))
+    if attention:
+        events = events.filter(needs_attention=True)
+    report = Report(title="Payment events", columns=LIST_COLUMNS)
+    with operation(report, as_json=as_json):
+        chosen = list(events[: limit + 1])
+        for event in chosen[:limit]:
+            report.add(**_event_item(event))
+            report.count("listed")
+            if event.needs_attention:
+                report.count("needing_attention")
+        report.summary.setdefault("listed", 0)
+        report.summary.setdefault("needing_attention", 0)
+        if report.summary["needing_attention"]:
+            report.needs_attention("some events need a person: see docs/operations.md")
+        if len(chosen) > limit:
+            report.summary["limit_reached"] = limit
+            report.needs_attention(f"--limit {limit} reached: more events match")
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    event_ids: Annotated[
+        list[str] | None, typer.Argument(help="Provider event ids to replay.", show_default=False)
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed stored event.")] = False,
+    since: Since = None,
+    force: Annotated[
+        bool, typer.Option(help="Also events already processed (the handlers are idempotent).")
+    ] = False,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> None:
+    """Process stored events again, e.g. after fixing what made them fail. Events already
+    processed are skipped unless --force, so a second run changes nothing."""
+    if not (event_ids or failed or since):
+        raise typer.BadParameter("name EVENT_IDs, or choose --failed and/or --since")
+    setup_django()
+    from marketlink.payments.models import EventStatus, PaymentEvent
+
+    events = PaymentEvent.objects.defer("payload").order_by("created_at")
+    chosen_by = PaymentEvent.objects.none()
+    if event_ids:
+        chosen_by = chosen_by | PaymentEvent.objects.filter(event_id__in=event_ids)
+    if failed:
+        chosen_by = chosen_by | PaymentEvent.objects.filter(status=EventStatus.FAILED)
+    if since and not (event_ids or failed):
+        chosen_by = PaymentEvent.objects.exclude(status=EventStatus.PROCESSED)
+    events = events.filter(pk__in=chosen_by.values("pk"))
+    if since:
+        events = events.filter(created_at__gte=parse_since(since))
+    report = Report(
+        title="Replayed events",
+        columns=("event_id", "type", "order", "before", "after", "detail"),
+        dry_run=dry_run,
+    )
+    with operation(report, as_json=as_json):
+        chosen = list(events)
+        missing = sorted(set(event_ids or []) - {event.event_id for event in chosen})
+        for event_id in missing:
+            report.add(event_id=event_id, before="not stored", after="not stored", detail="")
+            report.needs_attention("some named events are not stored (see --from-stripe)")
+        say(
+            f"{'Dry run: would replay' if dry_run else 'Replaying'} {len(chosen)} event(s)"
+            f"{' (processed ones too: --force)' if force else ''}.",
+            as_json=as_json,
+        )
+        for event in progress(chosen, total=len(chosen), description="replaying"):
+            _replay_one(report, event, force=force, dry_run=dry_run)
+        for key in ("replayed", "already_processed", "failed", "not_stored"):
+            report.summary.setdefault(key, 0)
+        report.summary["not_stored"] = len(missing)
+
+
+def _replay_one(report: Report, event: Any, *, force: bool, dry_run: bool) -> None:
+    from marketlink.exceptions import MarketlinkError
+    from marketlink.orders.models import ChangeSource
+    from marketlink.payments.models import EventStatus
+    from marketlink.payments.webhooks import event_process
+
+    before = event.status
+    if before == EventStatus.PROCESSED and not force:
+        report.count("already_processed")
+        report.add(**_replay_item(event, before, before, "already processed; --force to redo"))
+        return
+    process = partial(event_process, record_id=event.pk, source=ChangeSource.CLI, force=force)
+    try:
+        result = run_maybe_dry(dry_run, process)
+    except MarketlinkError as exc:
+        report.count("failed")
+        report.add(**_replay_item(event, before, EventStatus.FAILED, exc.message))
+        dependency = unreachable_dependency(exc)
+        if dependency:
+            report.unreachable(f"{dependency} unreachable: {exc.message}")
+        else:
+            report.needs_attention("some events failed again: fix the cause, replay later")
+        return
+    report.count("failed" if result.status == EventStatus.FAILED else "replayed")
+    if result.status == EventStatus.FAILED:
+        report.needs_attention("some events failed again: fix the cause, replay later")
+    report.add(**_replay_item(event, before, result.status, result.last_error or result.result))
+
+
+def _replay_item(event: Any, before: str, after: str, detail: str) -> dict[str, Any]:
+    order = str(event.order_id) if event.order_id else None
+    return {
+        "event_id": event.event_id,
+        "type": event.event_type,
+        "order": order,
+        "before": before,
+        "after": after,
+        "detail": detail,
+    }
+
+
+def _uuid(value: str, option: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an order id", param_hint=option) from None

@@ -1,0 +1,93 @@
+"""The contract every ``marketlink`` command keeps (marketlink.operations): ``--since`` spellings,
+the exit code when several outcomes apply, one JSON document on stdout with --json, and the
+dependency-down and not-migrated answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import typer
+
+from marketlink.operations.report import ExitCode, Report
+from marketlink.operations.since import parse_since
+
+EXAMPLE_PROJECT = Path(__file__).resolve().parents[2] / "example_project"
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("30m", NOW - timedelta(minutes=30)),
+        ("24h", NOW - timedelta(hours=24)),
+        ("1d", NOW - timedelta(days=1)),
+        ("7d", NOW - timedelta(days=7)),
+        ("2026-11-30T08:00:00Z", datetime(2026, 11, 30, 8, tzinfo=UTC)),
+        ("2026-11-30T08:00:00", datetime(2026, 11, 30, 8, tzinfo=UTC)),
+        ("2026-11-30T09:00:00+01:00", datetime(2026, 11, 30, 8, tzinfo=UTC)),
+    ],
+)
+def test_since_takes_durations_and_iso_times(value, expected):
+    assert parse_since(value, now=NOW) == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "10x", "", "2027-01-01T00:00:00Z"])
+def test_since_refuses_what_it_cannot_read_or_the_future(value):
+    with pytest.raises(typer.BadParameter):
+        parse_since(value, now=NOW)
+
+
+def test_the_highest_exit_code_wins():
+    report = Report(title="t", columns=())
+    report.needs_attention("a person is needed")
+    report.unreachable("the provider is down")
+    report.needs_attention("another")
+    assert report.exit_code == ExitCode.UNREACHABLE
+    assert report.document()["summary"]["exit_code"] == 3
+    assert report.document()["summary"]["notes"] == [
+        "a person is needed",
+        "the provider is down",
+        "another",
+    ]
+
+
+def run_console_script(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``marketlink`` script in its own process, as an operator runs it."""
+    script = Path(sys.executable).with_name("marketlink")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+    }
+    return subprocess.run(
+        [str(script), "--pythonpath", str(EXAMPLE_PROJECT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_database_that_cannot_be_reached_exits_3_with_one_json_document():
+    result = run_console_script(
+        "webhooks", "list", "--json", database_url="postgres://postgres@127.0.0.1:9/none"
+    )
+    assert result.returncode == 3, result.stderr
+    document = json.loads(result.stdout)
+    assert document["summary"]["exit_code"] == 3
+    assert document["summary"]["notes"][0].startswith("database unreachable")
+
+
+def test_an_unmigrated_database_is_a_configuration_error(tmp_path):
+    result = run_console_script(
+        "webhooks", "list", "--json", database_url=f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    )
+    assert result.returncode == 2
+    assert "migrate" in result.stderr
+    assert result.stdout == ""
