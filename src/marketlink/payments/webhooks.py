@@ -20,7 +20,7 @@ from marketlink.exceptions import (
 )
 from marketlink.orders.models import ChangeSource
 from marketlink.payments.gateways import gateway_named, get_gateway
-from marketlink.payments.gateways.base import GatewayError, ProviderEvent
+from marketlink.payments.gateways.base import GatewayError, PaymentGateway, ProviderEvent
 from marketlink.payments.handlers import HANDLERS
 from marketlink.payments.models import EventStatus, PaymentEvent
 from marketlink.payments.rules import PermanentProblem
@@ -55,6 +55,17 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
         raise InvalidInput("The event body is not valid JSON.") from None
     # Read as it will be stored: PostgreSQL refuses NUL characters in text and JSON alike.
     storable = _without_nul(event) if b"\\u0000" in payload else event
+    return _accept(storable, gateway)
+
+
+def fetched_event_accept(event: Any) -> PaymentEvent:
+    """Keep and process an event fetched from the provider's events API (an operator's replay
+    of deliveries that never reached us), exactly as its delivery would have been. It enters the
+    pipeline after the signature step: it came over the authenticated API, unsigned."""
+    return _accept(_without_nul(event), get_gateway())
+
+
+def _accept(storable: Any, gateway: PaymentGateway) -> PaymentEvent:
     parsed = gateway.parse_event(storable)
     seen = _seen(parsed.event_id)
     if seen is not None and seen.status in FINAL_STATUSES:
