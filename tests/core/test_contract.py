@@ -31,7 +31,8 @@ TOKENS = shape("access", "refresh")
 AUTH = shape(user=USER, tokens=TOKENS)
 # Public listings show the business, not the person behind it: no `user` (docs/decisions.md).
 PUBLIC_VENDOR = shape("id", "business_name", "address", "is_active", "created_at", "updated_at")
-VENDOR_PROFILE = PUBLIC_VENDOR | shape(user=USER)
+# `suspended` (+): staff's suspension, shown on the vendor's own profile only (issue 11).
+VENDOR_PROFILE = PUBLIC_VENDOR | shape("suspended", user=USER)
 VARIANT = shape(
     "id", "service", "name", "price", "estimated_minutes", "stock", "created_at", "updated_at"
 )

@@ -25,11 +25,13 @@ def test_create_get_patch_profile(api, vendor_without_profile):
         "business_name",
         "address",
         "is_active",
+        "suspended",
         "created_at",
         "updated_at",
     }
     assert data["user"]["email"] == user.email.lower()
     assert data["is_active"] is True
+    assert data["suspended"] is False
     assert api.get("/vendors/profile/", user=user).json()["data"]["id"] == data["id"]
     patched = api.patch(
         "/vendors/profile/", {"address": "2 Side St", "is_active": False}, user=user

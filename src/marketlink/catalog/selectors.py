@@ -26,9 +26,21 @@ def live(path: str = "") -> Q:
     return Q(**{f"{path}archived_at__isnull": True})
 
 
+def selling(path: str = "") -> Q:
+    """A vendor that sells: switched on by itself, not suspended by staff, and with a user who
+    still exists and is active (a deactivated or deleted person sells nothing)."""
+    return Q(
+        **{
+            f"{path}is_active": True,
+            f"{path}suspended": False,
+            f"{path}user__is_active": True,
+        }
+    )
+
+
 def public(path: str = "") -> Q:
-    """A service the public sees: live, of an active vendor."""
-    return live(path) & Q(**{f"{path}vendor__is_active": True})
+    """A service the public sees: live, of a vendor that sells."""
+    return live(path) & selling(f"{path}vendor__")
 
 
 def bookable() -> Q:

@@ -7,21 +7,41 @@ from django.db import models
 
 
 class VendorProfile(models.Model):
-    """A business that sells services. Active profiles are "verified" and may sell."""
+    """A business that sells services. It sells while its own ``is_active`` switch is on, staff
+    have not suspended it, and its user exists and is active (``catalog.selectors.public``)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # PROTECT: a vendor's user cannot vanish from under its services and orders.
+    # SET_NULL: a host may delete the person (right to erasure) while the business's services and
+    # orders, which other people's history points at, stay; a profile without a user sells nothing.
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="marketlink_vendor"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="marketlink_vendor",
     )
     business_name = models.CharField(max_length=200)
     address = models.CharField(max_length=500, blank=True)
+    # The vendor's own "paused" switch; staff suspension is a separate field the vendor cannot
+    # touch, so a vendor cannot undo it by switching itself back on.
     is_active = models.BooleanField(default=True)
+    suspended = models.BooleanField(
+        default=False, help_text="Set by staff: a suspended vendor sells nothing."
+    )
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    suspension_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["business_name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(suspended=False, suspended_at__isnull=True)
+                | models.Q(suspended=True, suspended_at__isnull=False),
+                name="marketlink_vendor_suspended_has_a_time",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.business_name

@@ -5,7 +5,8 @@ from datetime import datetime
 from typing import Annotated
 
 from ninja import Schema
-from pydantic import StringConstraints
+from pydantic import StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from marketlink.accounts.models import Account
 from marketlink.accounts.schemas import UserOut
@@ -29,6 +30,14 @@ class VendorProfilePatch(PatchSchema):
     business_name: BusinessName | None = None
     address: Address | None = None
     is_active: bool | None = None
+    # Staff's, never the vendor's: taken only to be refused by name, since a silently ignored
+    # ``"suspended": false`` would look to the vendor as if it had worked. Not published.
+    suspended: SkipJsonSchema[bool | None] = None
+
+    @field_validator("suspended", mode="before")
+    @classmethod
+    def _suspension_is_staff_only(cls, value: object) -> None:
+        raise ValueError("suspended is set by the site's staff and cannot be changed here")
 
 
 class VendorOut(Schema):
@@ -44,9 +53,11 @@ class VendorOut(Schema):
 
 
 class VendorProfileOut(VendorOut):
-    """The vendor's own profile, with its user as the seed answered it (``logged in as ...``)."""
+    """The vendor's own profile, with its user as the seed answered it (``logged in as ...``),
+    and whether staff suspended it (public listings never show a suspended vendor)."""
 
     user: UserOut
+    suspended: bool
 
     @staticmethod
     def resolve_user(profile: VendorProfile) -> Account:

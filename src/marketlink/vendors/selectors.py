@@ -5,6 +5,8 @@ from typing import Any
 from marketlink.exceptions import NotFound, PermissionDenied
 from marketlink.vendors.models import VendorProfile
 
+SUSPENDED = "Your vendor profile is suspended by the site's staff; contact them to lift it."
+
 
 def vendor_profile_of(user: Any) -> VendorProfile:
     """The caller's profile, with its user and account read in the same query: the profile
@@ -26,8 +28,11 @@ def vendor_of(user: Any) -> VendorProfile:
 
 
 def verified_vendor_of(user: Any) -> VendorProfile:
-    """The caller's profile if it may sell; only verified (active) vendors add to a catalogue."""
+    """The caller's profile if it may sell; only verified (active) vendors add to a catalogue.
+    Suspension is checked first: reactivating would not help a suspended vendor."""
     profile = vendor_of(user)
+    if profile.suspended:
+        raise PermissionDenied(SUSPENDED)
     if not profile.is_active:
         raise PermissionDenied("Your vendor profile is inactive; reactivate it to sell.")
     return profile
