@@ -17,7 +17,8 @@ from marketlink.payments.checkout import checkout_open
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession, EventStatus, PaymentEvent
 from marketlink.payments.webhooks import webhook_receive
-from marketlink.testing.factories import AccountFactory, VariantFactory
+from marketlink.testing.factories import AccountFactory, VariantFactory, VendorProfileFactory
+from marketlink.vendors.models import VendorProfile
 
 pytestmark = pytest.mark.django_db
 
@@ -271,3 +272,37 @@ def test_a_variant_added_inline_on_its_service_is_refused_a_bad_price(staff_clie
         "price must be a whole number in JPY, which has no minor unit"
     ]
     assert not ServiceVariant.objects.filter(name="Odd").exists()
+
+
+# --- Staff suspend vendors ----------------------------------------------------------------------
+
+
+def test_staff_suspend_and_lift_vendors_with_the_admin_actions(staff_client):
+    vendors = [VendorProfileFactory(), VendorProfileFactory()]
+    url = reverse("admin:marketlink_vendors_vendorprofile_changelist")
+    selected = [str(v.pk) for v in vendors]
+
+    staff_client.post(url, {"action": "suspend", "_selected_action": selected}, follow=True)
+    assert all(v.suspended and v.suspended_at for v in VendorProfile.objects.all())
+
+    staff_client.post(url, {"action": "reinstate", "_selected_action": selected}, follow=True)
+    assert [(v.suspended, v.suspended_at) for v in VendorProfile.objects.all()] == [(False, None)] * 2
+
+
+def test_staff_suspend_a_vendor_on_its_page_with_a_reason(staff_client):
+    vendor = VendorProfileFactory()
+    url = reverse("admin:marketlink_vendors_vendorprofile_change", args=[vendor.pk])
+    form = _form_as_rendered(staff_client, url)
+    form["suspended"] = "on"
+    form["suspension_reason"] = "Chargebacks under review"
+
+    assert staff_client.post(url, form).status_code == 302
+    vendor.refresh_from_db()
+    assert (vendor.suspended, vendor.suspension_reason) == (True, "Chargebacks under review")
+    assert vendor.suspended_at is not None
+
+    form = _form_as_rendered(staff_client, url)
+    form.pop("suspended")  # unticked
+    assert staff_client.post(url, form).status_code == 302
+    vendor.refresh_from_db()
+    assert (vendor.suspended, vendor.suspended_at) == (False, None)
