@@ -93,7 +93,8 @@ def test_the_vendor_cannot_lift_its_own_suspension(api, variant):
     assert switched.json()["data"]["suspended"] is True
     assert api.get("/vendors/profile/", user=vendor.user).json()["data"]["suspended"] is True
     vendor.refresh_from_db()
-    assert vendor.suspended and vendor.suspended_at is not None
+    assert vendor.suspended
+    assert vendor.suspended_at is not None
 
     added = api.post("/services/", {"name": "Brakes"}, user=vendor.user)
     assert added.status_code == 403

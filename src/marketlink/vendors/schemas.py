@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from ninja import Schema
 from pydantic import StringConstraints, field_validator
@@ -61,6 +61,8 @@ class VendorProfileOut(VendorOut):
 
     @staticmethod
     def resolve_user(profile: VendorProfile) -> Account:
-        # The vendor is the caller: authentication made sure its account exists.
-        account: Account = profile.user.marketlink_account
+        # The vendor is the caller, so the profile has its user (only a deleted user leaves it
+        # without), and authentication made sure its account exists.
+        user: Any = profile.user
+        account: Account = user.marketlink_account
         return account
