@@ -47,4 +47,4 @@ def test_a_health_503_is_an_envelope_error_that_keeps_the_report(api, monkeypatc
     body = api.get("/health/").json()
     assert body["message"] == "The database is not answering."
     assert body["errors"] == []
-    assert set(body["data"]) == {"database", "lock_store", "lock_backend", "task_queue"}
+    assert set(body["data"]) == {"database", "cache", "lock_store", "lock_backend", "task_queue"}
