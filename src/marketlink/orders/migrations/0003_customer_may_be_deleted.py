@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketlink_orders', '0001_initial'),
+        ('marketlink_orders', '0002_units_made_available_backfill'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
