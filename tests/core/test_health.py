@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import connection
 
@@ -107,9 +109,7 @@ def test_a_dead_cache_alone_is_reported_but_the_site_is_up(api, settings, monkey
 
 @pytest.mark.redis
 def test_with_a_live_redis_every_dependency_is_ok(api, settings, monkeypatch):
-    from conftest import redis_url
-
-    redis_everywhere(settings, monkeypatch, redis_url())
+    redis_everywhere(settings, monkeypatch, os.environ["REDIS_URL"])
     response = api.get("/health/")
     assert response.status_code == 200
     assert response.json()["message"] == "All good."
