@@ -8,7 +8,8 @@ the dummy payment gateway), so ``manage.py runserver`` works on a fresh machine.
 Environment: ``DATABASE_URL`` (postgres://user:pass@host:5432/name or sqlite:///path),
 ``REDIS_URL`` (redis://host:6379/0: cache, locks, throttling and the Huey queue),
 ``STRIPE_SECRET_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``, ``SECRET_KEY``, ``DEBUG``,
-``ALLOWED_HOSTS``, ``EMAIL_BACKEND`` (and ``EMAIL_FILE_PATH`` for the file-based one).
+``ALLOWED_HOSTS``, ``EMAIL_BACKEND`` (and ``EMAIL_FILE_PATH`` for the file-based one),
+``MARKETLINK_LOG_LEVEL`` and ``MARKETLINK_LOG_FORMAT`` (``json``: one JSON object per line).
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ MARKETLINK: dict[str, Any] = {
     "PAYMENT_GATEWAY": "stripe" if STRIPE_SECRET_KEY else "dummy",
     "STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
     "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+    "STRIPE_WEBHOOK_SECRET_PREVIOUS": os.environ.get("STRIPE_WEBHOOK_SECRET_PREVIOUS", ""),
     "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
 }
 
@@ -172,10 +174,18 @@ else:
         EMAIL_FILE_PATH = _EMAIL_FILE_PATH
 DEFAULT_FROM_EMAIL = "invoices@marketlink.example"
 
+# MARKETLINK_LOG_FORMAT=json: one JSON object per line (marketlink.logs.JsonFormatter).
+LOG_FORMAT = os.environ.get("MARKETLINK_LOG_FORMAT", "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "marketlink.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "loggers": {
         "marketlink": {
             "handlers": ["console"],

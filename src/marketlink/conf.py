@@ -76,6 +76,9 @@ class MarketlinkSettings(BaseModel):
     )
     STRIPE_SECRET_KEY: str = ""
     STRIPE_WEBHOOK_SECRET: str = ""
+    STRIPE_WEBHOOK_SECRET_PREVIOUS: str = Field(
+        "", description="The secret being rotated out, accepted beside STRIPE_WEBHOOK_SECRET."
+    )
     STRIPE_API_BASE: str = Field("", description="Point the Stripe SDK at another server.")
     STRIPE_WEBHOOK_TOLERANCE: int = Field(300, ge=1, description="Signature age limit, seconds.")
     SUCCESS_URL: str = Field("", description="Template with {order_id}; empty: our own page.")

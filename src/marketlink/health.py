@@ -1,14 +1,18 @@
 """``GET /health/``: is each dependency answering? For load balancers and operators.
 
-Answers 200 when the database answers, 503 otherwise; the lock store and the task queue are
-reported but do not fail the check, because bookings stay correct without Redis (see
-``marketlink.locking``) and tasks are retried once the queue is back.
+Each dependency is reported on its own: the database, the cache (throttle counts), the lock store
+and the task queue (Huey's broker). Answers 503 when one the site cannot work without is down:
+the database always, and the task queue when one is used (with a consumer, a paid order's invoice
+and refunds are enqueued there; a broker that refuses them loses that work). The cache and the
+lock store are reported but do not fail the check: throttles let requests through without their
+cache, and bookings stay correct without Redis (see ``marketlink.locking``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.db import connection
 from django.http import HttpRequest
 from ninja import Router, Schema
@@ -24,6 +28,7 @@ State = Literal["ok", "down", "not used"]
 
 class HealthOut(Schema):
     database: State
+    cache: State
     lock_store: State
     lock_backend: str
     task_queue: State
@@ -33,6 +38,14 @@ def _database() -> State:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+    except Exception:
+        return "down"
+    return "ok"
+
+
+def _cache() -> State:
+    try:
+        caches[DEFAULT_CACHE_ALIAS].get("marketlink:health")
     except Exception:
         return "down"
     return "ok"
@@ -64,10 +77,16 @@ def _task_queue() -> State:
 def health(request: HttpRequest) -> dict[str, Any]:
     report = {
         "database": _database(),
+        "cache": _cache(),
         "lock_store": _lock_store(),
         "lock_backend": lock_backend(),
         "task_queue": _task_queue(),
     }
     if report["database"] != "ok":
         raise ServiceUnavailable("The database is not answering.", data=report)
+    if report["task_queue"] == "down":
+        raise ServiceUnavailable("The task queue is not answering.", data=report)
+    degraded = [name for name in ("cache", "lock_store") if report[name] == "down"]
+    if degraded:
+        return ok(report, f"Working without: {', '.join(degraded)}.")
     return ok(report, "All good.")

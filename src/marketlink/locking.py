@@ -21,13 +21,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 
-from marketlink import conf
+from marketlink import conf, metrics
 from marketlink.exceptions import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class _RedisHealth:
                     "Redis lock store unreachable (%s); bookings continue on database locks "
                     "alone until it is back",
                     exc,
+                    extra={"event": "lock_store.down"},
                 )
 
     def succeeded(self) -> None:
@@ -76,7 +77,10 @@ class _RedisHealth:
             with self._lock:
                 if self.reported:
                     self.reported = False
-                    logger.warning("Redis lock store is reachable again; variant locks resume")
+                    logger.warning(
+                        "Redis lock store is reachable again; variant locks resume",
+                        extra={"event": "lock_store.up"},
+                    )
 
 
 redis_health = _RedisHealth()
@@ -112,22 +116,26 @@ def _redis_client() -> Any | None:
     return _lock_store()
 
 
-def _acquire(client: Any, key: str, token: str, ttl: float, wait: float) -> bool:
+def _acquire(client: Any, key: str, token: str, ttl: float, wait: float) -> tuple[bool, bool]:
+    """``(acquired, waited)``: whether the lock is ours, and whether it was busy first."""
     deadline = time.monotonic() + wait
     signal = f"{key}:free"
+    waited = False
     while True:
         if client.set(key, token, nx=True, px=max(1, int(ttl * 1000))):
-            return True
+            return True, waited
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return False
+            return False, waited
+        waited = True
         client.blpop([signal], timeout=min(remaining, _SIGNAL_WAIT))
 
 
 @contextmanager
-def lock(name: str) -> Iterator[None]:
+def lock(name: str, log_fields: Mapping[str, Any] | None = None) -> Iterator[None]:
     """Hold the Redis lock ``marketlink:lock:<name>`` for the block, or nothing when Redis is not
     in use. Raises :class:`ServiceUnavailable` (503, retry) if it stays busy for ``LOCK_WAIT``.
+    ``log_fields`` (the variant's id, say) go on the log lines of a wait, so they can be found.
     """
     from redis.exceptions import RedisError
 
@@ -138,15 +146,17 @@ def lock(name: str) -> Iterator[None]:
     config = conf.get()
     key = f"marketlink:lock:{name}"
     token = uuid.uuid4().hex
+    started = time.monotonic()
     try:
-        acquired = _acquire(client, key, token, config.LOCK_TTL, config.LOCK_WAIT)
+        acquired, waited = _acquire(client, key, token, config.LOCK_TTL, config.LOCK_WAIT)
     except RedisError as exc:
         redis_health.failed(exc)
         yield
         return
     redis_health.succeeded()
+    if waited:
+        _report_wait(key, acquired, time.monotonic() - started, log_fields)
     if not acquired:
-        logger.warning("lock %s busy for %.1fs; answering 503", key, config.LOCK_WAIT)
         raise ServiceUnavailable("This service is in high demand; try again in a moment.")
     try:
         yield
@@ -155,3 +165,19 @@ def lock(name: str) -> Iterator[None]:
             client.eval(_RELEASE, 2, key, f"{key}:free", token)
         except RedisError as exc:  # the lock lapses by its TTL
             redis_health.failed(exc)
+
+
+def _report_wait(
+    key: str, acquired: bool, seconds: float, fields: Mapping[str, Any] | None
+) -> None:
+    outcome = "acquired" if acquired else "timed_out"
+    metrics.lock_waited(outcome, seconds)
+    extra = {"event": f"lock.{outcome}_after_wait", "lock": key, "waited_ms": round(seconds * 1000)}
+    if acquired:
+        logger.debug(
+            "lock %s acquired after %.3fs", key, seconds, extra={**extra, **(fields or {})}
+        )
+    else:
+        logger.warning(
+            "lock %s busy for %.1fs; answering 503", key, seconds, extra={**extra, **(fields or {})}
+        )

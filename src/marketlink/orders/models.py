@@ -35,8 +35,15 @@ class ChangeSource(models.TextChoices):
 
 class RepairOrder(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # SET_NULL: a host may delete a customer's user (erasure); the order keeps its copies
+    # (customer_email, names, prices) and history for the vendor's and staff's records, and
+    # with no customer it is no one's "my order" any more (only its vendor and staff see it).
     customer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="marketlink_orders"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="marketlink_orders",
     )
     vendor = models.ForeignKey(VendorProfile, on_delete=models.PROTECT, related_name="orders")
     variant = models.ForeignKey(ServiceVariant, on_delete=models.PROTECT, related_name="orders")

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from marketlink import conf
+from marketlink import conf, metrics
 from marketlink.exceptions import Conflict, InvalidInput, NotFound
 from marketlink.orders import signals, stock
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
@@ -107,7 +107,21 @@ def order_transition(
         signal = SIGNALS_ON_ENTERING.get(to)
         if signal is not None:
             signals.send_on_commit(signal, order=order, previous=current, source=source)
-    logger.info("order %s: %s -> %s (%s)", order_id, current, to, source)
+    logger.info(
+        "order %s: %s -> %s (%s)",
+        order_id,
+        current,
+        to,
+        source,
+        extra={
+            "event": "order.status_changed",
+            "order_id": order_id,
+            "variant_id": order.variant_id,
+            "from_status": current,
+            "to_status": to,
+            "source": source,
+        },
+    )
     return order
 
 
@@ -148,7 +162,7 @@ def order_place(
             return replay, False
     variant = stock.variant_for_booking(variant_id=variant_id)
     if variant.stock < 1 and not stock.expired_pending_ids(variant_id=variant_id):
-        raise Conflict("This variant is out of stock.")
+        raise _sold_out(variant_id)
     config = conf.get()
     order = RepairOrder(
         customer=customer,
@@ -181,8 +195,25 @@ def order_place(
         order.id,
         variant_id,
         order.stock_after_reservation,
+        extra={
+            "event": "reservation.taken",
+            "order_id": order.id,
+            "variant_id": variant_id,
+            "stock_left": order.stock_after_reservation,
+        },
     )
+    metrics.booking_answered("taken")
     return order, True
+
+
+def _sold_out(variant_id: uuid.UUID) -> Conflict:
+    logger.info(
+        "variant %s is sold out",
+        variant_id,
+        extra={"event": "reservation.sold_out", "variant_id": variant_id},
+    )
+    metrics.booking_answered("sold_out")
+    return Conflict("This variant is out of stock.")
 
 
 def _place_after_reclaiming(order: RepairOrder, variant_id: uuid.UUID) -> None:
@@ -193,7 +224,7 @@ def _place_after_reclaiming(order: RepairOrder, variant_id: uuid.UUID) -> None:
         if stock_left is None and _reclaim_expired(variant_id):
             stock_left = stock.take_unit(variant_id)
         if stock_left is None:
-            raise Conflict("This variant is out of stock.")
+            raise _sold_out(variant_id)
         order.stock_after_reservation = stock_left
         order.save(force_insert=True)
 
@@ -258,5 +289,9 @@ def orders_expire(*, source: str = ChangeSource.TASK, limit: int = 1000) -> int:
             continue
         expired += 1
     if expired:
-        logger.info("expired %d reservations", expired)
+        logger.info(
+            "expired %d reservations",
+            expired,
+            extra={"event": "reservations.expired", "count": expired, "source": source},
+        )
     return expired

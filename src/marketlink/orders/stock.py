@@ -117,7 +117,7 @@ def variant_for_booking(*, variant_id: uuid.UUID) -> BookableVariant:
 @contextmanager
 def variant_lock(variant_id: uuid.UUID) -> Iterator[None]:
     """Hold the variant's lock for the block (see ``marketlink.locking.lock``)."""
-    with locking.lock(f"variant:{variant_id}"):
+    with locking.lock(f"variant:{variant_id}", {"variant_id": variant_id}):
         yield
 
 

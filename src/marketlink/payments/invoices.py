@@ -64,7 +64,7 @@ def invoice_send(*, order_id: str, last_try: bool = True) -> str:
         invoice = Invoice.objects.select_for_update().get(order=order)
         if invoice.status == InvoiceStatus.SENT:
             outcome = f"invoice {invoice.number} was already sent"
-            logger.info("order %s: %s", order_id, outcome)
+            _report(logging.INFO, "already_sent", order, invoice, outcome)
             return outcome
         invoice.attempts += 1
         invoice.last_attempt_at = timezone.now()
@@ -85,13 +85,31 @@ def invoice_send(*, order_id: str, last_try: bool = True) -> str:
         )
     if failure is None:
         outcome = f"invoice {invoice.number} sent"
-        logger.info("order %s: %s", order_id, outcome)
+        _report(logging.INFO, "sent", order, invoice, outcome)
         return outcome
     if invoice.status == InvoiceStatus.PENDING:
+        _report(logging.WARNING, "retrying", order, invoice, invoice.last_error)
         raise InvoiceNotSent(f"invoice {invoice.number}: {invoice.last_error}") from failure
     outcome = f"invoice {invoice.number} not sent, needs staff: {invoice.last_error}"
-    logger.error("order %s: %s (attempt %d)", order_id, outcome, invoice.attempts)
+    _report(logging.ERROR, "failed", order, invoice, outcome)
     return outcome
+
+
+def _report(level: int, outcome: str, order: RepairOrder, invoice: Invoice, detail: str) -> None:
+    logger.log(
+        level,
+        "order %s: %s (attempt %d)",
+        order.id,
+        detail,
+        invoice.attempts,
+        extra={
+            "event": f"invoice.{outcome}",
+            "order_id": order.id,
+            "variant_id": order.variant_id,
+            "invoice_number": invoice.number,
+            "attempts": invoice.attempts,
+        },
+    )
 
 
 def _open(order: RepairOrder) -> None:

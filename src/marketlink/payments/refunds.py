@@ -103,7 +103,16 @@ def refund_requested(*, order: RepairOrder, payment_intent_id: str, kind: str) -
         )
         refund.refresh_from_db()
         if again:
-            logger.info("refund of %s asked for again after it %s", payment_intent_id, "failed")
+            logger.info(
+                "refund of %s asked for again after it failed",
+                payment_intent_id,
+                extra={
+                    "event": "refund.requested_again",
+                    "order_id": order.id,
+                    "refund_id": refund.pk,
+                    "payment_intent_id": payment_intent_id,
+                },
+            )
     return refund
 
 
@@ -119,6 +128,16 @@ def refund_ask(*, refund: Refund, source: str) -> str:
         )
     except GatewayError as exc:
         Refund.objects.filter(pk=refund.pk).update(last_error=exc.message[:2000])
+        logger.warning(
+            "refund %s of order %s: the provider failed",
+            refund.pk,
+            refund.order_id,
+            extra={
+                "event": "refund.provider_failed",
+                "order_id": refund.order_id,
+                "refund_id": refund.pk,
+            },
+        )
         raise
     return refund_settled(
         refund_pk=refund.pk, status=result.status, provider_refund_id=result.id, source=source
@@ -130,7 +149,12 @@ def refund_gave_up(*, refund_pk: uuid.UUID | str, error: str) -> None:
     Refund.objects.filter(pk=refund_pk, status=RefundStatus.REQUESTED).update(
         needs_attention=True, last_error=error[:2000], updated_at=timezone.now()
     )
-    logger.error("refund %s could not be made and needs attention: %s", refund_pk, error)
+    logger.error(
+        "refund %s could not be made and needs attention: %s",
+        refund_pk,
+        error,
+        extra={"event": "refund.gave_up", "refund_id": refund_pk},
+    )
 
 
 def refund_seen(
@@ -193,12 +217,29 @@ def refund_settled(
         refund.needs_attention = status in GAVE_UP or status == RefundStatus.REQUIRES_ACTION
         refund.last_error = f"the provider says the refund {status}" if status in GAVE_UP else ""
         refund.save()
+        _report_status(refund)
         if status == RefundStatus.SUCCEEDED:
             return _money_returned(refund, source)
     if status in GAVE_UP:
-        logger.error("refund %s of order %s %s", provider_refund_id, refund.order_id, status)
         return f"the refund {status} at the provider; flagged for staff"
     return f"refund {status} at the provider; waiting for it to settle"
+
+
+def _report_status(refund: Refund) -> None:
+    logger.log(
+        logging.ERROR if refund.status in GAVE_UP else logging.INFO,
+        "refund %s of order %s %s",
+        refund.provider_refund_id,
+        refund.order_id,
+        refund.status,
+        extra={
+            "event": f"refund.{refund.status}",
+            "order_id": refund.order_id,
+            "refund_id": refund.pk,
+            "provider_refund_id": refund.provider_refund_id,
+            "payment_intent_id": refund.payment_intent_id,
+        },
+    )
 
 
 def _money_returned(refund: Refund, source: str) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from huey.api import Task
 from huey.contrib.djhuey import HUEY, db_task
 
+from marketlink import metrics
 from marketlink.payments import checkout, invoices, refunds
 from marketlink.payments.models import Refund, RefundStatus
 
@@ -46,12 +47,24 @@ def _logged(
     try:
         return run()
     except Exception as exc:
+        fields = {"event": "task.failed", "task": what, "subject": subject}
         if gave_up is not None and last_try(task):
-            logger.error("%s for %s failed for good: %s", what, subject, exc)
+            logger.error(
+                "%s for %s failed for good: %s", what, subject, exc, extra={**fields, "final": True}
+            )
+            metrics.task_failed(what, final=True)
             gave_up(f"{type(exc).__name__}: {exc}")
         else:
             retries = getattr(task, "retries", 0)
-            logger.warning("%s for %s failed (%s); %s retries left", what, subject, exc, retries)
+            logger.warning(
+                "%s for %s failed (%s); %s retries left",
+                what,
+                subject,
+                exc,
+                retries,
+                extra={**fields, "final": False, "retries_left": retries},
+            )
+            metrics.task_failed(what, final=False)
         raise
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from marketlink import metrics
 from marketlink.exceptions import (
     InvalidInput,
     MarketlinkError,
@@ -20,7 +21,12 @@ from marketlink.exceptions import (
 )
 from marketlink.orders.models import ChangeSource
 from marketlink.payments.gateways import gateway_named, get_gateway
-from marketlink.payments.gateways.base import GatewayError, PaymentGateway, ProviderEvent
+from marketlink.payments.gateways.base import (
+    GatewayError,
+    InvalidSignature,
+    PaymentGateway,
+    ProviderEvent,
+)
 from marketlink.payments.handlers import HANDLERS
 from marketlink.payments.models import EventStatus, PaymentEvent
 from marketlink.payments.rules import PermanentProblem
@@ -47,10 +53,19 @@ def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
     """Verify, keep and process one delivery. Raises InvalidInput (400) for anything that is not
     a genuine event, ServiceUnavailable (503, so the provider retries) for transient failures."""
     gateway = get_gateway()
-    if not signature:
-        raise InvalidInput("The Stripe-Signature header is missing.")
     try:
+        if not signature:
+            raise InvalidSignature("The Stripe-Signature header is missing.")
         event = gateway.verify_event(payload, signature)
+    except InvalidSignature as exc:
+        # The reason only: never the header, the body or the secret it was checked against.
+        logger.warning(
+            "webhook refused: %s",
+            exc.message,
+            extra={"event": "webhook.signature_invalid", "gateway": gateway.name},
+        )
+        metrics.webhook_answered("invalid_signature")
+        raise
     except ValueError:  # genuinely signed, but not JSON (or not UTF-8)
         raise InvalidInput("The event body is not valid JSON.") from None
     # Read as it will be stored: PostgreSQL refuses NUL characters in text and JSON alike.
@@ -71,16 +86,50 @@ def _accept(storable: Any, gateway: PaymentGateway) -> PaymentEvent:
     if seen is not None and seen.status in FINAL_STATUSES:
         # A redelivery of a processed event: answered from one read, without a transaction or
         # the row's lock (processed is final; only an operator's forced replay reopens it).
+        _report(logging.INFO, "duplicate", parsed.event_id, parsed.provider_type, seen.order_id)
         return seen
+    logger.info(
+        "event %s (%s) received",
+        parsed.event_id,
+        parsed.provider_type,
+        extra={
+            "event": "payment_event.received",
+            "event_id": parsed.event_id,
+            "event_type": parsed.provider_type,
+        },
+    )
     if seen is None:
         _event_record(parsed, storable, gateway.name)
     return event_process(event_id=parsed.event_id, parsed=parsed)
 
 
+def _report(
+    level: int, outcome: str, event_id: str, event_type: str, order_id: Any, detail: str = ""
+) -> None:
+    """One log line and one count per outcome of a delivery (the names are documented)."""
+    metrics.webhook_answered(outcome)
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "event %s (%s): %s%s",
+            event_id,
+            event_type,
+            outcome,
+            f": {detail}" if detail else "",
+            extra={
+                "event": f"payment_event.{outcome}",
+                "event_id": event_id,
+                "event_type": event_type,
+                "order_id": order_id,
+                "detail": detail,
+            },
+        )
+
+
 def _seen(event_id: str) -> PaymentEvent | None:
     """The stored delivery of ``event_id``, without its payload, if there is one."""
     found = PaymentEvent.objects.filter(event_id=event_id).order_by()
-    return next(iter(found.only("id", "event_id", "status", "result")[:1]), None)
+    return next(iter(found.only("id", "event_id", "status", "result", "order_id")[:1]), None)
 
 
 def _without_nul(value: Any) -> Any:
@@ -123,6 +172,7 @@ def event_process(
         locked = PaymentEvent.objects.select_for_update().order_by()
         record = (locked.defer("payload") if parsed else locked).get(**lookup)
         if record.status in FINAL_STATUSES and not force:
+            _report(logging.INFO, "duplicate", record.event_id, record.event_type, record.order_id)
             return record
         record.attempts += 1
         try:
@@ -136,15 +186,26 @@ def event_process(
                 str(exc),
                 True,
             )
-            logger.error("event %s needs attention: %s", record.event_id, exc)
         except (ServiceUnavailable, GatewayError) as exc:
             record.status, record.last_error = EventStatus.FAILED, f"transient: {exc.message}"
             transient = exc
         # Not the payload again: only what processing changed.
         record.save(update_fields=PROCESSING_FIELDS)
+    _report_processed(record, transient)
     if transient is not None:
         raise ServiceUnavailable(f"Could not process the event now: {transient.message}")
     return record
+
+
+def _report_processed(record: PaymentEvent, transient: MarketlinkError | None) -> None:
+    if transient is not None:
+        outcome, level = "transient", logging.WARNING
+    elif record.status == EventStatus.FAILED:
+        outcome, level = "failed", logging.ERROR  # flagged for staff (needs_attention)
+    else:
+        outcome, level = str(record.status), logging.INFO  # processed or ignored
+    detail = record.last_error if outcome != "processed" else record.result
+    _report(level, outcome, record.event_id, record.event_type, record.order_id, detail)
 
 
 def _dispatch(record: PaymentEvent, source: str, parsed: ProviderEvent | None) -> tuple[str, str]:

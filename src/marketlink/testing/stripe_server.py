@@ -145,6 +145,7 @@ class RecordedRequest:
     params: JSONObject
     idempotency_key: str | None
     status: int
+    stripe_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,9 @@ class StripeStandIn:
         # What a new refund's status is: "succeeded" (cards, usually), "pending" or
         # "requires_action"; settle it later with settle_refund().
         self.refund_status = "succeeded"
+        # When set, a request whose Stripe-Version header differs is refused (400), as Stripe
+        # refuses a version it does not know: proves a client pins the version it speaks.
+        self.required_version: str | None = None
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -614,7 +618,13 @@ class StripeStandIn:
     # -- the HTTP API ----------------------------------------------------------------------
 
     def _handle_api(
-        self, method: str, path: str, raw: str, authorization: str | None, key: str | None
+        self,
+        method: str,
+        path: str,
+        raw: str,
+        authorization: str | None,
+        key: str | None,
+        version: str | None = None,
     ) -> _Response:
         if self.latency > 0:
             time.sleep(self.latency)
@@ -626,6 +636,7 @@ class StripeStandIn:
             self._current_request = {"id": request_id, "idempotency_key": key}
             try:
                 params = _parse_form(raw)
+                self._check_version(version)
                 status, body, replayed = self._respond(method, path, params, authorization, key)
             except StandInError as error:
                 status, body = error.status, _dumps(error.body())
@@ -635,7 +646,7 @@ class StripeStandIn:
                 status, body = crash.status, _dumps(crash.body())
             finally:
                 self._current_request = None
-            self._requests.append(RecordedRequest(method, path, params, key, status))
+            self._requests.append(RecordedRequest(method, path, params, key, status, version))
         headers = {"Content-Type": "application/json", "Request-Id": request_id}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -673,6 +684,15 @@ class StripeStandIn:
         if key is not None:
             self._idempotent[key] = (fingerprint, body)
         return 200, body, False
+
+    def _check_version(self, version: str | None) -> None:
+        if self.required_version is not None and version != self.required_version:
+            raise StandInError(
+                400,
+                f"Invalid Stripe API version: {version}; this stand-in speaks "
+                f"{self.required_version}.",
+                param="Stripe-Version",
+            )
 
     def _authenticate(self, authorization: str | None) -> None:
         if authorization is None or not authorization.startswith("Bearer "):
@@ -892,6 +912,7 @@ class _Handler(BaseHTTPRequestHandler):
                 url.query if method == "GET" else body,
                 self.headers.get("Authorization"),
                 self.headers.get("Idempotency-Key"),
+                self.headers.get("Stripe-Version"),
             )
         else:
             response = standin._handle_page(method, url.path)

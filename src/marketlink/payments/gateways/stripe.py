@@ -27,6 +27,11 @@ from marketlink.payments.gateways.base import (
 
 logger = logging.getLogger(__name__)
 
+# The API version every request asks for (the ``Stripe-Version`` header), whatever the SDK's own
+# default or the account's: the version whose objects and events this module was written and
+# tested against. stripe-python 16.1 pins it too; a newer SDK must not change what we read.
+STRIPE_API_VERSION = "2026-10-28.endive"
+
 
 class StripeGateway:
     name = "stripe"
@@ -35,7 +40,10 @@ class StripeGateway:
         config = conf.get()
         base: Any = {"api": config.STRIPE_API_BASE} if config.STRIPE_API_BASE else None
         return stripe.StripeClient(
-            config.STRIPE_SECRET_KEY, base_addresses=base, max_network_retries=2
+            config.STRIPE_SECRET_KEY,
+            stripe_version=STRIPE_API_VERSION,
+            base_addresses=base,
+            max_network_retries=2,
         )
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
@@ -87,7 +95,12 @@ class StripeGateway:
             # itself): there is nothing left to close, and retrying would not change that.
             if not isinstance(exc.__cause__, stripe.InvalidRequestError):
                 raise
-            logger.info("checkout session %s was no longer open: %s", session_id, exc.__cause__)
+            logger.info(
+                "checkout session %s was no longer open: %s",
+                session_id,
+                exc.__cause__,
+                extra={"event": "checkout.already_closed", "session_id": session_id},
+            )
 
     def refund(
         self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str
@@ -106,11 +119,13 @@ class StripeGateway:
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         config = conf.get()
-        secret = config.STRIPE_WEBHOOK_SECRET
-        if not secret.strip():
+        if not config.STRIPE_WEBHOOK_SECRET.strip():
             # Checked here, not only by a system check (which gunicorn never runs): some SDK
             # releases verify with the empty key, and then anyone could sign an event.
-            logger.error("STRIPE_WEBHOOK_SECRET is empty: refusing every webhook delivery")
+            logger.error(
+                "STRIPE_WEBHOOK_SECRET is empty: refusing every webhook delivery",
+                extra={"event": "webhook.secret_missing"},
+            )
             raise InvalidSignature(
                 "Invalid Stripe signature: STRIPE_WEBHOOK_SECRET is not configured on this site."
             )
@@ -121,19 +136,36 @@ class StripeGateway:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidSignature("The event body is not UTF-8 text.") from None
-        try:
-            stripe.WebhookSignature.verify_header(
-                text, signature, secret, tolerance=config.STRIPE_WEBHOOK_TOLERANCE
-            )
-        except stripe.SignatureVerificationError as exc:
-            raise InvalidSignature(f"Invalid Stripe signature: {exc.user_message or exc}") from None
-        return json.loads(text)  # type: ignore[no-any-return]
+        # During a rotation the previous secret still signs what is in flight.
+        secrets = [config.STRIPE_WEBHOOK_SECRET, config.STRIPE_WEBHOOK_SECRET_PREVIOUS]
+        refusal: stripe.SignatureVerificationError | None = None
+        for secret in filter(str.strip, secrets):
+            try:
+                stripe.WebhookSignature.verify_header(
+                    text, signature, secret, tolerance=config.STRIPE_WEBHOOK_TOLERANCE
+                )
+            except stripe.SignatureVerificationError as exc:
+                refusal = refusal or exc
+            else:
+                return json.loads(text)  # type: ignore[no-any-return]
+        assert refusal is not None
+        raise InvalidSignature(f"Invalid Stripe signature: {refusal.user_message or refusal}")
 
     def _call(self, what: str, call: Any) -> Any:
         try:
             return call(self._client())
         except stripe.StripeError as exc:
-            logger.warning("Stripe failed to %s: %s", what, exc)
+            logger.warning(
+                "Stripe failed to %s: %s",
+                what,
+                exc,
+                extra={
+                    "event": "provider.call_failed",
+                    "call": what,
+                    "http_status": exc.http_status,
+                    "request_id": exc.request_id,
+                },
+            )
             raise GatewayError(
                 f"The payment provider failed to {what}; try again shortly."
             ) from exc
