@@ -40,7 +40,9 @@ TEST_PATH = [str(Path(__file__).parent), str(Path(__file__).parents[1] / "suppor
 WEBHOOK_SECRET = "whsec_invoice_worker"
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+# Generous: a consumer process starting Django on a loaded two-core machine can take most of a
+# minute; the wait ends as soon as the condition holds.
+def wait_for(condition: Callable[[], Any], timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
