@@ -13,12 +13,13 @@ import json
 import secrets
 import time
 from collections.abc import Collection, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from marketlink import conf
 from marketlink.payments.gateways import signatures
@@ -149,7 +150,7 @@ def emit_session_event(session: DummyCheckoutSession, event_type: str) -> tuple[
         id=event["id"],
         event_type=event_type,
         payload=event,
-        created_at=datetime.fromtimestamp(event["created"], tz=UTC),
+        created_at=timezone.now(),  # to the microsecond: two events of one second keep their order
     )
     return _signed(event)
 
