@@ -26,7 +26,7 @@ from marketlink.payments.gateways.base import (
 from marketlink.payments.gateways.dummy import DummyGateway
 from marketlink.payments.gateways.stripe import StripeGateway, parse_event
 from marketlink.payments.models import DummyEvent, PaymentEvent
-from marketlink.payments.webhooks import fetched_event_receive
+from marketlink.payments.webhooks import fetched_event_accept
 from marketlink.testing.factories import VariantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_run_inline")]
@@ -169,7 +169,7 @@ def test_a_lost_payment_fetched_back_pays_its_order_once(
     for _ in range(2):  # the second run finds both stored and processed: nothing changes
         for fetched in StripeGateway().list_events(since=an_hour_ago(), undelivered_only=True):
             with django_capture_on_commit_callbacks(execute=True):
-                fetched_event_receive(fetched)
+                fetched_event_accept(fetched.payload)
 
     assert status_of(order) == "processing"  # paid, and the invoice task ran
     stored = {event.event_id: event for event in PaymentEvent.objects.all()}
