@@ -9,17 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
+from webhook_receiver import Receiver, listening
 
 from marketlink.testing.stripe_server import StandInError, StripeStandIn
 
@@ -27,41 +26,10 @@ API_KEY = "sk_test_standin"
 SECRET = "whsec_standin"
 
 
-class Receiver:
-    """A webhook endpoint that records what Stripe would POST to the gateway."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.received: list[tuple[str, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((self.headers["Stripe-Signature"], body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/stripe/webhook/"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def types(self) -> list[str]:
-        return [json.loads(body)["type"] for _, body in self.received]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    with listening() as receiver:
+        yield receiver
 
 
 @pytest.fixture
@@ -467,3 +435,169 @@ def test_command_line_entry_point() -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
+
+
+# --- The Events API, the 30-day window, lost deliveries, balance and account -------------------
+
+DAY = 24 * 60 * 60
+
+
+def listed(client: stripe.StripeClient, **params: Any) -> stripe.ListObject[stripe.Event]:
+    return client.v1.events.list(params=params)  # type: ignore[arg-type]
+
+
+def ids(page: stripe.ListObject[stripe.Event]) -> list[str]:
+    return [event.id for event in page.data]
+
+
+def test_events_are_listed_newest_first_in_pages(
+    standin: StripeStandIn, client: stripe.StripeClient
+) -> None:
+    for _ in range(3):
+        standin.pay(create_session(client).id)
+    newest_first = [event["id"] for event in reversed(standin.events)]
+
+    first = listed(client, limit=4)
+    assert (first.object, first.url, first.has_more) == ("list", "/v1/events", True)
+    assert ids(first) == newest_first[:4]
+    rest = listed(client, limit=4, starting_after=newest_first[3])
+    assert (ids(rest), rest.has_more) == (newest_first[4:], False)
+    before = listed(client, limit=2, ending_before=newest_first[4])
+    assert (ids(before), before.has_more) == (newest_first[2:4], True)
+    assert ids(listed(client)) == newest_first  # default limit 10
+    assert [event.id for event in listed(client, limit=1).auto_paging_iter()] == newest_first
+
+
+def test_events_are_filtered_by_type_and_creation_time(
+    standin: StripeStandIn, client: stripe.StripeClient
+) -> None:
+    early, later = create_session(client), create_session(client)
+    standin.clock_offset = -2 * DAY
+    standin.pay(early.id)
+    standin.clock_offset = 0
+    standin.expire(later.id)
+    completed, succeeded, expired = standin.events
+    now = int(time.time())
+
+    assert ids(listed(client, type="payment_intent.succeeded")) == [succeeded["id"]]
+    assert ids(listed(client, type="checkout.session.*")) == [expired["id"], completed["id"]]
+    both = listed(client, types=["checkout.session.expired", "payment_intent.succeeded"])
+    assert ids(both) == [expired["id"], succeeded["id"]]
+    assert ids(listed(client, created={"gte": now - DAY})) == [expired["id"]]
+    assert ids(listed(client, created={"lt": now - DAY})) == [succeeded["id"], completed["id"]]
+    assert ids(listed(client, created={"gt": now + 60})) == []
+    assert ids(listed(client, created=completed["created"])) == [
+        succeeded["id"],
+        completed["id"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"created": {"after": 1}}, "created[after]"),
+        ({"delivery_success": "maybe"}, "delivery_success"),
+        ({"starting_after": "evt_nope"}, "starting_after"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_event_list_parameters_are_refused(
+    client: stripe.StripeClient, params: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        listed(client, **params)
+
+    assert refused.value.param == param
+
+
+def test_type_and_types_together_are_refused(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match="only specify one"):
+        listed(client, type="charge.refunded", types=["charge.refunded"])
+
+
+def test_events_older_than_30_days_are_neither_listed_nor_retrieved(
+    standin: StripeStandIn, client: stripe.StripeClient
+) -> None:
+    old, recent = create_session(client), create_session(client)
+    standin.clock_offset = -31 * DAY
+    standin.expire(old.id)
+    standin.clock_offset = -29 * DAY
+    standin.expire(recent.id)
+    standin.clock_offset = 0
+    gone, kept = standin.events
+
+    assert ids(listed(client)) == [kept["id"]]
+    assert ids(listed(client, created={"gte": 0})) == [kept["id"]]
+    assert client.v1.events.retrieve(kept["id"]).id == kept["id"]
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.events.retrieve(gone["id"])
+    assert missing.value.http_status == 404
+    assert gone["created"] <= time.time() - 31 * DAY  # kept by the stand-in, out of the API's reach
+
+
+def test_dropped_deliveries_are_kept_and_listed_as_undelivered(
+    standin: StripeStandIn, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    standin.pay(create_session(client).id)
+    delivered = [event["id"] for event in reversed(standin.events)]
+
+    standin.drop_deliveries = True
+    standin.pay(create_session(client).id)
+    standin.drop_deliveries = False
+    lost = [event["id"] for event in reversed(standin.events)][:2]
+
+    assert sorted(receiver.ids()) == sorted(delivered)
+    assert [(d.status, d.dropped) for d in standin.deliveries] == [
+        (200, False),
+        (200, False),
+        (0, True),
+        (0, True),
+    ]
+    assert ids(listed(client, delivery_success=False)) == lost
+    assert ids(listed(client, delivery_success=True)) == delivered
+    receiver.status = 500
+    standin.redeliver(lost[0])
+    assert ids(listed(client, delivery_success=False)) == lost
+    receiver.status = 200
+    standin.redeliver(lost[0])
+    assert ids(listed(client, delivery_success=False)) == lost[1:]
+
+
+def test_balance_and_account_answer_a_valid_key(
+    standin: StripeStandIn, client: stripe.StripeClient
+) -> None:
+    intent = paid_intent(standin, client)
+    standin.refund(intent, 998)
+
+    balance = client.v1.balance.retrieve()
+    assert balance.livemode is False
+    assert [(funds.amount, funds.currency) for funds in balance.available] == [(3000, "eur")]
+    account = client.v1.accounts.retrieve_current()
+    assert account.id.startswith("acct_")
+    assert account.id == client.v1.accounts.retrieve_current().id
+
+
+def test_a_live_key_is_live() -> None:
+    with StripeStandIn(api_key="sk_live_standin") as live:
+        balance = make_client(live, api_key="sk_live_standin").v1.balance.retrieve()
+
+    assert balance.livemode is True
+
+
+@pytest.mark.parametrize("path", ["/v1/balance", "/v1/account", "/v1/events"])
+def test_a_bad_key_is_a_401_in_stripes_shape(standin: StripeStandIn, path: str) -> None:
+    request = urllib.request.Request(
+        f"{standin.api_base}{path}", headers={"Authorization": "Bearer sk_test_wrong_key"}
+    )
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+
+    assert refused.value.code == 401
+    error = json.load(refused.value)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == "Invalid API Key provided: sk_test_****_key"
+    with pytest.raises(stripe.AuthenticationError):
+        make_client(standin, api_key="sk_test_wrong_key").v1.balance.retrieve()

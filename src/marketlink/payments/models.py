@@ -1,5 +1,5 @@
 """Payment records: every webhook delivery, the invoices sent, the refunds asked for, the disputes
-opened, and the dummy gateway's sessions."""
+opened, and the dummy gateway's sessions and events."""
 
 from __future__ import annotations
 
@@ -208,3 +208,19 @@ class DummyCheckoutSession(models.Model):
     def amount_display(self) -> str:
         """The amount as a person reads it: ``40.00 USD``, ``4000 JPY``, ``10.500 KWD``."""
         return format_minor_units(self.amount_minor, self.currency)
+
+
+class DummyEvent(models.Model):
+    """An event the dummy gateway emitted, kept on its "provider side" as Stripe keeps its own,
+    so the dummy answers ``list_events`` from what it sent, not from what marketlink stored."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.id}"

@@ -2,11 +2,13 @@
 
 Gateways speak in provider terms (sessions, payment intents, minor units) and know nothing of
 HTTP requests or order status rules: the payments modules decide what an answer means for an
-order. Events reach marketlink only through the signed webhook, whatever the gateway.
+order. Events reach marketlink through the signed webhook, whatever the gateway, or are fetched
+back over the provider's authenticated API (``list_events``) when deliveries were lost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +28,10 @@ class GatewayError(PaymentProviderError):
 
 class InvalidSignature(InvalidInput):
     """A webhook whose signature, timestamp or body cannot be trusted (400)."""
+
+
+class EventsOutOfReach(InvalidInput):
+    """Events asked for from further back than the provider keeps them (Stripe: 30 days)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,30 @@ class ProviderEvent:
     dispute_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class FetchedEvent:
+    """One event read back from the provider's API rather than delivered to the webhook.
+
+    ``payload`` is the event as a delivery of it would have been stored (the JSON object
+    ``verify_event`` returns), so it enters the webhook pipeline after the signature step: it
+    came over the authenticated API and carries no signature. ``parsed`` is that payload read by
+    ``parse_event``, for deciding what to do before storing anything."""
+
+    event_id: str
+    parsed: ProviderEvent
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    """Whether the provider accepts marketlink's credentials, and in which mode. ``detail`` is
+    for a person; it never holds the key."""
+
+    ok: bool
+    livemode: bool | None
+    detail: str
+
+
 class PaymentGateway(Protocol):
     name: str
 
@@ -130,4 +160,22 @@ class PaymentGateway(Protocol):
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         """The event in ``payload`` if ``signature`` proves the provider sent it; else raises
         :class:`InvalidSignature`."""
+        ...
+
+    def list_events(
+        self,
+        *,
+        since: datetime,
+        kinds: Collection[EventKind] | None = None,
+        undelivered_only: bool = False,
+    ) -> Iterator[FetchedEvent]:
+        """The provider's events created at or after ``since``, newest first, every page of
+        them; only those of ``kinds`` if given, only those no webhook delivery of which was
+        acknowledged if ``undelivered_only``. Raises :class:`EventsOutOfReach` when ``since`` is
+        older than the provider keeps events, :class:`GatewayError` when it cannot be asked."""
+        ...
+
+    def check_credentials(self) -> AccountCheck:
+        """One cheap call with the configured key. A refused key is an answer (``ok`` false);
+        a provider that cannot be reached raises :class:`GatewayError`."""
         ...

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -15,9 +17,12 @@ import stripe
 from marketlink import conf
 from marketlink.exceptions import InvalidInput
 from marketlink.payments.gateways.base import (
+    AccountCheck,
     CheckoutRequest,
     CheckoutSession,
     EventKind,
+    EventsOutOfReach,
+    FetchedEvent,
     GatewayError,
     InvalidSignature,
     ProviderEvent,
@@ -31,6 +36,9 @@ logger = logging.getLogger(__name__)
 # default or the account's: the version whose objects and events this module was written and
 # tested against. stripe-python 16.1 pins it too; a newer SDK must not change what we read.
 STRIPE_API_VERSION = "2026-10-28.endive"
+
+# How long Stripe's Events API keeps an event.
+EVENT_RETENTION = timedelta(days=30)
 
 
 class StripeGateway:
@@ -151,24 +159,79 @@ class StripeGateway:
         assert refusal is not None
         raise InvalidSignature(f"Invalid Stripe signature: {refusal.user_message or refusal}")
 
+    def list_events(
+        self,
+        *,
+        since: datetime,
+        kinds: Collection[EventKind] | None = None,
+        undelivered_only: bool = False,
+    ) -> Iterator[FetchedEvent]:
+        oldest = datetime.now(UTC) - EVENT_RETENTION
+        if since < oldest:
+            raise EventsOutOfReach(
+                f"Stripe keeps events for {EVENT_RETENTION.days} days: the earliest that can be "
+                f"fetched is {oldest:%Y-%m-%d %H:%M} UTC, "
+                f"not {since.astimezone(UTC):%Y-%m-%d %H:%M}."
+            )
+        params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": 100}
+        # Stripe filters by its own type names; "other" kinds have none, so they are sorted out
+        # here, after listing every type.
+        if kinds is not None and EventKind.OTHER not in kinds:
+            params["types"] = sorted(t for t, kind in _KINDS.items() if kind in kinds)
+        if undelivered_only:
+            params["delivery_success"] = False
+        # Asked now, so a refusal or an unreachable provider is raised by this call, not at the
+        # first item.
+        page = self._call("list events", lambda client: client.v1.events.list(params=params))
+        return self._fetched(page, kinds)
+
+    def _fetched(self, page: Any, kinds: Collection[EventKind] | None) -> Iterator[FetchedEvent]:
+        try:
+            for event in page.auto_paging_iter():
+                payload = event.to_dict()
+                parsed = parse_event(payload)
+                if kinds is None or parsed.kind in kinds:
+                    yield FetchedEvent(event_id=parsed.event_id, parsed=parsed, payload=payload)
+        except stripe.StripeError as exc:
+            raise _provider_failed("list events", exc) from exc
+
+    def check_credentials(self) -> AccountCheck:
+        try:
+            balance = self._client().v1.balance.retrieve()
+        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+            # Stripe's message quotes part of the key: say only what an operator can act on.
+            return AccountCheck(
+                ok=False,
+                livemode=None,
+                detail=f"Stripe refused STRIPE_SECRET_KEY (HTTP {exc.http_status}): set a valid "
+                "secret key of the Stripe account.",
+            )
+        except stripe.StripeError as exc:
+            raise _provider_failed("check the API key", exc) from exc
+        livemode = bool(balance.livemode)
+        mode = "live" if livemode else "test"
+        return AccountCheck(ok=True, livemode=livemode, detail=f"Stripe accepts the {mode} key.")
+
     def _call(self, what: str, call: Any) -> Any:
         try:
             return call(self._client())
         except stripe.StripeError as exc:
-            logger.warning(
-                "Stripe failed to %s: %s",
-                what,
-                exc,
-                extra={
-                    "event": "provider.call_failed",
-                    "call": what,
-                    "http_status": exc.http_status,
-                    "request_id": exc.request_id,
-                },
-            )
-            raise GatewayError(
-                f"The payment provider failed to {what}; try again shortly."
-            ) from exc
+            raise _provider_failed(what, exc) from exc
+
+
+def _provider_failed(what: str, exc: stripe.StripeError) -> GatewayError:
+    logger.warning(
+        "Stripe failed to %s: %s",
+        what,
+        exc,
+        extra={
+            "event": "provider.call_failed",
+            "call": what,
+            "http_status": exc.http_status,
+            "request_id": exc.request_id,
+        },
+    )
+    return GatewayError(f"The payment provider failed to {what}; try again shortly.")
 
 
 def _session(session: Any) -> CheckoutSession:

@@ -12,24 +12,30 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Collection, Iterator
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from marketlink import conf
 from marketlink.payments.gateways import signatures
 from marketlink.payments.gateways import stripe as stripe_events
 from marketlink.payments.gateways.base import (
+    AccountCheck,
     CheckoutRequest,
     CheckoutSession,
+    EventKind,
+    FetchedEvent,
     GatewayError,
     InvalidSignature,
     ProviderEvent,
     RefundResult,
 )
-from marketlink.payments.models import DummyCheckoutSession
+from marketlink.payments.models import DummyCheckoutSession, DummyEvent
 
 
 def webhook_secret() -> str:
@@ -86,6 +92,30 @@ class DummyGateway:
         own parser reads them."""
         return stripe_events.parse_event(event)
 
+    def list_events(
+        self,
+        *,
+        since: datetime,
+        kinds: Collection[EventKind] | None = None,
+        undelivered_only: bool = False,
+    ) -> Iterator[FetchedEvent]:
+        """From the dummy's own store, kept for ever. ``undelivered_only`` finds nothing: the
+        dummy hands each event to the pipeline in the transaction that keeps it, so an event
+        it kept was delivered."""
+        if undelivered_only:
+            return iter(())
+        emitted = DummyEvent.objects.filter(created_at__gte=since).order_by("-created_at", "-id")
+        fetched = (
+            FetchedEvent(event_id=row.id, parsed=self.parse_event(row.payload), payload=row.payload)
+            for row in emitted.iterator()
+        )
+        return (event for event in fetched if kinds is None or event.parsed.kind in kinds)
+
+    def check_credentials(self) -> AccountCheck:
+        return AccountCheck(
+            ok=True, livemode=False, detail="The dummy gateway needs no key; its money is not real."
+        )
+
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         problem = signatures.verify(
             payload, signature, webhook_secret(), conf.get().STRIPE_WEBHOOK_TOLERANCE
@@ -109,7 +139,29 @@ def _session(session: DummyCheckoutSession) -> CheckoutSession:
 
 def session_event(session: DummyCheckoutSession, event_type: str) -> tuple[bytes, str]:
     """A signed Stripe-shaped event about ``session``, as the webhook endpoint expects it."""
-    event = {
+    return _signed(_event(session, event_type))
+
+
+def emit_session_event(session: DummyCheckoutSession, event_type: str) -> tuple[bytes, str]:
+    """``session_event``, kept in the dummy's own store as the provider's record of what it
+    sent (call it in the transaction that delivers the event)."""
+    event = _event(session, event_type)
+    DummyEvent.objects.create(
+        id=event["id"],
+        event_type=event_type,
+        payload=event,
+        created_at=timezone.now(),  # to the microsecond: two events of one second keep their order
+    )
+    return _signed(event)
+
+
+def _signed(event: dict[str, Any]) -> tuple[bytes, str]:
+    payload = json.dumps(event).encode()
+    return payload, signatures.sign(payload, webhook_secret())
+
+
+def _event(session: DummyCheckoutSession, event_type: str) -> dict[str, Any]:
+    return {
         "id": f"evt_dummy_{secrets.token_hex(12)}",
         "object": "event",
         "type": event_type,
@@ -129,5 +181,3 @@ def session_event(session: DummyCheckoutSession, event_type: str) -> tuple[bytes
             }
         },
     }
-    payload = json.dumps(event).encode()
-    return payload, signatures.sign(payload, webhook_secret())

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from marketlink.exceptions import MarketlinkError
 from marketlink.payments import webhooks
-from marketlink.payments.gateways.dummy.gateway import session_event
+from marketlink.payments.gateways.dummy.gateway import emit_session_event
 from marketlink.payments.models import DummyCheckoutSession
 
 _ENGINE = Engine(
@@ -47,12 +47,13 @@ def dummy_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         event_type, target = "checkout.session.completed", session.success_url
     else:
         event_type, target = "payment_intent.payment_failed", session.cancel_url
-    payload, signature = session_event(session, event_type)
     try:
-        # One transaction: a payment the pipeline could not take leaves the session open.
+        # One transaction: a payment the pipeline could not take leaves the session open, and
+        # the dummy keeps no record of an event that did not happen.
         with transaction.atomic():
             if paying:
                 session.save(update_fields=["status", "payment_status", "payment_intent_id"])
+            payload, signature = emit_session_event(session, event_type)
             # The same pipeline a Stripe delivery takes: verification, storage, processing.
             webhooks.webhook_receive(payload=payload, signature=signature)
     except MarketlinkError as exc:
