@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from marketlink.operations.options import DryRun, Json, Since
+from marketlink.operations.provider_events import COLUMNS, replay_from_provider
 from marketlink.operations.report import Report, progress, say
 from marketlink.operations.runner import (
     operation,
@@ -101,13 +102,52 @@ def webhooks_replay(
     force: Annotated[
         bool, typer.Option(help="Also events already processed (the handlers are idempotent).")
     ] = False,
+    from_stripe: Annotated[
+        bool,
+        typer.Option(
+            "--from-stripe",
+            help="Fetch the provider's events (default --since 24h, at most 30 days back) and "
+            "store and process those we never stored.",
+        ),
+    ] = False,
+    event_types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="With --from-stripe: only this event type (repeatable)."),
+    ] = None,
+    undelivered_only: Annotated[
+        bool,
+        typer.Option(
+            "--undelivered-only",
+            help="With --from-stripe: only events the provider never got a 2xx for.",
+        ),
+    ] = False,
     dry_run: DryRun = False,
     as_json: Json = False,
 ) -> None:
-    """Process stored events again, e.g. after fixing what made them fail. Events already
-    processed are skipped unless --force, so a second run changes nothing."""
+    """Process stored events again, e.g. after fixing what made them fail; or, with
+    --from-stripe, fetch back events whose deliveries were lost. Events already processed (or,
+    from the provider, already stored) are skipped unless --force, so a second run changes
+    nothing."""
+    if from_stripe:
+        if event_ids or failed:
+            raise typer.BadParameter("--from-stripe takes no EVENT_IDs and no --failed")
+        setup_django()
+        report = Report(title="Events from the provider", columns=COLUMNS, dry_run=dry_run)
+        with operation(report, as_json=as_json):
+            replay_from_provider(
+                report,
+                since=parse_since(since or "24h"),
+                types=event_types or [],
+                undelivered_only=undelivered_only,
+                force=force,
+                dry_run=dry_run,
+                as_json=as_json,
+            )
+        return
+    if event_types or undelivered_only:
+        raise typer.BadParameter("--type and --undelivered-only go with --from-stripe")
     if not (event_ids or failed or since):
-        raise typer.BadParameter("name EVENT_IDs, or choose --failed and/or --since")
+        raise typer.BadParameter("name EVENT_IDs, or choose --failed, --since or --from-stripe")
     setup_django()
     from marketlink.payments.models import EventStatus, PaymentEvent
 
@@ -122,11 +162,7 @@ def webhooks_replay(
     events = events.filter(pk__in=chosen_by.values("pk"))
     if since:
         events = events.filter(created_at__gte=parse_since(since))
-    report = Report(
-        title="Replayed events",
-        columns=("event_id", "type", "order", "before", "after", "detail"),
-        dry_run=dry_run,
-    )
+    report = Report(title="Replayed events", columns=COLUMNS, dry_run=dry_run)
     with operation(report, as_json=as_json):
         chosen = list(events)
         missing = sorted(set(event_ids or []) - {event.event_id for event in chosen})

@@ -175,6 +175,11 @@ class PaymentGateway(Protocol):
         older than the provider keeps events, :class:`GatewayError` when it cannot be asked."""
         ...
 
+    def kind_of(self, provider_type: str) -> EventKind:
+        """What the provider's event type name means to marketlink (``OTHER`` if nothing), so
+        an operator can name events the way the provider's dashboard and our log show them."""
+        ...
+
     def check_credentials(self) -> AccountCheck:
         """One cheap call with the configured key. A refused key is an answer (``ok`` false);
         a provider that cannot be reached raises :class:`GatewayError`."""

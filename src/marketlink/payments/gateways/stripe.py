@@ -195,6 +195,9 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _provider_failed("list events", exc) from exc
 
+    def kind_of(self, provider_type: str) -> EventKind:
+        return kind_of(provider_type)
+
     def check_credentials(self) -> AccountCheck:
         try:
             balance = self._client().v1.balance.retrieve()
@@ -275,6 +278,10 @@ _AMOUNT_FIELDS = {
 }
 
 
+def kind_of(provider_type: str) -> EventKind:
+    return _KINDS.get(provider_type, EventKind.OTHER)
+
+
 def parse_event(event: dict[str, Any]) -> ProviderEvent:
     """A Stripe event (as delivered, or fetched from the Events API) in marketlink's terms."""
     try:
@@ -285,7 +292,7 @@ def parse_event(event: dict[str, Any]) -> ProviderEvent:
         raise InvalidInput("The event's id, type or data.object has the wrong type.")
     if not 0 < len(event_id) <= 255 or len(event_type) > 100:
         raise InvalidInput("The event's id or type is too long.")
-    kind = _KINDS.get(event_type, EventKind.OTHER)
+    kind = kind_of(event_type)
     object_type = obj.get("object")
     metadata = obj.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}

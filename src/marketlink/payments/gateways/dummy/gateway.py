@@ -111,6 +111,9 @@ class DummyGateway:
         )
         return (event for event in fetched if kinds is None or event.parsed.kind in kinds)
 
+    def kind_of(self, provider_type: str) -> EventKind:
+        return stripe_events.kind_of(provider_type)
+
     def check_credentials(self) -> AccountCheck:
         return AccountCheck(
             ok=True, livemode=False, detail="The dummy gateway needs no key; its money is not real."
