@@ -27,6 +27,7 @@ import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from fuzzing import bounded_machine
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -185,14 +186,7 @@ def test_every_operation_conforms_to_its_schema(case: Any, caller_headers: dict[
 
 # Each scenario is a short chain (create a service, a variant, book it, act on the order); a
 # fixed, derandomized budget keeps the run the same every time and well under a minute.
-STATEFUL_SETTINGS = hypothesis.settings(
-    max_examples=40,
-    stateful_step_count=8,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=list(hypothesis.HealthCheck),
-)
+STATEFUL_SETTINGS = bounded_machine(max_examples=40, steps=8)
 
 
 def natural_caller(path: str) -> str:
