@@ -71,6 +71,17 @@ def tests(session: nox.Session, db: str) -> None:
         )
 
 
+@nox.session(python="3.12")
+def faults(session: nox.Session) -> None:
+    """The fault suite (tests/faults) on the newest stack: a private PostgreSQL cluster and Redis,
+    gunicorn, a Huey consumer and the Stripe stand-in, each stopped, killed or slowed by a case.
+    A missing binary (initdb, pg_ctl, redis-server, runuser) fails it when CI=true."""
+    _install(session, dict(STACKS)["3.12"], "test")
+    session.run(
+        "pytest", "-m", "faults", "-p", "no:cacheprovider", "tests/faults", *session.posargs
+    )
+
+
 @nox.session(python="3.11", venv_backend="uv", reuse_venv=False)
 def tests_lowest(session: nox.Session) -> None:
     """The SQLite suite on the lowest release of every runtime dependency (and of the ``testing``

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from marketlink import __version__
+from marketlink.operations.invoices import invoices_app
 from marketlink.operations.orders import orders_app
 from marketlink.operations.reconcile import reconcile
 from marketlink.operations.runner import setup_django
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(webhooks_app, name="events", help="Alias of `webhooks`.", hidden=True)
 app.add_typer(orders_app, name="orders")
+app.add_typer(invoices_app, name="invoices")
 app.command()(reconcile)
 app.command()(seed)
 

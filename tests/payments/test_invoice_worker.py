@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import smtplib
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ import django
 import pytest
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.test import Client
-from live_site import site_env, start_huey, stop
+from live_site import site_env, start_huey, stop, wait_for
 from mail_outbox import sent_emails
 from order_helpers import new_order
 from payment_events import checkout_session, deliver, event
@@ -38,18 +37,6 @@ from marketlink.testing.factories import VariantFactory
 TEST_PATH = [str(Path(__file__).parent), str(Path(__file__).parents[1] / "support")]
 
 WEBHOOK_SECRET = "whsec_invoice_worker"
-
-
-# Generous: a consumer process starting Django on a loaded two-core machine can take most of a
-# minute; the wait ends as soon as the condition holds.
-def wait_for(condition: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
 
 
 def paid_transitions(order: RepairOrder) -> list[tuple[str, str]]:

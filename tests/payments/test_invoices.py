@@ -126,3 +126,32 @@ def test_invoices_needing_attention_are_the_failed_and_the_stuck(mailoutbox):
 
     assert numbers == {failed.invoice.number, "ML-STUCK", "ML-NEVER"}
     assert Invoice.objects.get(order=sent).status == InvoiceStatus.SENT
+
+
+def test_invoices_no_task_will_send_are_owed_and_sent_once_by_the_cli(mailoutbox):
+    """A consumer killed mid-send leaves a pending invoice untried; a lost task leaves a paid
+    order with none (the fault suite's consumer case). ``marketlink invoices send-owed`` (and
+    the periodic ``send_owed_invoices``) sends each once; a sent invoice is not owed."""
+    from typer.testing import CliRunner
+
+    from marketlink.cli import app
+    from marketlink.payments.selectors import invoices_owed
+
+    long_ago = timezone.now() - timedelta(hours=1)
+    lost_task, killed_mid_send = paid_order(), paid_order()
+    RepairOrder.objects.filter(pk__in=[lost_task.pk, killed_mid_send.pk]).update(paid_at=long_ago)
+    Invoice.objects.create(order=killed_mid_send, number="ML-KILLED")
+    Invoice.objects.filter(order=killed_mid_send).update(created_at=long_ago)
+    sent = paid_order()
+    invoice_send(order_id=str(sent.pk))
+    mailoutbox.clear()
+
+    assert set(invoices_owed()) == {lost_task.pk, killed_mid_send.pk}
+    result = CliRunner().invoke(app, ["invoices", "send-owed", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert '"owed": 2' in result.output
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(
+        [lost_task.customer_email, killed_mid_send.customer_email]
+    )
+    assert invoices_owed(stuck_after=timedelta(0)) == []

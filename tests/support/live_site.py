@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
 
@@ -123,3 +125,16 @@ def stop(proc: subprocess.Popen[bytes], *, graceful: bool = False) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 120.0, what: str = "") -> Any:
+    """``condition()``'s first true value, asked every 0.1 s for ``timeout`` seconds. Generous
+    by default: a process starting Django on a loaded two-core machine can take most of a
+    minute; the wait ends as soon as the condition holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")

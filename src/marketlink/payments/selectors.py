@@ -106,8 +106,22 @@ def invoices_needing_attention(
 ) -> QuerySet[Invoice]:
     """Invoices no task will send by itself: the failed ones, and pending ones untried (or never
     tried) for ``stuck_after``."""
+    return Invoice.objects.filter(Q(status=InvoiceStatus.FAILED) | _stuck_pending(stuck_after))
+
+
+def _stuck_pending(stuck_after: timedelta) -> Q:
     cutoff = timezone.now() - stuck_after
     stuck = Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff)
-    return Invoice.objects.filter(
-        Q(status=InvoiceStatus.FAILED) | (Q(status=InvoiceStatus.PENDING) & stuck)
-    )
+    return Q(status=InvoiceStatus.PENDING) & stuck
+
+
+def invoices_owed(*, stuck_after: timedelta = INVOICE_STUCK_AFTER) -> list[uuid.UUID]:
+    """Orders whose invoice no task will send by itself: a consumer killed mid-send, or an
+    invoice task lost with the queue (Redis restarted, a consumer killed after taking it)
+    leaves a pending invoice untried, or a paid order with no invoice at all."""
+    cutoff = timezone.now() - stuck_after
+    pending = Invoice.objects.filter(_stuck_pending(stuck_after)).values_list("order_id", flat=True)
+    never_opened = RepairOrder.objects.filter(
+        status=OrderStatus.PAID, paid_at__lt=cutoff, invoice__isnull=True
+    ).values_list("pk", flat=True)
+    return [*pending, *never_opened]

@@ -1,0 +1,198 @@
+"""The fault suite's rig, started once per session, and its policy.
+
+Tests here are marked ``faults`` and run only when the marker expression asks for them
+(``pytest -m faults tests/faults``, i.e. ``nox -s faults``); every other session leaves them out.
+A binary the rig needs that is missing skips the suite on a laptop and fails it when
+``CI=true``.
+
+The test process reads and checks the data through the ORM, connected to the rig's private
+cluster instead of a test database (there is no other writer to isolate from), so every case
+sees the orders of the cases before it and the invariants hold over all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from fault_rig import (
+    FaultProxy,
+    PrivatePostgres,
+    PrivateRedis,
+    call,
+    children,
+    missing_binaries,
+)
+from live_site import EXAMPLE, site_env, start_gunicorn, start_huey, stop, wait_for
+
+from marketlink.testing.stripe_server import StripeStandIn
+
+HERE = Path(__file__).parent
+API_KEY = "sk_test_marketlink_faults"
+WEBHOOK_SECRET = "whsec_marketlink_faults"
+DATABASE = "ml_faults"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark this folder's tests ``faults``; leave them out unless ``-m`` names the marker."""
+    ours = [item for item in items if HERE in Path(str(item.path)).parents]
+    for item in ours:
+        item.add_marker(pytest.mark.faults)
+    if "faults" not in (config.option.markexpr or ""):
+        config.hook.pytest_deselected(items=ours)
+        items[:] = [item for item in items if item not in ours]
+
+
+@dataclass
+class Rig:
+    folder: Path
+    postgres: PrivatePostgres
+    redis: PrivateRedis
+    standin: StripeStandIn
+    proxy: FaultProxy
+    env: dict[str, str]
+    site: str = ""
+    gunicorn: Any = None
+    huey: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outbox(self) -> Path:
+        return self.folder / "mail"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.site}/api/webhooks/payment/"
+
+    def start_huey(self) -> None:
+        self.huey = start_huey(self.env, workers=2)
+
+    def workers_back(self) -> None:
+        """gunicorn has all its workers again and the site answers."""
+        wait_for(lambda: len(children(self.gunicorn.pid)) == 2, 60, "gunicorn's workers")
+        health = f"{self.site}/api/health/"
+        wait_for(lambda: call("GET", health)[0] == 200, 90, "the site to answer")
+
+    def deliver(self, event: dict[str, Any], tries: int = 5) -> int:
+        """Deliver ``event`` as Stripe does: again while it is not answered 2xx."""
+        status = 0
+        for _ in range(tries):
+            status = self.standin.deliver(event, self.webhook_url)
+            if 200 <= status < 300:
+                break
+        return status
+
+    def restart_postgres(self, down_for: float = 0.0) -> None:
+        """A fast shutdown cuts every connection (the site's and this process's)."""
+        self.postgres.stop()
+        if down_for:
+            import time
+
+            time.sleep(down_for)
+        self.postgres.start()
+        connections.close_all()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``marketlink`` on the example site, as an operator runs it."""
+        command = [
+            str(Path(sys.executable).parent / "marketlink"),
+            "--settings=example_project.settings",
+        ]
+        return subprocess.run(
+            [*command, f"--pythonpath={EXAMPLE}", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def _point_orm_at(url: str) -> None:
+    from example_project.settings import database_from_url
+
+    connections.close_all()
+    settings.DATABASES["default"] = database_from_url(url)
+    connections.__dict__.pop("settings", None)  # defaults filled in again for the new entry
+    with contextlib.suppress(AttributeError):
+        del connections["default"]
+
+
+def _create_database(postgres: PrivatePostgres) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+
+@pytest.fixture(scope="session")
+def rig(django_db_blocker: Any) -> Iterator[Rig]:
+    missing = missing_binaries()
+    if missing:
+        reason = f"the fault rig needs {', '.join(missing)}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+    folder = Path(tempfile.mkdtemp(prefix="marketlink-faults-"))
+    folder.chmod(0o755)  # the cluster's owner (postgres) must reach its folder inside
+    (folder / "pg").mkdir()
+    (folder / "mail").mkdir()
+    postgres = PrivatePostgres(folder / "pg").init()
+    redis = PrivateRedis(folder).start()
+    standin = StripeStandIn(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET, auto_deliver=False)
+    standin.start()
+    proxy = FaultProxy(target_port=int(standin.api_base.rsplit(":", 1)[1]))
+    try:
+        _create_database(postgres)
+        with django_db_blocker.unblock():
+            _point_orm_at(postgres.url(DATABASE))
+        path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+        env = site_env(
+            PYTHONPATH=path,
+            REDIS_URL=redis.url(),
+            STRIPE_SECRET_KEY=API_KEY,
+            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            STRIPE_API_BASE=proxy.url,
+            EMAIL_BACKEND="held_mail.HeldFileBackend",
+            EMAIL_FILE_PATH=str(folder / "mail"),
+            MARKETLINK_LOG_LEVEL="WARNING",
+        )
+        subprocess.run(
+            [sys.executable, str(EXAMPLE / "manage.py"), "migrate", "--no-input", "-v0"],
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        rig = Rig(folder, postgres, redis, standin, proxy, env)
+        rig.gunicorn, rig.site = start_gunicorn(
+            env, workers=2, threads=2, log=folder / "gunicorn.log"
+        )
+        rig.start_huey()
+        rig.workers_back()
+        yield rig
+    finally:
+        for proc in (locals().get("rig") and (rig.huey, rig.gunicorn)) or ():
+            if proc is not None:
+                stop(proc)
+        proxy.close()
+        standin.stop()
+        redis.stop()
+        with contextlib.suppress(subprocess.CalledProcessError):
+            postgres.stop()
+        print(f"\nfault rig logs kept in {folder}")
+
+
+@pytest.fixture(autouse=True)
+def _orm_on_the_rig(rig: Rig, django_db_blocker: Any) -> Iterator[None]:
+    with django_db_blocker.unblock():
+        yield
