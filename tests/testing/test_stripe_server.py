@@ -434,7 +434,7 @@ def test_command_line_entry_point() -> None:
         assert create_session(client).status == "open"
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0  # generous: a loaded machine stops it slowly
 
 
 # --- The Events API, the 30-day window, lost deliveries, balance and account -------------------
