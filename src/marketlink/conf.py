@@ -84,11 +84,41 @@ class MarketlinkSettings(BaseModel):
     SUCCESS_URL: str = Field("", description="Template with {order_id}; empty: our own page.")
     CANCEL_URL: str = Field("", description="Template with {order_id}; empty: our own page.")
     INVOICE_FROM_EMAIL: str = Field("", description="Empty: Django's DEFAULT_FROM_EMAIL.")
+    INVOICE_GRACE_PERIOD: int = Field(
+        30 * 60,
+        ge=60,
+        description="Seconds an unsent invoice may go untouched before reconcile sends it again.",
+    )
+
+    # --- Periodic jobs (Huey) ---------------------------------------------------------------
+    PERIODIC_RECONCILE: bool | None = Field(
+        None, description="Reconcile recent orders periodically; None: on with the Stripe gateway."
+    )
+    PERIODIC_RECONCILE_MINUTES: int = Field(
+        10, ge=1, le=60, description="Minutes between periodic reconciles (a divisor of 60)."
+    )
 
     @field_validator("CURRENCY")
     @classmethod
     def _lowercase_currency(cls, value: str) -> str:
         return value.lower()
+
+    @field_validator("PERIODIC_RECONCILE_MINUTES")
+    @classmethod
+    def _divides_an_hour(cls, value: int) -> int:
+        # The job runs on the minutes divisible by it, so the gaps are even only for divisors.
+        if 60 % value:
+            raise ValueError(
+                f"{value} does not divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)"
+            )
+        return value
+
+    def periodic_reconcile(self) -> bool:
+        """Whether the periodic reconcile runs: as set, else only where a real provider can
+        have lost a webhook (the dummy gateway's events never leave the site)."""
+        if self.PERIODIC_RECONCILE is not None:
+            return self.PERIODIC_RECONCILE
+        return self.PAYMENT_GATEWAY == "stripe"
 
     @field_validator("LOGIN_THROTTLE", "REGISTER_THROTTLE")
     @classmethod

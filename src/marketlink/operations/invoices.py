@@ -1,17 +1,23 @@
-"""``marketlink invoices send-owed``: send the invoices no task will send by itself, without
-waiting for the periodic job."""
+"""``marketlink invoices``: ``send-owed`` sends at once the invoices no task will send by itself;
+``resend`` enqueues the invoice task again for named orders, or for every invoice not sent past
+the grace period (the ones reconcile finds), never sending a second invoice for an order whose
+invoice was sent unless told to."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from functools import partial
+from typing import Annotated, Any
 
 import typer
 
-from marketlink.operations.options import Json
-from marketlink.operations.report import Report, say
-from marketlink.operations.runner import operation, setup_django
+from marketlink.operations.options import DryRun, Json
+from marketlink.operations.report import Report, progress, say
+from marketlink.operations.runner import operation, run_maybe_dry, setup_django
 
-invoices_app = typer.Typer(help="Invoices: send the ones still owed.", no_args_is_help=True)
+invoices_app = typer.Typer(
+    help="Invoices: send the ones still owed, or send them again.", no_args_is_help=True
+)
 
 
 @invoices_app.command("send-owed")
@@ -41,3 +47,97 @@ def invoices_send_owed_command(
                 report.needs_attention()
             report.add(order=str(order_id), outcome=outcome)
             report.count("owed")
+
+
+COLUMNS = ("order", "order_status", "invoice_before", "invoice_after", "outcome")
+
+
+@invoices_app.command("resend")
+def invoices_resend(
+    order_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="The orders whose invoice to send again.", show_default=False),
+    ] = None,
+    stuck: Annotated[
+        bool,
+        typer.Option("--stuck", help="Every invoice not sent past the grace period."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Also invoices already sent (the customer gets a second one) or enqueued again "
+            "within the grace period."
+        ),
+    ] = False,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> None:
+    """Enqueue the invoice task again. An invoice that was sent is skipped unless --force, and
+    so is one enqueued again within the grace period, so a second run changes nothing."""
+    if not (order_ids or stuck):
+        raise typer.BadParameter("name ORDER_IDs, or choose --stuck")
+    wanted = [_uuid(value) for value in order_ids or []]
+    setup_django()
+    from marketlink.orders.models import RepairOrder
+    from marketlink.payments.selectors import orders_owing_invoice
+
+    report = Report(title="Invoices", columns=COLUMNS, dry_run=dry_run)
+    with operation(report, as_json=as_json):
+        for key in ("enqueued", "already_sent", "in_flight", "not_owed", "not_found"):
+            report.summary[key] = 0
+        chosen = {
+            o.pk: o for o in RepairOrder.objects.filter(pk__in=wanted).select_related("invoice")
+        }
+        for missing in (order_id for order_id in wanted if order_id not in chosen):
+            report.count("not_found")
+            report.add(order=str(missing), outcome="no such order")
+            report.needs_attention("some named orders do not exist")
+        if stuck:
+            chosen |= {o.pk: o for o in orders_owing_invoice().order_by("-created_at")}
+        say(
+            f"{'Dry run: would enqueue' if dry_run else 'Enqueueing'} the invoice task of up to "
+            f"{len(chosen)} order(s){' (sent ones too: --force)' if force else ''}.",
+            as_json=as_json,
+        )
+        for order in progress(chosen.values(), total=len(chosen), description="invoices"):
+            _resend_one(report, order, force=force, dry_run=dry_run)
+
+
+def _resend_one(report: Report, order: Any, *, force: bool, dry_run: bool) -> None:
+    from marketlink.payments.models import Invoice, InvoiceStatus
+    from marketlink.payments.resend import Requeue, invoice_requeue
+
+    invoice = getattr(order, "invoice", None)
+    before = invoice.status if invoice is not None else None
+    outcome = run_maybe_dry(dry_run, partial(invoice_requeue, order=order, force=force))
+    after = Invoice.objects.filter(order=order).values_list("status", flat=True).first()
+    report.count(
+        {
+            Requeue.ENQUEUED: "enqueued",
+            Requeue.ALREADY_SENT: "already_sent",
+            Requeue.IN_FLIGHT: "in_flight",
+            Requeue.NOT_OWED: "not_owed",
+        }[outcome]
+    )
+    detail = str(outcome)
+    if outcome == Requeue.ALREADY_SENT:
+        detail += "; --force to send a second one"
+    elif outcome == Requeue.IN_FLIGHT:
+        detail += "; --force to enqueue it anyway"
+    if after == InvoiceStatus.FAILED and outcome == Requeue.ENQUEUED:
+        # Only seen when the task ran at once (no consumer: Huey's immediate mode).
+        report.needs_attention("some invoices failed again: see the invoice's last error")
+    report.add(
+        order=str(order.pk),
+        order_status=order.status,
+        invoice_before=before,
+        invoice_after=before if dry_run else after,
+        outcome=detail,
+    )
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an order id", param_hint="ORDER_ID") from None

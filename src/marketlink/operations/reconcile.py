@@ -1,61 +1,98 @@
-"""``marketlink reconcile``: ask the payment provider about orders a lost webhook may have left
-wrong, and apply what the webhook would have."""
+"""``marketlink reconcile``: ask the payment provider about every order a lost webhook may have
+left wrong, apply what the webhook would have, and enqueue invoices that were never sent."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from marketlink.operations.options import DryRun, Json
 from marketlink.operations.report import Report, progress, say
 from marketlink.operations.runner import operation, run_maybe_dry, setup_django
+from marketlink.operations.since import parse_since
+
+COLUMNS = ("order", "check", "kind", "before", "after", "outcome")
+KIND_COLUMNS = ("found", "fixed", "needs_attention")
 
 
 def reconcile(
+    since: Annotated[
+        str,
+        typer.Option(
+            help="How far back to look at cancelled, failed and paid orders: 30m, 24h, 2d or "
+            "an ISO 8601 time. Pending orders and unsent invoices are checked whatever their age."
+        ),
+    ] = "2d",
+    limit: Annotated[
+        int, typer.Option(min=1, help="At most this many orders per check; reaching it exits 1.")
+    ] = 1000,
     dry_run: DryRun = False,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many orders.")] = 500,
-    days: Annotated[
-        int, typer.Option(min=0, help="How far back to look at cancelled and failed orders.")
-    ] = 2,
     as_json: Json = False,
 ) -> None:
-    """Ask the payment provider about unpaid orders' checkouts (pending, or cancelled or failed
-    in the last --days) and apply what a lost webhook would have (paid, or expired)."""
+    """Check pending orders (newest first), cancelled and failed ones with a checkout, paid ones
+    against refunds at the provider, and invoices not sent past the grace period; fix what
+    differs as the lost webhook would have. Exit 1 when something needs a person or --limit
+    was reached, 3 when the provider could not be asked."""
     setup_django()
-    from django.db.models import Q
-    from django.utils import timezone
+    from marketlink.orders.models import ChangeSource
+    from marketlink.payments.reconcile import Kind, LimitReached, reconcile_orders, reconcile_plan
 
-    from marketlink.exceptions import MarketlinkError
-    from marketlink.orders.models import RepairOrder
-    from marketlink.payments.reconcile import RECONCILED_STATUSES, order_reconcile
-    from marketlink.payments.rules import RELEASED_STATUSES
-
-    recently = timezone.now() - timedelta(days=days)
-    orders = (
-        RepairOrder.objects.filter(
-            status__in=RECONCILED_STATUSES, checkout_session_id__isnull=False
-        )
-        .filter(~Q(status__in=RELEASED_STATUSES) | Q(updated_at__gte=recently))
-        .order_by("-created_at")
-    )
+    moment = parse_since(since)
     report = Report(
-        title="Reconciled orders", columns=("order", "status", "outcome"), dry_run=dry_run
+        title="Orders that differed",
+        columns=COLUMNS,
+        dry_run=dry_run,
+        kind_columns=KIND_COLUMNS,
     )
     with operation(report, as_json=as_json):
-        chosen = list(orders[: limit + 1])
-        say(f"Asking the provider about {min(len(chosen), limit)} order(s).", as_json=as_json)
-        for order in progress(chosen[:limit], total=min(len(chosen), limit), description="orders"):
-            try:
-                outcome = run_maybe_dry(dry_run, partial(order_reconcile, order=order))
-            except MarketlinkError as exc:
-                outcome = f"could not ask the provider: {exc.message}"
-                report.unreachable(outcome)
-            report.count("checked")
-            report.add(order=str(order.id), status=order.status, outcome=outcome)
-        report.summary.setdefault("checked", 0)
-        if len(chosen) > limit:
-            report.summary["limit_reached"] = limit
-            report.needs_attention(f"--limit {limit} reached: more orders to check")
+        for kind in Kind:
+            report.tally(kind)
+        for key in ("checked", "fixed", "needing_attention", "could_not_check"):
+            report.summary[key] = 0
+        report.summary["since"] = moment.isoformat(timespec="seconds")
+        plan = reconcile_plan(since=moment)
+        counted = ", ".join(f"{min(n, limit)} {check}" for check, n in plan.items())
+        say(
+            f"{'Dry run: checking' if dry_run else 'Checking'} orders ({counted}); "
+            f"{'nothing will change' if dry_run else 'fixing what differs'}.",
+            as_json=as_json,
+        )
+        outcomes = reconcile_orders(
+            since=moment, limit=limit, source=ChangeSource.CLI, run=partial(run_maybe_dry, dry_run)
+        )
+        total = sum(min(n, limit) for n in plan.values())
+        for outcome in progress(outcomes, total=total, description="checking orders"):
+            if isinstance(outcome, LimitReached):
+                report.summary.setdefault("limit_reached", []).append(outcome.check)
+                report.needs_attention(f"--limit {limit} reached: more orders to check")
+            else:
+                _record(report, outcome)
+
+
+def _record(report: Report, outcome: Any) -> None:
+    from marketlink.payments.reconcile import Result
+
+    report.count("checked")
+    if outcome.result == Result.AGREES:
+        return
+    report.add(
+        order=str(outcome.order_id),
+        check=outcome.check,
+        kind=outcome.kind,
+        before=outcome.before,
+        after=outcome.after,
+        outcome=outcome.detail,
+        result=outcome.result,
+    )
+    if outcome.result == Result.NOT_CHECKED:
+        report.count("could_not_check")
+        report.unreachable("the payment provider could not be asked: run again when it answers")
+    elif outcome.result == Result.FIXED:
+        report.count("fixed")
+        report.tally(outcome.kind, "found", "fixed")
+    else:
+        report.count("needing_attention")
+        report.tally(outcome.kind, "found", "needs_attention")
+        report.needs_attention("some orders need a person: see their outcome")

@@ -42,12 +42,22 @@ class Report:
     summary: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.OK
+    # Counts per kind of thing (one row each) in ``kind_columns``: a second table, and
+    # ``summary.by_kind`` in the JSON document.
+    kind_columns: Sequence[str] = ()
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, **item: Any) -> None:
         self.items.append(item)
 
     def count(self, key: str, by: int = 1) -> None:
         self.summary[key] = self.summary.get(key, 0) + by
+
+    def tally(self, kind: str, *columns: str) -> None:
+        """Count one thing of ``kind`` in each of ``columns`` (none: the row is shown, zeros)."""
+        counts = self.by_kind.setdefault(kind, dict.fromkeys(self.kind_columns, 0))
+        for column in columns:
+            counts[column] += 1
 
     def escalate(self, code: ExitCode, note: str | None = None) -> None:
         if _PRECEDENCE[code] > _PRECEDENCE[self.exit_code]:
@@ -65,6 +75,7 @@ class Report:
         """The ``--json`` document: the summary (with the exit code and notes) and the items."""
         summary = {
             **self.summary,
+            **({"by_kind": self.by_kind} if self.by_kind else {}),
             "dry_run": self.dry_run,
             "exit_code": int(self.exit_code),
             "notes": self.notes,
@@ -123,6 +134,15 @@ def _print_tables(report: Report, console: Any) -> None:
         for item in report.items:
             table.add_row(*(_cell(item.get(column)) for column in report.columns))
         console.print(table)
+    if report.by_kind:
+        console.print("By kind:", markup=False, highlight=False)
+        kinds = Table(box=style)
+        kinds.add_column("kind")
+        for column in report.kind_columns:
+            kinds.add_column(column.replace("_", " "), justify="right")
+        for kind, counts in report.by_kind.items():
+            kinds.add_row(kind.replace("_", " "), *(str(counts[c]) for c in report.kind_columns))
+        console.print(kinds)
     heading = "Summary" + (" (dry run: nothing changed)" if report.dry_run else "") + ":"
     console.print(heading, markup=False, highlight=False)
     summary = Table(box=style)

@@ -10,6 +10,7 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         from marketlink.orders import payment_hooks
         from marketlink.orders.signals import order_cancelled
+        from marketlink.payments import periodic  # noqa: F401 - registers the periodic job
         from marketlink.payments.hooks import Payments
         from marketlink.payments.receivers import close_checkout_of_released_order
 

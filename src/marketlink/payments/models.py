@@ -82,6 +82,9 @@ class Invoice(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # When reconcile or ``marketlink invoices resend`` last enqueued the task again: what keeps a
+    # second run from enqueueing it again while the first is in flight.
+    requeued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,7 +4,7 @@ needs staff's attention (invoices, refunds, disputes)."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core import signing
@@ -125,3 +125,37 @@ def invoices_owed(*, stuck_after: timedelta = INVOICE_STUCK_AFTER) -> list[uuid.
         status=OrderStatus.PAID, paid_at__lt=cutoff, invoice__isnull=True
     ).values_list("pk", flat=True)
     return [*pending, *never_opened]
+
+
+def invoice_grace_period() -> timedelta:
+    """How long an unsent invoice may go untouched before it counts as stuck
+    (``INVOICE_GRACE_PERIOD``, default 30 minutes: the invoice task's longest wait between two
+    retries is about 21 minutes, so past it no retry is coming: its worker died, or the task
+    was lost)."""
+    return timedelta(seconds=conf.get().INVOICE_GRACE_PERIOD)
+
+
+def _untouched_since(cutoff: datetime, path: str = "") -> Q:
+    """An invoice nothing has happened to since ``cutoff``: written, tried and re-enqueued
+    (each if ever) before it."""
+    return (
+        Q(**{f"{path}created_at__lt": cutoff})
+        & (
+            Q(**{f"{path}last_attempt_at__isnull": True})
+            | Q(**{f"{path}last_attempt_at__lt": cutoff})
+        )
+        & (Q(**{f"{path}requeued_at__isnull": True}) | Q(**{f"{path}requeued_at__lt": cutoff}))
+    )
+
+
+def orders_owing_invoice(*, grace: timedelta | None = None) -> QuerySet[RepairOrder]:
+    """Orders whose invoice is not sent and nothing is under way for it past the grace period,
+    whatever their status: a pending or failed invoice untouched since, or a paid order with no
+    invoice at all (its task was lost before it ever ran). Shared by reconcile and
+    ``marketlink invoices resend --stuck``."""
+    cutoff = timezone.now() - (invoice_grace_period() if grace is None else grace)
+    unsent = Q(invoice__status__in=[InvoiceStatus.PENDING, InvoiceStatus.FAILED]) & (
+        _untouched_since(cutoff, "invoice__")
+    )
+    lost = Q(invoice__isnull=True, status=OrderStatus.PAID, paid_at__lt=cutoff)
+    return RepairOrder.objects.filter(unsent | lost).select_related("invoice")

@@ -152,6 +152,11 @@ class PaymentGateway(Protocol):
         a pending refund settles later, through an event."""
         ...
 
+    def fetch_refunds(self, payment_intent_id: str) -> tuple[ProviderRefund, ...]:
+        """The refunds the provider holds for a payment as it reports them now, made by
+        marketlink or elsewhere (the provider's dashboard): what reconciliation compares."""
+        ...
+
     def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
         """The verified (or stored) event in marketlink's terms; :class:`InvalidInput` if it
         lacks what every event must have (an id and a type)."""

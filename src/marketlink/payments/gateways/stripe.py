@@ -122,6 +122,20 @@ class StripeGateway:
         )
         return RefundResult(id=str(refund.id), status=str(refund.status))
 
+    def fetch_refunds(self, payment_intent_id: str) -> tuple[ProviderRefund, ...]:
+        # A charge lists its refunds only when asked to (API 2022-11-15 on).
+        intent = self._call(
+            "fetch a payment",
+            lambda client: client.v1.payment_intents.retrieve(
+                payment_intent_id, params={"expand": ["latest_charge.refunds"]}
+            ),
+        )
+        charge = intent.latest_charge
+        if charge is None or isinstance(charge, str):
+            return ()
+        charge_data = charge.to_dict()
+        return _refunds(charge_data, charge_data.get("amount_refunded"))
+
     def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
         return parse_event(event)
 

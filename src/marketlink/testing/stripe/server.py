@@ -235,6 +235,18 @@ class Api:
                 "has_more": False,
                 "url": f"/v1/checkout/sessions/{obj['id']}/line_items",
             }
+        elif head == "refunds" and obj.get("object") == "charge":
+            # Not on a charge unless expanded, as Stripe's API has it since 2022-11-15.
+            value = {
+                "object": "list",
+                "data": [
+                    copy.deepcopy(refund)
+                    for refund in self._store.objects.values()
+                    if refund["object"] == "refund" and refund["charge"] == obj["id"]
+                ],
+                "has_more": False,
+                "url": f"/v1/charges/{obj['id']}/refunds",
+            }
         elif head in obj and value is None:
             return
         elif isinstance(value, str) and value in self._store.objects:

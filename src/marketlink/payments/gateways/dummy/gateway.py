@@ -33,6 +33,7 @@ from marketlink.payments.gateways.base import (
     GatewayError,
     InvalidSignature,
     ProviderEvent,
+    ProviderRefund,
     RefundResult,
 )
 from marketlink.payments.models import DummyCheckoutSession, DummyEvent
@@ -85,6 +86,11 @@ class DummyGateway:
         the idempotency key, so a retry gets the same refund, as Stripe's idempotency gives."""
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
         return RefundResult(id=f"re_dummy_{digest}", status="succeeded")
+
+    def fetch_refunds(self, payment_intent_id: str) -> tuple[ProviderRefund, ...]:
+        """None the site does not know of: the dummy has no dashboard, so every refund of its
+        payments was asked for by marketlink, which recorded it when it asked."""
+        return ()
 
     def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
         """The dummy's events travel in Stripe's event format on purpose (a demo site's events

@@ -1,0 +1,65 @@
+"""The periodic reconcile (Huey): recent orders checked against the provider on a schedule, so
+a lost webhook or a lost invoice task is mended without an operator.
+
+On by default with the Stripe gateway only (``PERIODIC_RECONCILE``): the dummy gateway's events
+never leave the site, so nothing can be lost on the way. It runs every
+``PERIODIC_RECONCILE_MINUTES`` minutes (on the minutes divisible by it), read live by the
+schedule's test, and writes the consumer's heartbeat like every periodic job. It is imported by
+``PaymentsConfig.ready()`` (Huey's autodiscovery only imports ``tasks`` modules, and
+``payments.tasks`` cannot import reconciliation, which enqueues its tasks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from huey.contrib.djhuey import db_periodic_task
+
+from marketlink import conf
+from marketlink.heartbeat import beat
+from marketlink.orders.models import ChangeSource
+from marketlink.payments.reconcile import LimitReached, Result, reconcile_orders
+
+logger = logging.getLogger(__name__)
+
+# "Recent": the released and paid orders of the last two hours (longer than the longest gap
+# between two runs); pending orders and unsent invoices are checked whatever their age.
+RECENT = timedelta(hours=2)
+# A bound on one run's provider calls; what is left waits for the next run (or the CLI).
+LIMIT = 500
+
+
+def reconcile_is_due(moment: datetime) -> bool:
+    """Huey's schedule test, asked by the scheduler once a minute."""
+    config = conf.get()
+    return config.periodic_reconcile() and moment.minute % config.PERIODIC_RECONCILE_MINUTES == 0
+
+
+@db_periodic_task(reconcile_is_due)
+def reconcile_recent_orders() -> dict[str, int]:
+    """The reconcile command's checks over recent orders, fixing what differs."""
+    beat()
+    results: Counter[str] = Counter()
+    for outcome in reconcile_orders(
+        since=timezone.now() - RECENT, limit=LIMIT, source=ChangeSource.TASK
+    ):
+        if isinstance(outcome, LimitReached):
+            results["limit_reached"] += 1
+            logger.warning(
+                "periodic reconcile: %s check stopped at %d orders", outcome.check, LIMIT
+            )
+            continue
+        results[outcome.result] += 1
+        if outcome.result != Result.AGREES:
+            logger.log(
+                logging.INFO if outcome.result == Result.FIXED else logging.WARNING,
+                "periodic reconcile: order %s %s (%s): %s",
+                outcome.order_id,
+                outcome.result,
+                outcome.kind or outcome.check,
+                outcome.detail,
+            )
+    return dict(results)
