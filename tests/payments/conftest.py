@@ -28,6 +28,20 @@ def tasks_run_inline() -> Iterator[None]:
 
 
 @pytest.fixture
+def tasks_queued() -> Iterator[Any]:
+    """The queue as a consumer sees it (not immediate), with none running: what is enqueued
+    stays there for the test to count."""
+    from huey.contrib.djhuey import HUEY
+
+    was = HUEY.immediate
+    HUEY.immediate = False
+    HUEY.flush()
+    yield HUEY
+    HUEY.flush()
+    HUEY.immediate = was
+
+
+@pytest.fixture
 def standin(settings: Any) -> Iterator[StripeStandIn]:
     with StripeStandIn(
         api_key="sk_test_marketlink_gateway",

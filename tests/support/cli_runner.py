@@ -1,0 +1,46 @@
+"""Running ``marketlink`` commands in tests: through Typer's CliRunner in this process, and as
+the installed console script in a process of its own, as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner, Result
+
+from marketlink.cli import app
+
+EXAMPLE_PROJECT = Path(__file__).resolve().parents[2] / "example_project"
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Result:
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def invoke_json(*args: str) -> tuple[int, dict[str, Any]]:
+    """Run a command with --json: its exit code and the one JSON document on stdout."""
+    result = invoke(*args, "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def run_console_script(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``marketlink`` script in its own process, on the example site."""
+    script = Path(sys.executable).with_name("marketlink")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+    }
+    return subprocess.run(
+        [str(script), "--pythonpath", str(EXAMPLE_PROJECT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
