@@ -95,8 +95,11 @@ def start_gunicorn(
     raise AssertionError("gunicorn did not start")
 
 
-def start_huey(env: dict[str, str], *, workers: int = 2) -> subprocess.Popen[bytes]:
-    """A Huey consumer of the example site (its queue is Redis at REDIS_URL)."""
+def start_huey(
+    env: dict[str, str], *, workers: int = 2, periodic: bool = False
+) -> subprocess.Popen[bytes]:
+    """A Huey consumer of the example site (its queue is Redis at REDIS_URL); ``periodic``: with
+    its scheduler running the periodic jobs (checked when it starts, then once a minute)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -107,13 +110,26 @@ def start_huey(env: dict[str, str], *, workers: int = 2) -> subprocess.Popen[byt
             "--worker-type",
             "thread",
             "--quiet",
-            "--no-periodic",
+            *([] if periodic else ["--no-periodic"]),
             "--max-delay",
             "0.5",
         ],
         env=env,
         cwd=str(EXAMPLE),
     )
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 120.0) -> Any:
+    """``condition()``'s first true value, polled until ``timeout`` seconds have passed.
+    Generous: a consumer process starting Django on a loaded two-core machine can take most of
+    a minute; the wait ends as soon as the condition holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
 
 
 def stop(proc: subprocess.Popen[bytes], *, graceful: bool = False) -> None:

@@ -104,7 +104,7 @@ def invoices_resend(
 
 
 def _resend_one(report: Report, order: Any, *, force: bool, dry_run: bool) -> None:
-    from marketlink.payments.models import Invoice, InvoiceStatus
+    from marketlink.payments.models import Invoice
     from marketlink.payments.resend import Requeue, invoice_requeue
 
     invoice = getattr(order, "invoice", None)
@@ -124,9 +124,6 @@ def _resend_one(report: Report, order: Any, *, force: bool, dry_run: bool) -> No
         detail += "; --force to send a second one"
     elif outcome == Requeue.IN_FLIGHT:
         detail += "; --force to enqueue it anyway"
-    if after == InvoiceStatus.FAILED and outcome == Requeue.ENQUEUED:
-        # Only seen when the task ran at once (no consumer: Huey's immediate mode).
-        report.needs_attention("some invoices failed again: see the invoice's last error")
     report.add(
         order=str(order.pk),
         order_status=order.status,
