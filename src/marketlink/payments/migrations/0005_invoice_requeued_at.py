@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketlink_payments', '0003_refunds_disputes'),
+        ('marketlink_payments', '0004_dummy_event'),
     ]
 
     operations = [
