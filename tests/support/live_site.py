@@ -119,19 +119,6 @@ def start_huey(
     )
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 120.0) -> Any:
-    """``condition()``'s first true value, polled until ``timeout`` seconds have passed.
-    Generous: a consumer process starting Django on a loaded two-core machine can take most of
-    a minute; the wait ends as soon as the condition holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
-
-
 def stop(proc: subprocess.Popen[bytes], *, graceful: bool = False) -> None:
     """Terminate ``proc``; ``graceful`` (SIGINT, for a Huey consumer) lets running tasks end."""
     if proc.poll() is None:
