@@ -128,14 +128,14 @@ def test_invoices_needing_attention_are_the_failed_and_the_stuck(mailoutbox):
     assert Invoice.objects.get(order=sent).status == InvoiceStatus.SENT
 
 
-def test_invoices_no_task_will_send_are_owed_and_sent_once_by_the_cli(mailoutbox):
+def test_invoices_no_task_will_send_are_enqueued_again_once_by_the_periodic_job(
+    mailoutbox, tasks_run_inline, django_capture_on_commit_callbacks
+):
     """A consumer killed mid-send leaves a pending invoice untried; a lost task leaves a paid
-    order with none (the fault suite's consumer case). ``marketlink invoices send-owed`` (and
-    the periodic ``send_owed_invoices``) sends each once; a sent invoice is not owed."""
-    from typer.testing import CliRunner
-
-    from marketlink.cli import app
-    from marketlink.payments.selectors import invoices_owed
+    order with none (the fault suite's consumer case). The periodic ``requeue_owed_invoices``
+    has each sent once, whatever the gateway; a second run finds nothing owed."""
+    from marketlink.payments.periodic import requeue_owed_invoices
+    from marketlink.payments.selectors import orders_owing_invoice
 
     long_ago = timezone.now() - timedelta(hours=1)
     lost_task, killed_mid_send = paid_order(), paid_order()
@@ -146,12 +146,15 @@ def test_invoices_no_task_will_send_are_owed_and_sent_once_by_the_cli(mailoutbox
     invoice_send(order_id=str(sent.pk))
     mailoutbox.clear()
 
-    assert set(invoices_owed()) == {lost_task.pk, killed_mid_send.pk}
-    result = CliRunner().invoke(app, ["invoices", "send-owed", "--json"])
+    assert set(orders_owing_invoice().values_list("pk", flat=True)) == {
+        lost_task.pk,
+        killed_mid_send.pk,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        assert requeue_owed_invoices.call_local() == 2
 
-    assert result.exit_code == 0, result.output
-    assert '"owed": 2' in result.output
     assert sorted(m.to[0] for m in mailoutbox) == sorted(
         [lost_task.customer_email, killed_mid_send.customer_email]
     )
-    assert invoices_owed(stuck_after=timedelta(0)) == []
+    assert not orders_owing_invoice().exists()
+    assert requeue_owed_invoices.call_local() == 0

@@ -1,7 +1,6 @@
-"""``marketlink invoices``: ``send-owed`` sends at once the invoices no task will send by itself;
-``resend`` enqueues the invoice task again for named orders, or for every invoice not sent past
-the grace period (the ones reconcile finds), never sending a second invoice for an order whose
-invoice was sent unless told to."""
+"""``marketlink invoices resend``: enqueue the invoice task again for named orders, or for every
+invoice not sent past the grace period (the ones reconcile finds), never sending a second
+invoice for an order whose invoice was sent unless told to."""
 
 from __future__ import annotations
 
@@ -16,37 +15,8 @@ from marketlink.operations.report import Report, progress, say
 from marketlink.operations.runner import operation, run_maybe_dry, setup_django
 
 invoices_app = typer.Typer(
-    help="Invoices: send the ones still owed, or send them again.", no_args_is_help=True
+    help="Invoices: send again the ones still owed, or named ones.", no_args_is_help=True
 )
-
-
-@invoices_app.command("send-owed")
-def invoices_send_owed_command(
-    stuck_after: Annotated[
-        int, typer.Option(min=0, help="Minutes an owed invoice must have waited untried.")
-    ] = 30,
-    as_json: Json = False,
-) -> None:
-    """Send the invoices no task will send by itself (a consumer killed mid-send, a task lost
-    with the queue). One that fails again stays pending, or failed for staff if it cannot be
-    sent; a second run finds none owed."""
-    setup_django()
-    from datetime import timedelta
-
-    from marketlink.payments.invoices import InvoiceNotSent, invoice_send
-    from marketlink.payments.selectors import invoices_owed
-
-    report = Report(title="Owed invoices", columns=("order", "outcome"), summary={"owed": 0})
-    with operation(report, as_json=as_json):
-        say("Sending the invoices no task will send by itself.", as_json=as_json)
-        for order_id in invoices_owed(stuck_after=timedelta(minutes=stuck_after)):
-            try:
-                outcome = invoice_send(order_id=str(order_id), last_try=False)
-            except InvoiceNotSent as exc:
-                outcome = f"not sent yet: {exc}"
-                report.needs_attention()
-            report.add(order=str(order_id), outcome=outcome)
-            report.count("owed")
 
 
 COLUMNS = ("order", "order_status", "invoice_before", "invoice_after", "outcome")

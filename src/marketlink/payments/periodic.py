@@ -1,5 +1,6 @@
 """The periodic reconcile (Huey): recent orders checked against the provider on a schedule, so
-a lost webhook or a lost invoice task is mended without an operator.
+a lost webhook or a lost invoice task is mended without an operator; and, with any gateway, the
+invoices nothing will send by itself enqueued again.
 
 On by default with the Stripe gateway only (``PERIODIC_RECONCILE``): the dummy gateway's events
 never leave the site, so nothing can be lost on the way. It runs every
@@ -16,12 +17,15 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from django.utils import timezone
+from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
 from marketlink import conf
 from marketlink.heartbeat import beat
 from marketlink.orders.models import ChangeSource
 from marketlink.payments.reconcile import LimitReached, Result, reconcile_orders
+from marketlink.payments.resend import Requeue, invoice_requeue
+from marketlink.payments.selectors import orders_owing_invoice
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +67,14 @@ def reconcile_recent_orders() -> dict[str, int]:
                 outcome.detail,
             )
     return dict(results)
+
+
+@db_periodic_task(crontab(minute="*/10"))
+def requeue_owed_invoices() -> int:
+    """Enqueue again the invoice task of each order whose invoice nothing will send by itself
+    (its consumer was killed mid-send, or the queue lost the task), whatever the gateway: the
+    same rule and the same once-only re-enqueue as reconcile's invoice check, so the two never
+    stack twin tasks."""
+    beat()
+    requeued = [invoice_requeue(order=order) for order in orders_owing_invoice()]
+    return requeued.count(Requeue.ENQUEUED)

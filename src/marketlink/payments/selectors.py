@@ -115,18 +115,6 @@ def _stuck_pending(stuck_after: timedelta) -> Q:
     return Q(status=InvoiceStatus.PENDING) & stuck
 
 
-def invoices_owed(*, stuck_after: timedelta = INVOICE_STUCK_AFTER) -> list[uuid.UUID]:
-    """Orders whose invoice no task will send by itself: a consumer killed mid-send, or an
-    invoice task lost with the queue (Redis restarted, a consumer killed after taking it)
-    leaves a pending invoice untried, or a paid order with no invoice at all."""
-    cutoff = timezone.now() - stuck_after
-    pending = Invoice.objects.filter(_stuck_pending(stuck_after)).values_list("order_id", flat=True)
-    never_opened = RepairOrder.objects.filter(
-        status=OrderStatus.PAID, paid_at__lt=cutoff, invoice__isnull=True
-    ).values_list("pk", flat=True)
-    return [*pending, *never_opened]
-
-
 def invoice_grace_period() -> timedelta:
     """How long an unsent invoice may go untouched before it counts as stuck
     (``INVOICE_GRACE_PERIOD``, default 30 minutes: the invoice task's longest wait between two

@@ -6,12 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from huey import crontab
 from huey.api import Task
-from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
+from huey.contrib.djhuey import HUEY, db_task
 
 from marketlink import metrics
-from marketlink.payments import checkout, invoices, refunds, selectors
+from marketlink.payments import checkout, invoices, refunds
 from marketlink.payments.models import Refund, RefundStatus
 
 logger = logging.getLogger(__name__)
@@ -79,17 +78,6 @@ def send_invoice(order_id: str, task: Task | None = None) -> str:
         task,
         lambda: invoices.invoice_send(order_id=order_id, last_try=last_try(task)),
     )
-
-
-@db_periodic_task(crontab(minute="*/10"))
-def send_owed_invoices() -> int:
-    """Enqueue the invoice task again for invoices no task will send by itself (its consumer
-    died mid-send, or the queue lost it); the invoice's row lock and ``sent`` check keep a
-    twin from sending twice."""
-    owed = selectors.invoices_owed()
-    for order_id in owed:
-        send_invoice(str(order_id))
-    return len(owed)
 
 
 @db_task(context=True, **RETRYING)
