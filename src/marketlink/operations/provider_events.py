@@ -66,16 +66,23 @@ def replay_from_provider(
         f"{'; processing the stored ones again (--force)' if force else ''}.",
         as_json=as_json,
     )
-    for event in progress(fetched, total=len(fetched), description="events"):
-        before = stored.get(event.event_id)
-        if before is not None and not force:
-            report.count("already_stored")
-            report.add(**_item(event, before, before, "already stored; --force to process again"))
-            continue
-        _apply(report, event, before, dry_run=dry_run)
+
+    def apply_all() -> None:
+        for event in progress(fetched, total=len(fetched), description="events"):
+            before = stored.get(event.event_id)
+            if before is not None and not force:
+                report.count("already_stored")
+                report.add(**_item(event, before, before, "already stored; --force to redo"))
+                continue
+            _apply(report, event, before)
+
+    # A dry run rolls back once, at the end: each event then meets the state the ones before it
+    # left (a refund finds the payment that came first), exactly as in the real run, where each
+    # event commits on its own.
+    run_maybe_dry(dry_run, apply_all)
 
 
-def _apply(report: Report, event: Any, before: str | None, *, dry_run: bool) -> None:
+def _apply(report: Report, event: Any, before: str | None) -> None:
     from marketlink.exceptions import MarketlinkError
     from marketlink.orders.models import ChangeSource
     from marketlink.payments.models import EventStatus
@@ -88,7 +95,7 @@ def _apply(report: Report, event: Any, before: str | None, *, dry_run: bool) -> 
             event_process, event_id=event.event_id, source=ChangeSource.CLI, force=True
         )
     try:
-        record = run_maybe_dry(dry_run, action)
+        record = action()
     except MarketlinkError as exc:
         report.count("failed")
         report.add(**_item(event, before, EventStatus.FAILED, exc.message))

@@ -4,7 +4,6 @@ and processing them again through the same pipeline a delivery goes through."""
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -174,14 +173,19 @@ def webhooks_replay(
             f"{' (processed ones too: --force)' if force else ''}.",
             as_json=as_json,
         )
-        for event in progress(chosen, total=len(chosen), description="replaying"):
-            _replay_one(report, event, force=force, dry_run=dry_run)
+
+        def replay_all() -> None:
+            for event in progress(chosen, total=len(chosen), description="replaying"):
+                _replay_one(report, event, force=force)
+
+        # One rollback at the end of a dry run, so each event meets what the ones before it did.
+        run_maybe_dry(dry_run, replay_all)
         for key in ("replayed", "already_processed", "failed", "not_stored"):
             report.summary.setdefault(key, 0)
         report.summary["not_stored"] = len(missing)
 
 
-def _replay_one(report: Report, event: Any, *, force: bool, dry_run: bool) -> None:
+def _replay_one(report: Report, event: Any, *, force: bool) -> None:
     from marketlink.exceptions import MarketlinkError
     from marketlink.orders.models import ChangeSource
     from marketlink.payments.models import EventStatus
@@ -192,9 +196,8 @@ def _replay_one(report: Report, event: Any, *, force: bool, dry_run: bool) -> No
         report.count("already_processed")
         report.add(**_replay_item(event, before, before, "already processed; --force to redo"))
         return
-    process = partial(event_process, record_id=event.pk, source=ChangeSource.CLI, force=force)
     try:
-        result = run_maybe_dry(dry_run, process)
+        result = event_process(record_id=event.pk, source=ChangeSource.CLI, force=force)
     except MarketlinkError as exc:
         report.count("failed")
         report.add(**_replay_item(event, before, EventStatus.FAILED, exc.message))
