@@ -49,6 +49,7 @@ from marketlink.testing.factories import (
 )
 
 pytestmark = [
+    pytest.mark.fuzz,
     pytest.mark.django_db,
     pytest.mark.usefixtures("_wsgi_keeps_the_test_connection", "_no_throttling"),
 ]

@@ -31,7 +31,11 @@ from marketlink.payments.refunds import order_refund
 from marketlink.testing.factories import AccountFactory, VariantFactory
 from marketlink.testing.stripe_server import StripeStandIn
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_run_inline")]
+pytestmark = [
+    pytest.mark.fuzz,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("tasks_run_inline"),
+]
 
 # Deterministic and bounded: the same runs every time, well under a minute.
 MACHINE_SETTINGS = bounded_machine(max_examples=30, steps=15)
