@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = ["MarketlinkSettings", "get", "validation_errors"]
 
+# A throttle's rate, "<requests>/<s|min|hour|day>"; None switches the throttle off.
+Rate = str | None
+
 
 class MarketlinkSettings(BaseModel):
     """Every key a host may put in ``settings.MARKETLINK``, with its default."""
@@ -42,8 +45,8 @@ class MarketlinkSettings(BaseModel):
         le=300,
         description="Seconds a process reuses the user behind an access token (0: never).",
     )
-    LOGIN_THROTTLE: str = Field("10/min", description="Login attempts per client address.")
-    REGISTER_THROTTLE: str = Field("20/hour", description="Registrations per client address.")
+    LOGIN_THROTTLE: Rate = Field("10/min", description="Login attempts per client address.")
+    REGISTER_THROTTLE: Rate = Field("20/hour", description="Registrations per client address.")
 
     # --- Orders and stock ------------------------------------------------------------------
     CURRENCY: str = Field(
@@ -67,6 +70,29 @@ class MarketlinkSettings(BaseModel):
     )
     LOCK_WAIT: float = Field(
         5.0, ge=0, description="Seconds a booking waits for a busy variant lock before 503."
+    )
+    PENDING_ORDER_LIMIT: int | None = Field(
+        10, ge=1, description="Live pending orders one customer may hold (None: no limit)."
+    )
+    PENDING_ORDER_LIMIT_PER_VARIANT: int | None = Field(
+        3,
+        ge=1,
+        description="Live pending orders one customer may hold of one variant (None: no limit).",
+    )
+
+    # --- Throttles (a rate like "60/min"; None: not throttled) -----------------------------
+    THROTTLE_CACHE: str = Field("default", description="The CACHES alias holding throttle counts.")
+    BOOKING_THROTTLE_PER_USER: Rate = Field("60/min", description="Bookings per customer.")
+    BOOKING_THROTTLE_PER_ADDRESS: Rate = Field("600/min", description="Bookings per address.")
+    CANCEL_THROTTLE_PER_USER: Rate = Field("30/min", description="Order cancels per customer.")
+    CHECKOUT_THROTTLE_PER_USER: Rate = Field(
+        "30/min", description="New payment URLs (POST /orders/{id}/checkout/) per customer."
+    )
+    REFUND_THROTTLE_PER_USER: Rate = Field("30/min", description="Refunds asked per user.")
+    PUBLIC_PAGE_THROTTLE: Rate = Field(
+        "120/min",
+        description="Checkout return pages, payment links and the dummy checkout page, per "
+        "address, together.",
     )
 
     # --- Payments --------------------------------------------------------------------------
@@ -120,9 +146,20 @@ class MarketlinkSettings(BaseModel):
             return self.PERIODIC_RECONCILE
         return self.PAYMENT_GATEWAY == "stripe"
 
-    @field_validator("LOGIN_THROTTLE", "REGISTER_THROTTLE")
+    @field_validator(
+        "LOGIN_THROTTLE",
+        "REGISTER_THROTTLE",
+        "BOOKING_THROTTLE_PER_USER",
+        "BOOKING_THROTTLE_PER_ADDRESS",
+        "CANCEL_THROTTLE_PER_USER",
+        "CHECKOUT_THROTTLE_PER_USER",
+        "REFUND_THROTTLE_PER_USER",
+        "PUBLIC_PAGE_THROTTLE",
+    )
     @classmethod
-    def _valid_rate(cls, value: str) -> str:
+    def _valid_rate(cls, value: Rate) -> Rate:
+        if value is None:
+            return value
         from ninja.throttling import SimpleRateThrottle
 
         try:

@@ -60,6 +60,9 @@ class ErrorEnvelope(Schema):
     message: str
     data: None = None
     errors: list[ErrorItem] = []
+    code: str | None = Field(
+        None, description="Only on refusals a program must tell apart, e.g. which limit a 409 hit."
+    )
 
 
 class Envelope(Schema, Generic[T]):
@@ -186,6 +189,31 @@ def _humanize(error: Mapping[str, Any]) -> tuple[tuple[str | int, ...], str]:
     return loc, f"{field}: {msg}"
 
 
+def error_body(
+    message: str, errors: Iterable[FieldError] = (), data: Any = None, code: str | None = None
+) -> dict[str, Any]:
+    """An error's answer; ``code`` appears only on the errors that have one."""
+    body = {
+        "success": False,
+        "message": message,
+        "data": data,
+        "errors": [{"loc": list(e.loc), "msg": e.msg} for e in errors],
+    }
+    if code is not None:
+        body["code"] = code
+    return body
+
+
+def throttled_response(exc: Throttled) -> HttpResponse:
+    """The 429 of a view outside the ninja API (a plain Django page), in the envelope."""
+    from django.http import JsonResponse
+
+    response = JsonResponse(error_body(exc.message), status=exc.status_code)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def _envelope(
     api: NinjaAPI,
     request: HttpRequest,
@@ -193,14 +221,9 @@ def _envelope(
     message: str,
     errors: Iterable[FieldError] = (),
     data: Any = None,
+    code: str | None = None,
 ) -> HttpResponse:
-    body = {
-        "success": False,
-        "message": message,
-        "data": data,
-        "errors": [{"loc": list(e.loc), "msg": e.msg} for e in errors],
-    }
-    return api.create_response(request, body, status=status)
+    return api.create_response(request, error_body(message, errors, data, code), status=status)
 
 
 def unknown_path(request: HttpRequest, path: str = "") -> HttpResponse:
@@ -216,15 +239,14 @@ def unknown_path(request: HttpRequest, path: str = "") -> HttpResponse:
             message = f"No such endpoint; did you mean {request.path}/ (with the slash)?"
         except Resolver404:
             pass
-    body = {"success": False, "message": message, "data": None, "errors": []}
-    return JsonResponse(body, status=404)
+    return JsonResponse(error_body(message), status=404)
 
 
 def install_error_handlers(api: NinjaAPI) -> None:
     """Map every failure a request can meet onto a response in the envelope."""
 
     def marketlink_error(request: HttpRequest, exc: Any) -> HttpResponse:
-        return _envelope(api, request, exc.status_code, exc.message, exc.errors, exc.data)
+        return _envelope(api, request, exc.status_code, exc.message, exc.errors, exc.data, exc.code)
 
     def validation_error(request: HttpRequest, exc: Any) -> HttpResponse:
         items = [FieldError(*_humanize(error)) for error in exc.errors]

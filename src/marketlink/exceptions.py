@@ -27,13 +27,21 @@ class MarketlinkError(Exception):
     default_message = "The request could not be processed."
 
     def __init__(
-        self, message: str | None = None, *, errors: Sequence[FieldError] = (), data: Any = None
+        self,
+        message: str | None = None,
+        *,
+        errors: Sequence[FieldError] = (),
+        data: Any = None,
+        code: str | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.errors = tuple(errors)
         # What the answer's ``data`` carries; an error is usually ``None``, a failed health
         # check its report of each dependency.
         self.data = data
+        # A stable name for programs, where a client must tell one refusal from another of the
+        # same status (which limit a 409 hit); the message is for people and may be reworded.
+        self.code = code
         super().__init__(self.message)
 
 
@@ -80,6 +88,11 @@ class UnsupportedMediaType(MarketlinkError):
 class Throttled(MarketlinkError):
     status_code = 429
     default_message = "Too many requests; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        # Whole seconds until a request would be let through, sent as ``Retry-After``.
+        self.retry_after = retry_after
 
 
 class PaymentProviderError(MarketlinkError):

@@ -18,7 +18,6 @@ on what "the lock store" is.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -29,10 +28,10 @@ from django.conf import settings
 
 from marketlink import conf, metrics
 from marketlink.exceptions import ServiceUnavailable
+from marketlink.outages import Outage
 
 logger = logging.getLogger(__name__)
 
-REDIS_RETRY_AFTER = 5.0
 REDIS_CACHE_BACKEND = "django_redis.cache.RedisCache"
 _SIGNAL_WAIT = 0.05
 
@@ -49,41 +48,13 @@ return 0
 """
 
 
-class _RedisHealth:
-    """Remembers a Redis outage so it is logged once and not retried on every request."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.down_until = 0.0
-        self.reported = False
-
-    def usable(self) -> bool:
-        return time.monotonic() >= self.down_until
-
-    def failed(self, exc: Exception) -> None:
-        with self._lock:
-            self.down_until = time.monotonic() + REDIS_RETRY_AFTER
-            if not self.reported:
-                self.reported = True
-                logger.warning(
-                    "Redis lock store unreachable (%s); bookings continue on database locks "
-                    "alone until it is back",
-                    exc,
-                    extra={"event": "lock_store.down"},
-                )
-
-    def succeeded(self) -> None:
-        if self.reported:
-            with self._lock:
-                if self.reported:
-                    self.reported = False
-                    logger.warning(
-                        "Redis lock store is reachable again; variant locks resume",
-                        extra={"event": "lock_store.up"},
-                    )
-
-
-redis_health = _RedisHealth()
+redis_health = Outage(
+    logger,
+    event="lock_store",
+    went_down="Redis lock store unreachable (%s); bookings continue on database locks alone "
+    "until it is back",
+    came_back="Redis lock store is reachable again; variant locks resume",
+)
 
 
 def cache_is_redis(alias: str) -> bool:

@@ -20,8 +20,8 @@ from marketlink.accounts.schemas import (
     UserOut,
 )
 from marketlink.accounts.selectors import account_of
-from marketlink.accounts.throttles import SettingRateThrottle
 from marketlink.envelope import Envelope, created, ok, responses
+from marketlink.throttles import SettingThrottle
 
 router = Router(tags=["users"])
 
@@ -29,7 +29,7 @@ router = Router(tags=["users"])
 @router.post(
     "/register/",
     response=responses(201, Envelope[AuthOut], 429, body=True),
-    throttle=[SettingRateThrottle("REGISTER_THROTTLE")],
+    throttle=[SettingThrottle("REGISTER_THROTTLE")],
 )
 def register(request: HttpRequest, payload: RegisterIn) -> Status[dict[str, Any]]:
     account = services.user_register(
@@ -46,7 +46,7 @@ def register(request: HttpRequest, payload: RegisterIn) -> Status[dict[str, Any]
 @router.post(
     "/login/",
     response=responses(200, Envelope[AuthOut], 401, 403, 429, body=True),
-    throttle=[SettingRateThrottle("LOGIN_THROTTLE")],
+    throttle=[SettingThrottle("LOGIN_THROTTLE")],
 )
 def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
     account = services.user_login(email=payload.email, password=payload.password)

@@ -24,6 +24,7 @@ from marketlink.orders.schemas import (
     OrderQuery,
     PaymentStateOut,
 )
+from marketlink.throttles import PUBLIC_PAGES, SettingThrottle
 from marketlink.vendors.selectors import vendor_profile_of
 
 router = Router(tags=["orders"])
@@ -33,9 +34,13 @@ IDEMPOTENCY = "Retrying with the same key returns the order the first attempt ma
 
 @router.post(
     "/",
-    response=responses(201, Envelope[OrderOut], 401, 403, 404, 409, 502, 503, body=True)
+    response=responses(201, Envelope[OrderOut], 401, 403, 404, 409, 429, 502, 503, body=True)
     | {200: Envelope[OrderOut]},
     auth=customers,
+    throttle=[
+        SettingThrottle("BOOKING_THROTTLE_PER_USER", per="user"),
+        SettingThrottle("BOOKING_THROTTLE_PER_ADDRESS"),
+    ],
 )
 def order_create(
     request: AuthedRequest,
@@ -78,20 +83,31 @@ def order_detail(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
 
 
 @router.post(
-    "/{id}/cancel/", response=responses(200, Envelope[OrderOut], 401, 403, 404, 409), auth=customers
+    "/{id}/cancel/",
+    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 429),
+    auth=customers,
+    throttle=SettingThrottle("CANCEL_THROTTLE_PER_USER", per="user"),
 )
 def order_cancel(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     order = services.order_cancel(order=selectors.order_of_customer(order_id=id, user=request.auth))
     return ok(order, "Order cancelled; its reservation is released.")
 
 
-@router.get("/{id}/cancel/", response=responses(200, Envelope[PaymentStateOut], 404))
+@router.get(
+    "/{id}/cancel/",
+    response=responses(200, Envelope[PaymentStateOut], 404, 429),
+    throttle=PUBLIC_PAGES,
+)
 def checkout_cancelled(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
     """Where the hosted checkout sends a customer who gave up. Changes nothing."""
     return ok(selectors.order_payment_state(order_id=id), "Payment was not completed.")
 
 
-@router.get("/{id}/success/", response=responses(200, Envelope[PaymentStateOut], 404))
+@router.get(
+    "/{id}/success/",
+    response=responses(200, Envelope[PaymentStateOut], 404, 429),
+    throttle=PUBLIC_PAGES,
+)
 def checkout_succeeded(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
     """Where the hosted checkout sends a customer who paid. Only the provider's signed webhook
     marks an order paid; this page may ask the provider, to say so sooner."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from marketlink import conf, metrics
 from marketlink.exceptions import Conflict, InvalidInput, NotFound
-from marketlink.orders import signals, stock
+from marketlink.orders import limits, signals, stock
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,8 @@ def order_place(
     *, customer: Any, customer_email: str, variant_id: uuid.UUID, idempotency_key: str | None = None
 ) -> tuple[RepairOrder, bool]:
     """Book one unit of a variant: ``(order, created)``; ``created`` is False on an idempotent
-    replay. Raises :class:`Conflict` (409) when the variant is sold out, and only then."""
+    replay. Raises :class:`Conflict` (409) when the variant is sold out, or when the customer
+    already holds as many live pending orders as ``orders.limits`` allows."""
     if not customer_email:
         # The order, its receipt and the payment provider all go by the address.
         raise InvalidInput(NO_EMAIL)
@@ -178,8 +180,16 @@ def order_place(
         expires_at=timezone.now() + timedelta(seconds=config.RESERVATION_TTL),
         idempotency_key=idempotency_key,
     )
+    limited = limits.limits_apply()
     try:
-        with stock.variant_lock(variant_id):
+        with stock.variant_lock(variant_id), transaction.atomic() if limited else nullcontext():
+            if limited:
+                limits.lock_customer(customer)
+                # A retry with this key that waited on the customer's lock finds its order now.
+                replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None
+                if replay is not None:
+                    return replay, False
+                limits.refuse_over_limits(customer=customer, variant_id=variant_id)
             # The common case in one statement; the slow path when there is no free unit.
             if not stock.take_unit_into(order, variant_id, "stock_after_reservation"):
                 _place_after_reclaiming(order, variant_id)

@@ -20,6 +20,7 @@ from marketlink.orders.schemas import OrderOut
 from marketlink.payments import checkout, refunds, webhooks
 from marketlink.payments.schemas import WebhookOut
 from marketlink.payments.selectors import order_for_link
+from marketlink.throttles import PUBLIC_PAGES, SettingThrottle
 
 webhook_router = Router(tags=["payments"])
 orders_router = Router(tags=["orders"])
@@ -47,8 +48,9 @@ def payment_webhook(request: HttpRequest) -> dict[str, Any]:
 
 @link_router.get(
     "/pay/{token}/",
-    response=responses(303, None, 404, 409, 502),
+    response=responses(303, None, 404, 409, 429, 502),
     url_name="payment_link",
+    throttle=PUBLIC_PAGES,
     summary="Open the order's checkout (redirect)",
 )
 def payment_link(request: HttpRequest, token: str) -> HttpResponseRedirect:
@@ -61,8 +63,9 @@ def payment_link(request: HttpRequest, token: str) -> HttpResponseRedirect:
 
 @orders_router.post(
     "/{id}/checkout/",
-    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
+    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 429, 502),
     auth=customers,
+    throttle=SettingThrottle("CHECKOUT_THROTTLE_PER_USER", per="user"),
 )
 def order_checkout(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     order = order_selectors.order_of_customer(order_id=id, user=request.auth)
@@ -72,8 +75,9 @@ def order_checkout(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
 
 @orders_router.post(
     "/{id}/refund/",
-    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 502),
+    response=responses(200, Envelope[OrderOut], 401, 403, 404, 409, 429, 502),
     auth=vendors_and_admins,
+    throttle=SettingThrottle("REFUND_THROTTLE_PER_USER", per="user"),
 )
 def order_refund(request: AuthedRequest, id: uuid.UUID) -> dict[str, Any]:
     order = refunds.order_refund(

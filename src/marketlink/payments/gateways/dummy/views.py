@@ -20,6 +20,7 @@ from marketlink.exceptions import MarketlinkError
 from marketlink.payments import webhooks
 from marketlink.payments.gateways.dummy.gateway import emit_session_event
 from marketlink.payments.models import DummyCheckoutSession
+from marketlink.throttles import PUBLIC_PAGES, throttle_view
 
 _ENGINE = Engine(
     dirs=[str(Path(__file__).parent / "templates")],
@@ -33,6 +34,7 @@ def _page(request: HttpRequest, context: dict[str, Any], status: int = 200) -> H
 
 
 @require_http_methods(["GET", "POST"])
+@throttle_view(PUBLIC_PAGES)
 def dummy_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     session = get_object_or_404(DummyCheckoutSession, pk=session_id)
     if session.status == "open" and session.expires_at <= timezone.now():
