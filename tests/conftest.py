@@ -16,6 +16,8 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 
+from marketlink import conf
+
 pytest_plugins = ["marketlink.testing.fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -61,3 +63,11 @@ def outbox(tmp_path: Path) -> Path:
     folder = tmp_path / "mail"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def abuse_limits_off(settings: pytest.FixtureRequest) -> None:
+    """Per-customer limits and throttles off, for tests that book or call in bulk as one
+    customer (a storm, a fuzzer), as a host lifts them for a load test."""
+    current = getattr(settings, "MARKETLINK", {})
+    settings.MARKETLINK = {**current, **conf.ABUSE_LIMITS_OFF}  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["MarketlinkSettings", "get", "validation_errors"]
+__all__ = ["ABUSE_LIMITS_OFF", "MarketlinkSettings", "get", "validation_errors"]
 
 # A throttle's rate, "<requests>/<s|min|hour|day>"; None switches the throttle off.
 Rate = str | None
@@ -168,6 +168,21 @@ class MarketlinkSettings(BaseModel):
             raise ValueError(f"{value!r} is not a rate like '10/min'") from None
         return value
 
+
+# Every per-customer limit and throttle off: what a host merges into ``MARKETLINK`` for a load
+# test (``{**MARKETLINK, **conf.ABUSE_LIMITS_OFF}``), as the benchmark does.
+ABUSE_LIMITS_OFF: dict[str, None] = {
+    "PENDING_ORDER_LIMIT": None,
+    "PENDING_ORDER_LIMIT_PER_VARIANT": None,
+    "LOGIN_THROTTLE": None,
+    "REGISTER_THROTTLE": None,
+    "BOOKING_THROTTLE_PER_USER": None,
+    "BOOKING_THROTTLE_PER_ADDRESS": None,
+    "CANCEL_THROTTLE_PER_USER": None,
+    "CHECKOUT_THROTTLE_PER_USER": None,
+    "REFUND_THROTTLE_PER_USER": None,
+    "PUBLIC_PAGE_THROTTLE": None,
+}
 
 _cached: MarketlinkSettings | None = None
 

@@ -51,7 +51,8 @@ from marketlink.testing.factories import (
 pytestmark = [
     pytest.mark.fuzz,
     pytest.mark.django_db,
-    pytest.mark.usefixtures("_wsgi_keeps_the_test_connection", "_no_throttling"),
+    # Fuzzing calls far past any throttle or per-customer limit.
+    pytest.mark.usefixtures("_wsgi_keeps_the_test_connection", "abuse_limits_off"),
 ]
 
 # A fixed seed and deterministic generation: the same requests on every run, a bounded run time.
@@ -135,11 +136,6 @@ def _wsgi_keeps_the_test_connection() -> Iterator[None]:
     yield
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
-def _no_throttling(settings: Any) -> None:
-    settings.MARKETLINK = {"LOGIN_THROTTLE": "100000/min", "REGISTER_THROTTLE": "100000/min"}
 
 
 @pytest.fixture(params=["anonymous", "owner", "other_vendor", "new_vendor", "customer", "staff"])

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,6 +18,7 @@ from django.db import connection
 from django.utils import timezone
 from live_site import EXAMPLE, free_port, site_env, start_gunicorn, stop
 from order_storm import assert_storm_outcome, book_concurrently, units_held
+from threads import race
 
 from marketlink.accounts.services import tokens_issue
 from marketlink.orders.models import RepairOrder
@@ -201,28 +201,6 @@ def test_a_killed_lock_holder_loses_no_unit(settings):
     assert variant.stock + units_held(variant.id) == 3
 
 
-def _race(*targets) -> list[object]:
-    """Run the callables at the same instant in threads; their results or exceptions."""
-    barrier = threading.Barrier(len(targets))
-    results: list[object] = [None] * len(targets)
-
-    def run(index: int, target) -> None:
-        barrier.wait()
-        try:
-            results[index] = target()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 def _place(account, variant, key=None):
     return order_place(
         customer=account.user,
@@ -239,7 +217,7 @@ def test_cancel_races_the_expiry_job(round_):
     customer = AccountFactory()
     order, _ = _place(customer, variant)
     RepairOrder.objects.filter(pk=order.id).update(expires_at=timezone.now() - timedelta(seconds=1))
-    results = _race(lambda: order_cancel(order=order), orders_expire)
+    results = race(lambda: order_cancel(order=order), orders_expire)
     cancelled_by_customer = not isinstance(results[0], Exception)
     expired = results[1]
     assert cancelled_by_customer + expired == 1, results
@@ -250,10 +228,10 @@ def test_cancel_races_the_expiry_job(round_):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("round_", range(5))
-def test_two_cancels_race(round_):
+def test_two_cancelsrace(round_):
     variant = VariantFactory(stock=1)
     order, _ = _place(AccountFactory(), variant)
-    results = _race(lambda: order_cancel(order=order), lambda: order_cancel(order=order))
+    results = race(lambda: order_cancel(order=order), lambda: order_cancel(order=order))
     assert sum(isinstance(r, TransitionRefused) for r in results) == 1, results
     variant.refresh_from_db()
     assert variant.stock == 1
@@ -261,10 +239,10 @@ def test_two_cancels_race(round_):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("round_", range(5))
-def test_identical_idempotency_keys_race(round_):
+def test_identical_idempotency_keysrace(round_):
     variant = VariantFactory(stock=5)
     customer = AccountFactory()
-    results = _race(*[lambda: _place(customer, variant, key="retry-1")] * 4)
+    results = race(*[lambda: _place(customer, variant, key="retry-1")] * 4)
     orders = {order.id for order, _ in results}
     assert len(orders) == 1, results
     assert sum(created for _, created in results) == 1

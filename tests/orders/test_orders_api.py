@@ -262,7 +262,7 @@ def test_vendor_stock_edit_sets_available_units(api, customer_user, vendor_user)
 
 
 @pytest.mark.postgres
-def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user):
+def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user, abuse_limits_off):
     """The booking path's contract (it is benchmarked): the variant's read, then the unit taken
     and the order inserted in one statement."""
     variant = VariantFactory(stock=2)
@@ -275,4 +275,21 @@ def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user):
     assert len(statements) == 2, statements
     assert statements[0].startswith("SELECT")
     assert statements[1].startswith("WITH taken AS (UPDATE")
+    assert (created, order.stock_after_reservation, stock_of(variant)) == (True, 1, 1)
+
+
+@pytest.mark.postgres
+def test_the_per_customer_limits_add_the_customer_lock_and_one_count(customer_user):
+    """With the limits on (the default), the customer's account row is locked and their live
+    orders counted once, before the same single-statement write."""
+    variant = VariantFactory(stock=2)
+    with CaptureQueriesContext(connection) as queries:
+        order, created = order_place(
+            customer=customer_user, customer_email="c@example.com", variant_id=variant.id
+        )
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 4, statements
+    assert statements[1].endswith("FOR UPDATE")
+    assert "COUNT(" in statements[2]
+    assert statements[3].startswith("WITH taken AS (UPDATE")
     assert (created, order.stock_after_reservation, stock_of(variant)) == (True, 1, 1)

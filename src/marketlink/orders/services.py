@@ -182,7 +182,10 @@ def order_place(
     )
     limited = limits.limits_apply()
     try:
-        with stock.variant_lock(variant_id), transaction.atomic() if limited else nullcontext():
+        # With limits, the customer's lock and count come first, outside the variant's lock, so
+        # the variant stays locked for the one statement that takes its unit (the commit
+        # follows; a booker behind it waits on the row that long, as the database decides).
+        with transaction.atomic() if limited else nullcontext():
             if limited:
                 limits.lock_customer(customer)
                 # A retry with this key that waited on the customer's lock finds its order now.
@@ -190,9 +193,13 @@ def order_place(
                 if replay is not None:
                     return replay, False
                 limits.refuse_over_limits(customer=customer, variant_id=variant_id)
-            # The common case in one statement; the slow path when there is no free unit.
-            if not stock.take_unit_into(order, variant_id, "stock_after_reservation"):
-                _place_after_reclaiming(order, variant_id)
+            with stock.variant_lock(variant_id):
+                # The common case in one statement; the slow path when there is no free unit. A
+                # duplicate key fails the whole transaction here, so it needs no savepoint.
+                if not stock.take_unit_into(
+                    order, variant_id, "stock_after_reservation", savepoint=not limited
+                ):
+                    _place_after_reclaiming(order, variant_id)
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won; our unit went back on rollback.
         replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None

@@ -134,7 +134,9 @@ def take_unit(variant_id: uuid.UUID) -> int | None:
     return None if row is None else int(row[0])
 
 
-def take_unit_into(row: Model, variant_id: uuid.UUID, remaining_field: str) -> bool:
+def take_unit_into(
+    row: Model, variant_id: uuid.UUID, remaining_field: str, *, savepoint: bool = True
+) -> bool:
     """Take one unit and insert ``row`` (an unsaved order) in a single statement, writing the
     stock left into its ``remaining_field``. False when there is no free unit (nothing written).
 
@@ -158,9 +160,11 @@ def take_unit_into(row: Model, variant_id: uuid.UUID, remaining_field: str) -> b
         f"SELECT {placeholders}, taken.stock FROM taken RETURNING {remaining}"
     )
     # A savepoint only when called inside a transaction, so an IntegrityError (a duplicate
-    # Idempotency-Key) leaves that transaction usable; at the top level the statement commits
-    # by itself.
-    atomic = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    # Idempotency-Key) leaves that transaction usable, unless the caller gives the whole
+    # transaction up on one (``savepoint=False``); at the top level the statement commits by
+    # itself.
+    inside = connection.in_atomic_block and savepoint
+    atomic = transaction.atomic() if inside else contextlib.nullcontext()
     with atomic, connection.cursor() as cursor:
         cursor.execute(sql, [*take.bind(variant_id), *values])
         inserted = cursor.fetchone()
