@@ -17,6 +17,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 from live_site import EXAMPLE, free_port, site_env, start_gunicorn, stop
+from order_helpers import place
 from order_storm import assert_storm_outcome, book_concurrently, units_held
 from threads import race
 
@@ -201,21 +202,12 @@ def test_a_killed_lock_holder_loses_no_unit(settings):
     assert variant.stock + units_held(variant.id) == 3
 
 
-def _place(account, variant, key=None):
-    return order_place(
-        customer=account.user,
-        customer_email=account.email,
-        variant_id=variant.id,
-        idempotency_key=key,
-    )
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("round_", range(5))
 def test_cancel_races_the_expiry_job(round_):
     variant = VariantFactory(stock=1)
     customer = AccountFactory()
-    order, _ = _place(customer, variant)
+    order, _ = place(customer, variant)
     RepairOrder.objects.filter(pk=order.id).update(expires_at=timezone.now() - timedelta(seconds=1))
     results = race(lambda: order_cancel(order=order), orders_expire)
     cancelled_by_customer = not isinstance(results[0], Exception)
@@ -230,7 +222,7 @@ def test_cancel_races_the_expiry_job(round_):
 @pytest.mark.parametrize("round_", range(5))
 def test_two_cancelsrace(round_):
     variant = VariantFactory(stock=1)
-    order, _ = _place(AccountFactory(), variant)
+    order, _ = place(AccountFactory(), variant)
     results = race(lambda: order_cancel(order=order), lambda: order_cancel(order=order))
     assert sum(isinstance(r, TransitionRefused) for r in results) == 1, results
     variant.refresh_from_db()
@@ -242,7 +234,7 @@ def test_two_cancelsrace(round_):
 def test_identical_idempotency_keysrace(round_):
     variant = VariantFactory(stock=5)
     customer = AccountFactory()
-    results = race(*[lambda: _place(customer, variant, key="retry-1")] * 4)
+    results = race(*[lambda: place(customer, variant, key="retry-1")] * 4)
     orders = {order.id for order, _ in results}
     assert len(orders) == 1, results
     assert sum(created for _, created in results) == 1

@@ -6,12 +6,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from order_helpers import stock_of
+from order_helpers import place, stock_of
 from threads import race
 
 from marketlink.orders.limits import PendingOrderLimit
 from marketlink.orders.models import RepairOrder
-from marketlink.orders.services import order_place
 from marketlink.testing.factories import AccountFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db
@@ -92,15 +91,6 @@ def test_the_limits_are_settings(api, customer_user, settings):
     )
 
 
-def _place(account, variant, key=None):
-    return order_place(
-        customer=account.user,
-        customer_email=account.email,
-        variant_id=variant.id,
-        idempotency_key=key,
-    )
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("round_", range(3))
@@ -108,7 +98,7 @@ def test_concurrent_bookings_of_one_variant_by_one_customer_stop_at_the_limit(ro
     _limits(settings, overall=10, per_variant=3)
     variant = VariantFactory(stock=20)
     customer = AccountFactory()
-    results = race(*[lambda: _place(customer, variant)] * 8)
+    results = race(*[lambda: place(customer, variant)] * 8)
     placed = [r for r in results if isinstance(r, tuple)]
     assert len(placed) == 3, results
     assert all(isinstance(r, PendingOrderLimit) for r in results if r not in placed), results
@@ -124,7 +114,7 @@ def test_concurrent_bookings_of_many_variants_by_one_customer_stop_at_the_limit(
     _limits(settings, overall=3, per_variant=None)
     variants = [VariantFactory(stock=1) for _ in range(8)]
     customer = AccountFactory()
-    results = race(*[lambda v=v: _place(customer, v) for v in variants])
+    results = race(*[lambda v=v: place(customer, v) for v in variants])
     assert sum(isinstance(r, tuple) for r in results) == 3, results
     assert RepairOrder.objects.filter(customer=customer.user, status="pending").count() == 3
     # Each refused booking left its variant's unit where it was.
@@ -137,6 +127,6 @@ def test_concurrent_retries_of_one_key_at_the_limit_all_answer_the_order(setting
     _limits(settings, overall=1, per_variant=1)
     variant = VariantFactory(stock=5)
     customer = AccountFactory()
-    results = race(*[lambda: _place(customer, variant, key="retry")] * 6)
+    results = race(*[lambda: place(customer, variant, key="retry")] * 6)
     assert {order.id for order, _ in results} == {RepairOrder.objects.get().id}, results
     assert sum(created for _, created in results) == 1

@@ -262,16 +262,22 @@ def test_vendor_stock_edit_sets_available_units(api, customer_user, vendor_user)
 
 
 @pytest.mark.postgres
-def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user, abuse_limits_off):
-    """The booking path's contract (it is benchmarked): the variant's read, then the unit taken
-    and the order inserted in one statement."""
-    variant = VariantFactory(stock=2)
+def _booking_statements(customer_user, variant):
+    """A booking through the service, and the SQL it ran (savepoints aside: the test runs in a
+    transaction, where the write adds one around itself)."""
     with CaptureQueriesContext(connection) as queries:
         order, created = order_place(
             customer=customer_user, customer_email="c@example.com", variant_id=variant.id
         )
-    # The test runs inside a transaction, where the write adds a savepoint around itself.
     statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    return order, created, statements
+
+
+def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user, abuse_limits_off):
+    """The booking path's contract (it is benchmarked): the variant's read, then the unit taken
+    and the order inserted in one statement."""
+    variant = VariantFactory(stock=2)
+    order, created, statements = _booking_statements(customer_user, variant)
     assert len(statements) == 2, statements
     assert statements[0].startswith("SELECT")
     assert statements[1].startswith("WITH taken AS (UPDATE")
@@ -283,11 +289,7 @@ def test_the_per_customer_limits_add_the_customer_lock_and_one_count(customer_us
     """With the limits on (the default), the customer's account row is locked and their live
     orders counted once, before the same single-statement write."""
     variant = VariantFactory(stock=2)
-    with CaptureQueriesContext(connection) as queries:
-        order, created = order_place(
-            customer=customer_user, customer_email="c@example.com", variant_id=variant.id
-        )
-    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    order, created, statements = _booking_statements(customer_user, variant)
     assert len(statements) == 4, statements
     assert statements[1].endswith("FOR UPDATE")
     assert "COUNT(" in statements[2]

@@ -22,6 +22,16 @@ def new_order(stock: int = 5) -> RepairOrder:
     return order
 
 
+def place(account: Any, variant: Any, key: str | None = None) -> tuple[RepairOrder, bool]:
+    """``order_place`` for an account's user and address, as the API calls it."""
+    return order_place(
+        customer=account.user,
+        customer_email=account.email,
+        variant_id=variant.id,
+        idempotency_key=key,
+    )
+
+
 def _order_id(order: Any) -> Any:
     if isinstance(order, RepairOrder):
         return order.pk
