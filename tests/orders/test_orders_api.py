@@ -261,7 +261,6 @@ def test_vendor_stock_edit_sets_available_units(api, customer_user, vendor_user)
     assert book(api, customer_user, variant).json()["data"]["variant"]["stock"] == 2
 
 
-@pytest.mark.postgres
 def _booking_statements(customer_user, variant):
     """A booking through the service, and the SQL it ran (savepoints aside: the test runs in a
     transaction, where the write adds one around itself)."""
@@ -273,6 +272,7 @@ def _booking_statements(customer_user, variant):
     return order, created, statements
 
 
+@pytest.mark.postgres
 def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user, abuse_limits_off):
     """The booking path's contract (it is benchmarked): the variant's read, then the unit taken
     and the order inserted in one statement."""
