@@ -16,21 +16,35 @@ single-statement path.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from marketlink import conf
+from marketlink import conf, metrics
 from marketlink.accounts.models import Account
 from marketlink.exceptions import Conflict
 from marketlink.orders.models import OrderStatus, RepairOrder
+
+logger = logging.getLogger(__name__)
 
 
 class PendingOrderLimit(Conflict):
     """The customer holds as many live pending orders as a limit allows (409, ``code`` names
     the setting in lower case)."""
+
+
+def _refused(message: str, code: str, variant_id: uuid.UUID) -> PendingOrderLimit:
+    logger.info(
+        "booking of variant %s refused: %s",
+        variant_id,
+        code,
+        extra={"event": "reservation.limit", "variant_id": variant_id, "limit": code},
+    )
+    metrics.booking_answered("limit")
+    return PendingOrderLimit(message, code=code)
 
 
 def limits_apply() -> bool:
@@ -52,14 +66,16 @@ def refuse_over_limits(*, customer: Any, variant_id: uuid.UUID) -> None:
     ).aggregate(overall=Count("pk"), of_variant=Count("pk", filter=Q(variant_id=variant_id)))
     overall, per_variant = config.PENDING_ORDER_LIMIT, config.PENDING_ORDER_LIMIT_PER_VARIANT
     if per_variant is not None and held["of_variant"] >= per_variant:
-        raise PendingOrderLimit(
+        raise _refused(
             f"You already hold {held['of_variant']} unpaid orders of this variant, the limit "
             f"per variant ({per_variant}); pay or cancel one, or wait for one to lapse.",
-            code="pending_order_limit_per_variant",
+            "pending_order_limit_per_variant",
+            variant_id,
         )
     if overall is not None and held["overall"] >= overall:
-        raise PendingOrderLimit(
+        raise _refused(
             f"You already hold {held['overall']} unpaid orders, the limit ({overall}); pay or "
             "cancel one, or wait for one to lapse.",
-            code="pending_order_limit",
+            "pending_order_limit",
+            variant_id,
         )
