@@ -273,5 +273,7 @@ def life(shop: Shop, django_capture_on_commit_callbacks: Any) -> type:
     return OrderLife
 
 
-def test_the_life_of_orders_keeps_every_invariant(life: type) -> None:
+def test_the_life_of_orders_keeps_every_invariant(life: type, abuse_limits_off: None) -> None:
+    # One customer and one address book, pay and cancel far past the per-customer limits and
+    # throttles (lifted after the stand-in's settings, which replace MARKETLINK).
     hypothesis.stateful.run_state_machine_as_test(life, settings=MACHINE_SETTINGS)
