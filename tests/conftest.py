@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -61,3 +62,30 @@ def outbox(tmp_path: Path) -> Path:
     folder = tmp_path / "mail"
     folder.mkdir()
     return folder
+
+
+@contextlib.contextmanager
+def _huey_immediate(immediate: bool) -> Iterator[Any]:
+    from huey.contrib.djhuey import HUEY
+
+    was = HUEY.immediate
+    HUEY.immediate = immediate
+    yield HUEY
+    HUEY.immediate = was
+
+
+@pytest.fixture
+def tasks_run_inline() -> Iterator[None]:
+    """Huey's immediate mode, whatever HUEY the environment configured (Redis in CI)."""
+    with _huey_immediate(True):
+        yield
+
+
+@pytest.fixture
+def tasks_queued() -> Iterator[Any]:
+    """The queue as a consumer sees it (not immediate), with none running: what is enqueued
+    stays there for the test to count."""
+    with _huey_immediate(False) as huey:
+        huey.flush()
+        yield huey
+        huey.flush()
