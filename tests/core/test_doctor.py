@@ -4,6 +4,7 @@ real database, Redis and the Stripe stand-in, and that no secret ever reaches it
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -179,10 +180,8 @@ def test_without_a_shared_cache_the_consumer_cannot_be_seen(settings, tasks_queu
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_the_consumer_is_seen_through_its_heartbeat_in_redis(settings, tasks_queued):
-    from conftest import redis_url
-
     settings.CACHES = {
-        "default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url()}
+        "default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": os.environ["REDIS_URL"]}
     }
     _, _, items = doctor()
     assert items["consumer"]["status"] == "fail"  # no beat at all
