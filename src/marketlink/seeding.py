@@ -46,7 +46,7 @@ from marketlink.orders.services import (
 )
 from marketlink.payments import invoices, refunds, tasks, webhooks
 from marketlink.payments.checkout import checkout_open
-from marketlink.payments.gateways.dummy import session_event
+from marketlink.payments.gateways.dummy.gateway import emit_session_event
 from marketlink.payments.models import DummyCheckoutSession
 from marketlink.vendors.models import VendorProfile
 from marketlink.vendors.services import vendor_profile_create
@@ -221,12 +221,14 @@ def _checkout_event(order: RepairOrder, event_type: str, *, paid: bool) -> None:
     and the signed event through the webhook pipeline, as the checkout page sends it."""
     checkout_open(order=order, base_url=DEMO_SITE)
     session = DummyCheckoutSession.objects.get(order=order, status="open")
-    if paid:
-        session.status, session.payment_status = "complete", "paid"
-        session.payment_intent_id = f"pi_dummy_{secrets.token_hex(12)}"
-        session.save(update_fields=["status", "payment_status", "payment_intent_id"])
-    payload, signature = session_event(session, event_type)
-    webhooks.webhook_receive(payload=payload, signature=signature)
+    with transaction.atomic():
+        if paid:
+            session.status, session.payment_status = "complete", "paid"
+            session.payment_intent_id = f"pi_dummy_{secrets.token_hex(12)}"
+            session.save(update_fields=["status", "payment_status", "payment_intent_id"])
+        # Kept in the dummy's own event store, as its checkout page does.
+        payload, signature = emit_session_event(session, event_type)
+        webhooks.webhook_receive(payload=payload, signature=signature)
 
 
 @contextmanager

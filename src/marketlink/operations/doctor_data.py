@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 
 from marketlink.operations.findings import Check, Finding
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import stock_ledger_mismatches
-from marketlink.payments.models import PaymentEvent
+from marketlink.payments.models import Invoice, InvoiceStatus, PaymentEvent
 from marketlink.payments.selectors import (
     INVOICE_STUCK_AFTER,
     disputes_needing_attention,
-    invoices_needing_attention,
+    invoices_owed,
     refunds_needing_attention,
 )
 
@@ -47,27 +46,26 @@ def check_reservations() -> Finding:
 
 
 def check_invoices() -> Finding:
-    """Invoices no task will send by itself (failed, or pending and untried), and paid orders
-    whose invoice task never ran: the move to processing writes the invoice, so a paid order
-    without one past the grace period lost its task."""
-    cutoff = timezone.now() - INVOICE_STUCK_AFTER
-    stuck_invoices = list(invoices_needing_attention().values_list("order_id", flat=True))
-    never_ran = list(
-        RepairOrder.objects.filter(status=OrderStatus.PAID, invoice__isnull=True)
-        .filter(Q(paid_at__lt=cutoff) | Q(paid_at__isnull=True, updated_at__lt=cutoff))
-        .values_list("pk", flat=True)
-    )
-    ids = [str(pk) for pk in [*stuck_invoices, *never_ran]]
-    if not ids:
+    """Invoices no task will send by itself (``invoices_owed``: pending ones untried, paid
+    orders whose invoice task never ran), and the failed ones, which wait on a person."""
+    owed = [str(pk) for pk in invoices_owed()]
+    failed = [
+        str(pk)
+        for pk in Invoice.objects.filter(status=InvoiceStatus.FAILED).values_list(
+            "order_id", flat=True
+        )
+    ]
+    if not owed and not failed:
         return Finding("invoices", "ok", "Every invoice owed is sent or on its way.")
+    ids = [*owed, *failed]
     return Finding(
         "invoices",
         "fail",
-        f"{len(stuck_invoices)} invoice(s) failed or stuck, {len(never_ran)} paid order(s) "
-        f"without an invoice for over {int(INVOICE_STUCK_AFTER.total_seconds() // 60)} "
-        f"minutes: {_some(ids[:SHOWN], len(ids))}.",
-        "Run `marketlink reconcile` (it enqueues them again, once) after fixing the mail server "
-        "or the consumer.",
+        f"{len(owed)} invoice(s) owed with no task left to send them (untried for over "
+        f"{int(INVOICE_STUCK_AFTER.total_seconds() // 60)} minutes), {len(failed)} failed: "
+        f"{_some(ids[:SHOWN], len(ids))}.",
+        "Run `marketlink invoices send-owed` for the owed ones; for the failed ones fix the "
+        "address or the mail server (their last error is in the admin) first.",
     )
 
 
