@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from console_script import run_console_script
+from cli_runner import run_console_script
 from django.utils import timezone
 from order_helpers import new_order
 from stripe_shop import stripe_settings

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
-from console_script import run_console_script
+from cli_runner import run_console_script
 
 from marketlink.operations.report import ExitCode, Report
 from marketlink.operations.since import parse_since

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from console_script import EXAMPLE_PROJECT, run_console_script
+from cli_runner import EXAMPLE_PROJECT, run_console_script
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from typer.testing import CliRunner

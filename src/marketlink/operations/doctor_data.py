@@ -10,11 +10,11 @@ from django.utils import timezone
 from marketlink.operations.findings import Check, Finding
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import stock_ledger_mismatches
-from marketlink.payments.models import Invoice, InvoiceStatus, PaymentEvent
+from marketlink.payments.models import PaymentEvent
 from marketlink.payments.selectors import (
-    INVOICE_STUCK_AFTER,
     disputes_needing_attention,
-    invoices_owed,
+    invoice_grace_period,
+    orders_owing_invoice,
     refunds_needing_attention,
 )
 
@@ -46,26 +46,22 @@ def check_reservations() -> Finding:
 
 
 def check_invoices() -> Finding:
-    """Invoices no task will send by itself (``invoices_owed``: pending ones untried, paid
-    orders whose invoice task never ran), and the failed ones, which wait on a person."""
-    owed = [str(pk) for pk in invoices_owed()]
-    failed = [
-        str(pk)
-        for pk in Invoice.objects.filter(status=InvoiceStatus.FAILED).values_list(
-            "order_id", flat=True
-        )
-    ]
-    if not owed and not failed:
+    """Orders whose invoice is not sent and nothing is under way for it past the grace period
+    (``orders_owing_invoice``, reconcile's own rule): pending or failed invoices untouched, and
+    paid orders whose invoice task never ran."""
+    owing = orders_owing_invoice()
+    count = owing.count()
+    if not count:
         return Finding("invoices", "ok", "Every invoice owed is sent or on its way.")
-    ids = [*owed, *failed]
+    minutes = int(invoice_grace_period().total_seconds() // 60)
+    ids = [str(pk) for pk in owing.order_by("created_at").values_list("pk", flat=True)[:SHOWN]]
     return Finding(
         "invoices",
         "fail",
-        f"{len(owed)} invoice(s) owed with no task left to send them (untried for over "
-        f"{int(INVOICE_STUCK_AFTER.total_seconds() // 60)} minutes), {len(failed)} failed: "
-        f"{_some(ids[:SHOWN], len(ids))}.",
-        "Run `marketlink invoices send-owed` for the owed ones; for the failed ones fix the "
-        "address or the mail server (their last error is in the admin) first.",
+        f"{count} order(s) owe an invoice with nothing under way for over {minutes} minutes: "
+        f"{_some(ids, count)}.",
+        "Run `marketlink invoices resend --stuck` (or `marketlink reconcile`) once the mail "
+        "server and a consumer are up; a failed invoice's last error is in the admin.",
     )
 
 
