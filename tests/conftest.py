@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -71,3 +72,30 @@ def abuse_limits_off(settings: pytest.FixtureRequest) -> None:
     customer (a storm, a fuzzer), as a host lifts them for a load test."""
     current = getattr(settings, "MARKETLINK", {})
     settings.MARKETLINK = {**current, **conf.ABUSE_LIMITS_OFF}  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _huey_immediate(immediate: bool) -> Iterator[Any]:
+    from huey.contrib.djhuey import HUEY
+
+    was = HUEY.immediate
+    HUEY.immediate = immediate
+    yield HUEY
+    HUEY.immediate = was
+
+
+@pytest.fixture
+def tasks_run_inline() -> Iterator[None]:
+    """Huey's immediate mode, whatever HUEY the environment configured (Redis in CI)."""
+    with _huey_immediate(True):
+        yield
+
+
+@pytest.fixture
+def tasks_queued() -> Iterator[Any]:
+    """The queue as a consumer sees it (not immediate), with none running: what is enqueued
+    stays there for the test to count."""
+    with _huey_immediate(False) as huey:
+        huey.flush()
+        yield huey
+        huey.flush()

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from marketlink import __version__
+from marketlink.operations.doctor import doctor
 from marketlink.operations.invoices import invoices_app
 from marketlink.operations.orders import orders_app
 from marketlink.operations.reconcile import reconcile
@@ -35,6 +36,7 @@ app.add_typer(webhooks_app, name="events", help="Alias of `webhooks`.", hidden=T
 app.add_typer(orders_app, name="orders")
 app.add_typer(invoices_app, name="invoices")
 app.command()(reconcile)
+app.command()(doctor)
 app.command()(seed)
 
 

@@ -9,8 +9,6 @@ from order_helpers import new_order
 from typer.testing import CliRunner
 
 from marketlink import __version__
-from marketlink.accounts.models import Account
-from marketlink.catalog.models import ServiceVariant
 from marketlink.cli import app
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.payments.checkout import checkout_open
@@ -42,15 +40,6 @@ def test_commands_needing_django_explain_missing_settings(monkeypatch):
     result = invoke("seed")
     assert result.exit_code == 2
     assert "DJANGO_SETTINGS_MODULE" in result.stderr
-
-
-@pytest.mark.django_db
-def test_seed_is_idempotent():
-    assert invoke("seed", "--vendors", "2").exit_code == 0
-    counts = (Account.objects.count(), ServiceVariant.objects.count())
-    assert counts == (3, 10)
-    assert invoke("seed", "--vendors", "2").exit_code == 0
-    assert (Account.objects.count(), ServiceVariant.objects.count()) == counts
 
 
 @pytest.mark.django_db

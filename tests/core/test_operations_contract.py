@@ -5,19 +5,15 @@ dependency-down and not-migrated answers."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import typer
+from cli_runner import run_console_script
 
 from marketlink.operations.report import ExitCode, Report
 from marketlink.operations.since import parse_since
 
-EXAMPLE_PROJECT = Path(__file__).resolve().parents[2] / "example_project"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
@@ -55,23 +51,6 @@ def test_the_highest_exit_code_wins():
         "the provider is down",
         "another",
     ]
-
-
-def run_console_script(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    """The installed ``marketlink`` script in its own process, as an operator runs it."""
-    script = Path(sys.executable).with_name("marketlink")
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "example_project.settings",
-    }
-    return subprocess.run(
-        [str(script), "--pythonpath", str(EXAMPLE_PROJECT), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_a_database_that_cannot_be_reached_exits_3_with_one_json_document():

@@ -17,31 +17,6 @@ from marketlink.testing.stripe_server import StripeStandIn
 
 
 @pytest.fixture
-def tasks_run_inline() -> Iterator[None]:
-    """Huey's immediate mode, whatever HUEY the environment configured (Redis in CI)."""
-    from huey.contrib.djhuey import HUEY
-
-    was = HUEY.immediate
-    HUEY.immediate = True
-    yield
-    HUEY.immediate = was
-
-
-@pytest.fixture
-def tasks_queued() -> Iterator[Any]:
-    """The queue as a consumer sees it (not immediate), with none running: what is enqueued
-    stays there for the test to count."""
-    from huey.contrib.djhuey import HUEY
-
-    was = HUEY.immediate
-    HUEY.immediate = False
-    HUEY.flush()
-    yield HUEY
-    HUEY.flush()
-    HUEY.immediate = was
-
-
-@pytest.fixture
 def standin(settings: Any) -> Iterator[StripeStandIn]:
     with StripeStandIn(
         api_key="sk_test_marketlink_gateway",

@@ -29,18 +29,22 @@ def invoke_json(*args: str) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def run_console_script(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    """The installed ``marketlink`` script in its own process, on the example site."""
+def run_console_script(
+    *args: str, database_url: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The installed ``marketlink`` script in its own process, on the example site; ``env``
+    adds to (or overrides) this process's environment."""
     script = Path(sys.executable).with_name("marketlink")
-    env = {
+    environment = {
         **os.environ,
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        **(env or {}),
     }
     return subprocess.run(
         [str(script), "--pythonpath", str(EXAMPLE_PROJECT), *args],
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from contextlib import nullcontext
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -312,3 +312,13 @@ def orders_expire(*, source: str = ChangeSource.TASK, limit: int = 1000) -> int:
             extra={"event": "reservations.expired", "count": expired, "source": source},
         )
     return expired
+
+
+def order_reservation_extend(*, order_id: uuid.UUID, until: datetime) -> bool:
+    """Let a pending order hold its unit until ``until`` (demo data that must outlive a demo;
+    the API never lengthens a reservation). True if the order was still pending. Its checkout,
+    if one is open, keeps its own end: Stripe caps a session at 24 hours."""
+    changed = RepairOrder.objects.filter(pk=order_id, status=OrderStatus.PENDING).update(
+        expires_at=until, updated_at=timezone.now()
+    )
+    return bool(changed)

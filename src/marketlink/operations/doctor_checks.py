@@ -1,0 +1,223 @@
+"""The infrastructure checks ``marketlink doctor`` runs first, one function each (imported once
+Django is set up); the checks of marketlink's data are in ``doctor_data``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core import checks as system_checks
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+from huey.contrib.djhuey import HUEY
+
+from marketlink import conf, heartbeat, locking
+from marketlink.operations.findings import Check, Finding
+
+# The periodic expiry job beats every minute: three missed beats is no consumer, not a hiccup.
+HEARTBEAT_STALE = timedelta(minutes=3)
+# Tasks waiting in the queue beyond this mean the consumers do not keep up (or none runs).
+QUEUE_DEPTH_WARN = 500
+_CONSUMER_FIX = (
+    "Start a Huey consumer with its scheduler (`manage.py run_huey`, without --no-periodic); "
+    "see docs/operations.md."
+)
+
+
+def configured_secrets() -> list[str]:
+    """Every secret the settings hold, for scrubbing what doctor prints."""
+    config = conf.get() if not conf.validation_errors() else None
+    found = [settings.SECRET_KEY]
+    if config is not None:
+        found += [config.STRIPE_SECRET_KEY, config.STRIPE_WEBHOOK_SECRET]
+    found += [str(database.get("PASSWORD") or "") for database in settings.DATABASES.values()]
+    locations = [cache.get("LOCATION") for cache in settings.CACHES.values()]
+    huey = getattr(settings, "HUEY", None)
+    if isinstance(huey, dict):
+        locations.append(huey.get("url"))
+    for location in locations:
+        for url in location if isinstance(location, list | tuple) else [location]:
+            if isinstance(url, str) and "://" in url:
+                found.append(urlsplit(url).password or "")
+    # Longest first, so a secret that contains another is hidden whole.
+    return sorted({secret for secret in found if len(secret) >= 4}, key=len, reverse=True)
+
+
+def check_settings() -> Finding:
+    messages = [
+        message
+        for message in system_checks.run_checks(include_deployment_checks=False)
+        if not message.is_silenced() and message.level >= system_checks.WARNING
+    ]
+    if not messages:
+        return Finding("settings", "ok", "Django's system checks (marketlink's included) pass.")
+    errors = [m for m in messages if m.level >= system_checks.ERROR]
+    detail = "; ".join(f"{m.id}: {m.msg}" for m in messages)
+    return Finding(
+        "settings",
+        "fail" if errors else "warn",
+        detail,
+        "Fix each message's cause (`marketlink check` shows its hint), then run doctor again.",
+    )
+
+
+def check_database() -> Finding:
+    connection = connections[DEFAULT_DB_ALIAS]
+    connection.ensure_connection()
+    return Finding("database", "ok", f"{connection.vendor} answers.")
+
+
+def check_migrations() -> Finding:
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if not plan:
+        return Finding("migrations", "ok", "Every migration is applied.")
+    names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan[:5])
+    more = f" and {len(plan) - 5} more" if len(plan) > 5 else ""
+    return Finding(
+        "migrations",
+        "fail",
+        f"{len(plan)} migration(s) not applied: {names}{more}.",
+        "Run `manage.py migrate` (or `django-admin migrate`) with these settings.",
+    )
+
+
+def _huey_uses_redis() -> bool:
+    from huey.storage import RedisStorage
+
+    return not HUEY.immediate and isinstance(HUEY.storage, RedisStorage)
+
+
+def check_redis() -> Finding:
+    from django_redis import get_redis_connection
+
+    redis_caches = [alias for alias in settings.CACHES if locking.cache_is_redis(alias)]
+    for alias in redis_caches:
+        get_redis_connection(alias).ping()
+    used = [f"cache {alias!r}" for alias in redis_caches]
+    if _huey_uses_redis():
+        HUEY.storage.conn.ping()
+        used.append("the Huey queue")
+    if not used:
+        return Finding("redis", "ok", "Not configured: no cache or task queue uses Redis.")
+    return Finding("redis", "ok", f"Answers for {', '.join(used)}.")
+
+
+def _cache_is_shared() -> bool:
+    backend = str(settings.CACHES.get("default", {}).get("BACKEND", "")).lower()
+    return not ("locmem" in backend or "dummy" in backend)
+
+
+def check_consumer() -> Finding:
+    if HUEY.immediate:
+        return Finding(
+            "consumer",
+            "ok",
+            "Huey runs tasks inline (immediate mode): there is no consumer to check, and no "
+            "periodic job runs (bookings reclaim lapsed reservations themselves).",
+        )
+    if not _cache_is_shared():
+        return Finding(
+            "consumer",
+            "warn",
+            "The heartbeat lives in the default cache, a local-memory cache here: this process "
+            "cannot see whether a consumer runs.",
+            "Use a shared cache (Redis) for CACHES['default'] so doctor can see the consumer.",
+        )
+    beat = heartbeat.last_beat()
+    if beat is None:
+        detail = "No heartbeat in the last 24 hours: no consumer runs."
+        return Finding("consumer", "fail", detail, _CONSUMER_FIX)
+    age = timezone.now() - beat
+    seconds = int(age.total_seconds())
+    if age > HEARTBEAT_STALE:
+        return Finding(
+            "consumer",
+            "fail",
+            f"The last heartbeat is {seconds} s old (stale after "
+            f"{int(HEARTBEAT_STALE.total_seconds())} s): the consumer or its scheduler stopped.",
+            _CONSUMER_FIX,
+        )
+    return Finding("consumer", "ok", f"The periodic job beat {seconds} s ago.")
+
+
+def check_task_queue() -> Finding:
+    if HUEY.immediate:
+        return Finding("task queue", "ok", "Tasks run inline (immediate mode): nothing queues.")
+    pending, scheduled = HUEY.pending_count(), HUEY.scheduled_count()
+    detail = f"{pending} task(s) waiting, {scheduled} scheduled (retries included)."
+    if pending > QUEUE_DEPTH_WARN:
+        return Finding(
+            "task queue",
+            "warn",
+            f"{detail} More than {QUEUE_DEPTH_WARN} waiting: the consumers do not keep up.",
+            "Start more consumer workers (`run_huey --workers N`) or find what floods the queue.",
+        )
+    return Finding("task queue", "ok", detail)
+
+
+def check_stripe_key() -> Finding:
+    """The key is valid and of the expected mode: live on a production site (DEBUG off), test
+    while DEBUG is on, the rule the system check W001 applies to the key's prefix. Here the
+    provider itself says which mode the key is (one ``GET /v1/balance``)."""
+    from marketlink.payments.gateways import get_gateway
+
+    config = conf.get()
+    if config.PAYMENT_GATEWAY != "stripe":
+        return Finding("stripe key", "ok", "The dummy gateway is in use: no key to check.")
+    if not config.STRIPE_SECRET_KEY.strip():
+        return Finding(
+            "stripe key",
+            "fail",
+            "PAYMENT_GATEWAY is 'stripe' but STRIPE_SECRET_KEY is empty.",
+            "Set MARKETLINK['STRIPE_SECRET_KEY'] to the account's secret key (sk_live_... or "
+            "sk_test_...).",
+        )
+    answer = get_gateway().check_credentials()
+    if not answer.ok:
+        return Finding(
+            "stripe key",
+            "fail",
+            answer.detail,
+            "Set MARKETLINK['STRIPE_SECRET_KEY'] to a valid secret key from the Stripe dashboard.",
+        )
+    expected_live = not settings.DEBUG
+    if answer.livemode is not None and answer.livemode != expected_live:
+        mode, site = ("live", "DEBUG on") if answer.livemode else ("test", "DEBUG off")
+        return Finding(
+            "stripe key",
+            "fail",
+            f"Stripe says the key is a {mode} key, on a site with {site}.",
+            "Use an sk_live_ key in production (DEBUG off) and an sk_test_ key while DEBUG is on.",
+        )
+    return Finding("stripe key", "ok", answer.detail)
+
+
+def check_webhook_secret() -> Finding:
+    config = conf.get()
+    if config.PAYMENT_GATEWAY != "stripe":
+        return Finding("webhook secret", "ok", "The dummy gateway signs with a key of its own.")
+    secret = config.STRIPE_WEBHOOK_SECRET.strip()
+    fix = "Set MARKETLINK['STRIPE_WEBHOOK_SECRET'] to the endpoint's signing secret (whsec_...)."
+    if not secret:
+        detail = "STRIPE_WEBHOOK_SECRET is empty: every delivery is refused."
+        return Finding("webhook secret", "fail", detail, fix)
+    if not secret.startswith("whsec_"):
+        return Finding(
+            "webhook secret", "warn", "Set, but it does not look like a signing secret.", fix
+        )
+    return Finding("webhook secret", "ok", "Set (a whsec_ signing secret).")
+
+
+CHECKS: list[Check] = [
+    check_settings,
+    check_database,
+    check_migrations,
+    check_redis,
+    check_consumer,
+    check_task_queue,
+    check_stripe_key,
+    check_webhook_secret,
+]

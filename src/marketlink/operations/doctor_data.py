@@ -1,0 +1,121 @@
+"""The checks of marketlink's own data that ``marketlink doctor`` runs once the database is
+reachable and migrated: orders stuck, events and payments flagged for a person, the stock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from marketlink.operations.findings import Check, Finding
+from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.orders.selectors import stock_ledger_mismatches
+from marketlink.payments.models import PaymentEvent
+from marketlink.payments.selectors import (
+    disputes_needing_attention,
+    invoice_grace_period,
+    orders_owing_invoice,
+    refunds_needing_attention,
+)
+
+# The expiry job runs every minute: a reservation lapsed for longer has no job releasing it.
+RESERVATION_GRACE = timedelta(minutes=5)
+SHOWN = 5
+
+
+def _some(ids: list[str], total: int) -> str:
+    return ", ".join(ids) + (f" and {total - len(ids)} more" if total > len(ids) else "")
+
+
+def check_reservations() -> Finding:
+    lapsed = RepairOrder.objects.filter(
+        status=OrderStatus.PENDING, expires_at__lt=timezone.now() - RESERVATION_GRACE
+    )
+    count = lapsed.count()
+    if not count:
+        return Finding("reservations", "ok", "No pending order is past its reservation.")
+    ids = [str(pk) for pk in lapsed.order_by("expires_at").values_list("pk", flat=True)[:SHOWN]]
+    return Finding(
+        "reservations",
+        "warn",
+        f"{count} pending order(s) past their reservation by over "
+        f"{int(RESERVATION_GRACE.total_seconds() // 60)} minutes (bookings still reclaim "
+        f"their units): {_some(ids, count)}.",
+        "Run `marketlink orders expire`, and keep a consumer with its scheduler running.",
+    )
+
+
+def check_invoices() -> Finding:
+    """Orders whose invoice is not sent and nothing is under way for it past the grace period
+    (``orders_owing_invoice``, reconcile's own rule): pending or failed invoices untouched, and
+    paid orders whose invoice task never ran."""
+    owing = orders_owing_invoice()
+    count = owing.count()
+    if not count:
+        return Finding("invoices", "ok", "Every invoice owed is sent or on its way.")
+    minutes = int(invoice_grace_period().total_seconds() // 60)
+    ids = [str(pk) for pk in owing.order_by("created_at").values_list("pk", flat=True)[:SHOWN]]
+    return Finding(
+        "invoices",
+        "fail",
+        f"{count} order(s) owe an invoice with nothing under way for over {minutes} minutes: "
+        f"{_some(ids, count)}.",
+        "Run `marketlink invoices resend --stuck` (or `marketlink reconcile`) once the mail "
+        "server and a consumer are up; a failed invoice's last error is in the admin.",
+    )
+
+
+def check_events() -> Finding:
+    flagged = PaymentEvent.objects.filter(needs_attention=True)
+    count = flagged.count()
+    if not count:
+        return Finding("events", "ok", "No payment event is flagged for attention.")
+    ids = list(flagged.order_by("-created_at").values_list("event_id", flat=True)[:SHOWN])
+    return Finding(
+        "events",
+        "warn",
+        f"{count} payment event(s) flagged for attention: {_some(ids, count)}.",
+        "`marketlink webhooks list --attention` says why; fix the cause, then "
+        "`marketlink webhooks replay EVENT_ID`.",
+    )
+
+
+def check_refunds_and_disputes() -> Finding:
+    refunds, disputes = refunds_needing_attention().count(), disputes_needing_attention().count()
+    if not refunds and not disputes:
+        return Finding("refunds and disputes", "ok", "None is flagged for attention.")
+    return Finding(
+        "refunds and disputes",
+        "warn",
+        f"{refunds} refund(s) and {disputes} dispute(s) flagged for attention.",
+        "Look at them in the admin (Payments: refunds, disputes) and settle each at the provider.",
+    )
+
+
+def check_stock() -> Finding:
+    mismatches = stock_ledger_mismatches()
+    if not mismatches:
+        return Finding(
+            "stock", "ok", "Every variant's units add up (on sale + held + used = made available)."
+        )
+    lines = [
+        f"{line.variant_id}: stock {line.stock}, held {line.held}, used {line.used}, made "
+        f"available {line.units_made_available}"
+        for line in mismatches[:SHOWN]
+    ]
+    return Finding(
+        "stock",
+        "fail",
+        f"{len(mismatches)} variant(s) whose units do not add up: {_some(lines, len(mismatches))}.",
+        "Read those variants' order history in the admin, then correct the stock with the "
+        "variant PATCH's stock_adjustment.",
+    )
+
+
+DATA_CHECKS: list[Check] = [
+    check_reservations,
+    check_invoices,
+    check_events,
+    check_refunds_and_disputes,
+    check_stock,
+]
