@@ -9,7 +9,9 @@ Environment: ``DATABASE_URL`` (postgres://user:pass@host:5432/name or sqlite:///
 ``REDIS_URL`` (redis://host:6379/0: cache, locks, throttling and the Huey queue),
 ``STRIPE_SECRET_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``, ``SECRET_KEY``, ``DEBUG``,
 ``ALLOWED_HOSTS``, ``EMAIL_BACKEND`` (and ``EMAIL_FILE_PATH`` for the file-based one),
-``MARKETLINK_LOG_LEVEL`` and ``MARKETLINK_LOG_FORMAT`` (``json``: one JSON object per line).
+``MARKETLINK_LOG_LEVEL``, ``MARKETLINK_LOG_FORMAT`` (``json``: one JSON object per line) and
+``MARKETLINK_ABUSE_LIMITS`` (``off``: every throttle and per-customer limit lifted, as a host
+does for a load test or a fault rig firing from one address; docs/security.md).
 """
 
 from __future__ import annotations
@@ -147,6 +149,10 @@ MARKETLINK: dict[str, Any] = {
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": os.environ.get("STRIPE_WEBHOOK_SECRET_PREVIOUS", ""),
     "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
 }
+if os.environ.get("MARKETLINK_ABUSE_LIMITS") == "off":
+    from marketlink.conf import ABUSE_LIMITS_OFF
+
+    MARKETLINK |= ABUSE_LIMITS_OFF
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
