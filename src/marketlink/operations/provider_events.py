@@ -13,8 +13,9 @@ from typing import Any
 import typer
 
 from marketlink.operations.report import Report, progress, say
-from marketlink.operations.runner import run_maybe_dry, unreachable_dependency
+from marketlink.operations.runner import escalate_failure, run_maybe_dry
 
+FAILED_NOTE = "some events failed: see `marketlink webhooks list --attention`"
 COLUMNS = ("event_id", "type", "order", "before", "after", "detail")
 
 
@@ -99,15 +100,13 @@ def _apply(report: Report, event: Any, before: str | None) -> None:
     except MarketlinkError as exc:
         report.count("failed")
         report.add(**_item(event, before, EventStatus.FAILED, exc.message))
-        dependency = unreachable_dependency(exc)
-        if dependency:
-            report.unreachable(f"{dependency} unreachable: {exc.message}")
-        else:
-            report.needs_attention("some events failed: see `marketlink webhooks list --attention`")
+        escalate_failure(
+            report, exc, "some events failed: see `marketlink webhooks list --attention`"
+        )
         return
     if record.status == EventStatus.FAILED:
         report.count("failed")
-        report.needs_attention("some events failed: see `marketlink webhooks list --attention`")
+        report.needs_attention(FAILED_NOTE)
     elif before is None:
         report.count("stored_now")
     else:

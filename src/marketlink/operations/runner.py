@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -73,6 +73,15 @@ def unreachable_dependency(exc: BaseException) -> str | None:
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return "Redis"
     return None
+
+
+def escalate_failure(report: Report, exc: Any, note: str) -> None:
+    """One item failed with ``exc``: exit 3 if a dependency is down, else a person is needed."""
+    dependency = unreachable_dependency(exc)
+    if dependency:
+        report.unreachable(f"{dependency} unreachable: {exc.message}")
+    else:
+        report.needs_attention(note)
 
 
 @contextmanager

@@ -12,10 +12,10 @@ from marketlink.operations.options import DryRun, Json, Since
 from marketlink.operations.provider_events import COLUMNS, replay_from_provider
 from marketlink.operations.report import Report, progress, say
 from marketlink.operations.runner import (
+    escalate_failure,
     operation,
     run_maybe_dry,
     setup_django,
-    unreachable_dependency,
 )
 from marketlink.operations.since import parse_since
 
@@ -201,11 +201,7 @@ def _replay_one(report: Report, event: Any, *, force: bool) -> None:
     except MarketlinkError as exc:
         report.count("failed")
         report.add(**_replay_item(event, before, EventStatus.FAILED, exc.message))
-        dependency = unreachable_dependency(exc)
-        if dependency:
-            report.unreachable(f"{dependency} unreachable: {exc.message}")
-        else:
-            report.needs_attention("some events failed again: fix the cause, replay later")
+        escalate_failure(report, exc, "some events failed again: fix the cause, replay later")
         return
     report.count("failed" if result.status == EventStatus.FAILED else "replayed")
     if result.status == EventStatus.FAILED:
