@@ -41,6 +41,12 @@ if os.environ.get("BENCH_GATEWAY"):
     MARKETLINK["STRIPE_API_BASE"] = os.environ.get("BENCH_STRIPE_API_BASE", "")
 if os.environ.get("BENCH_LINK_MODE"):
     MARKETLINK["PAYMENT_LINK_MODE"] = os.environ["BENCH_LINK_MODE"]
+# ``soak.py``: reservations short enough to lapse during the soak (the consumer's expiry job
+# cancels them), and invoices owed soon enough that its owed-invoice job runs within it.
+if os.environ.get("BENCH_RESERVATION_TTL"):
+    MARKETLINK["RESERVATION_TTL"] = int(os.environ["BENCH_RESERVATION_TTL"])
+if os.environ.get("BENCH_INVOICE_GRACE_PERIOD"):
+    MARKETLINK["INVOICE_GRACE_PERIOD"] = int(os.environ["BENCH_INVOICE_GRACE_PERIOD"])
 # ``run.py --switch-interval S``: the workers' GIL switch interval (Python's default is 0.005 s).
 if os.environ.get("BENCH_SWITCH_INTERVAL"):
     import sys

@@ -160,6 +160,7 @@ def new_variants(vendor: Any, label: str, count: int, stock: int) -> list[Any]:
             price=Decimal("25.00"),
             estimated_minutes=30,
             stock=stock,
+            units_made_available=stock,  # the ledger a bulk insert must keep by hand
         )
         for number in range(count)
     )

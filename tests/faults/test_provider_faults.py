@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 from fault_rig import call
 from fault_shop import (
@@ -125,12 +124,6 @@ def test_payment_delayed_past_the_reservation_takes_a_unit_again_or_is_refunded(
     assert_invariants(standin=rig.standin)
 
 
-# Last in the suite on purpose: the order it leaves breaks the invariants every later case checks.
-@pytest.mark.xfail(
-    reason="open finding: an order refunded at the provider whose refund events arrive before "
-    "and after its payment events ends refunded with paid_at set and no invoice",
-    strict=False,
-)
 def test_refund_events_before_payment_events(rig):
     token, _, refunded = placed(rig)
     payment = paid_at_provider(rig, token, refunded)

@@ -162,7 +162,10 @@ def test_a_refund_seen_before_the_payment_ends_refunded(mailoutbox, shop, standi
     assert status_of(order) == "refunded"
     assert stock_of(variant) == 5
     assert [to for _, to, _ in history(order)] == ["paid", "refunded"]
-    assert mailoutbox == []  # no invoice for money that went straight back
+    # Money was taken, then given back: the order owes its one invoice, which says so.
+    assert [message.to for message in mailoutbox] == [[order["customer_email"]]]
+    assert "Refunded: the whole amount was given back" in mailoutbox[0].body
+    assert Invoice.objects.get(order_id=order["id"]).status == "sent"
 
 
 def test_a_payment_after_expiry_takes_a_free_unit_again(mailoutbox, shop, standin, customer_user):

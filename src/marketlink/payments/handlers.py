@@ -114,8 +114,6 @@ def _paid(order: RepairOrder, status: str, source: str, note: str, intent: str |
         # The payment that pays the order is the one a refund must target.
         **({"payment_intent_id": intent} if intent else {}),
     )
-    order_id = str(order.id)
-    transaction.on_commit(lambda: tasks.send_invoice(order_id), robust=True)
 
 
 def release_if_pending(order: RepairOrder, to: str, source: str, note: str) -> str:

@@ -16,3 +16,10 @@ def close_checkout_of_released_order(sender: Any, order: RepairOrder, **kwargs: 
     waits on the provider."""
     if order.checkout_session_id:
         tasks.expire_checkout(str(order.id))
+
+
+def invoice_paid_order(sender: Any, order: RepairOrder, **kwargs: Any) -> None:
+    """Every order that was paid owes one invoice, whichever event told us of the payment: a
+    confirmation, or a refund seen first (the order is paid, then refunded, in one step). The
+    invoice records the money taken; a refund afterwards does not take it back."""
+    tasks.send_invoice(str(order.id))

@@ -138,12 +138,12 @@ def _untouched_since(cutoff: datetime, path: str = "") -> Q:
 
 def orders_owing_invoice(*, grace: timedelta | None = None) -> QuerySet[RepairOrder]:
     """Orders whose invoice is not sent and nothing is under way for it past the grace period,
-    whatever their status: a pending or failed invoice untouched since, or a paid order with no
-    invoice at all (its task was lost before it ever ran). Shared by reconcile and
-    ``marketlink invoices resend --stuck``."""
+    whatever their status: a pending or failed invoice untouched since, or an order that was
+    paid (refunded since or not) with no invoice at all: its task was lost before it ever ran.
+    Shared by reconcile and ``marketlink invoices resend --stuck``."""
     cutoff = timezone.now() - (invoice_grace_period() if grace is None else grace)
     unsent = Q(invoice__status__in=[InvoiceStatus.PENDING, InvoiceStatus.FAILED]) & (
         _untouched_since(cutoff, "invoice__")
     )
-    lost = Q(invoice__isnull=True, status=OrderStatus.PAID, paid_at__lt=cutoff)
+    lost = Q(invoice__isnull=True, paid_at__lt=cutoff)
     return RepairOrder.objects.filter(unsent | lost).select_related("invoice")

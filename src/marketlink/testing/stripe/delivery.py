@@ -26,12 +26,15 @@ _DELIVERY_TIMEOUT = 10.0
 @dataclass(frozen=True)
 class Delivery:
     """One try. ``status`` 0: the receiver could not be reached, or (``dropped``) the stand-in
-    was told to lose the delivery and never sent it."""
+    was told to lose the delivery and never sent it. ``started`` (epoch seconds) and
+    ``seconds`` (how long the receiver took to answer) let a load test time its webhooks."""
 
     event_id: str
     url: str
     status: int
     dropped: bool = False
+    started: float = 0.0
+    seconds: float = 0.0
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -109,6 +112,7 @@ class WebhookDelivery:
                 "Stripe-Signature": self.sign(payload),
             },
         )
+        started, clock = time.time(), time.perf_counter()
         try:
             with _OPENER.open(request, timeout=_DELIVERY_TIMEOUT) as response:
                 status = int(response.status)
@@ -119,7 +123,8 @@ class WebhookDelivery:
             _log.warning("webhook %s to %s failed: %s", event["id"], target, error)
             status = 0
         _log.info("webhook %s %s -> %s", event["type"], target, status)
-        self._record(Delivery(event["id"], target, status))
+        seconds = time.perf_counter() - clock
+        self._record(Delivery(event["id"], target, status, started=started, seconds=seconds))
         return status
 
     def _record(self, delivery: Delivery) -> None:
