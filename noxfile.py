@@ -19,10 +19,13 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 STACKS = [("3.11", "5.2"), ("3.12", "6.1")]
+# Each stack has a database and a Redis db of its own: ``./dev test`` runs the two stacks'
+# sessions side by side, and two test runs sharing one would empty each other's.
 DATABASE_URL = os.environ.get(
-    "MARKETLINK_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketlink"
+    "MARKETLINK_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketlink_py{python}"
 )
-REDIS_URL = os.environ.get("MARKETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = os.environ.get("MARKETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/{redis_db}")
+REDIS_DB = {"3.11": "14", "3.12": "15"}
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -49,7 +52,11 @@ def tests(session: nox.Session, db: str) -> None:
             if IN_CI:
                 session.error("CI=true but PostgreSQL or Redis is unreachable on 127.0.0.1")
             session.skip("PostgreSQL or Redis is not running on 127.0.0.1")
-        env |= {"DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL}
+        python = str(session.python)
+        env |= {
+            "DATABASE_URL": DATABASE_URL.format(python=python.replace(".", "")),
+            "REDIS_URL": REDIS_URL.format(redis_db=REDIS_DB[python]),
+        }
     skipped = [] if db == "postgres" else ["postgres", "redis"]
     if session.python != STACKS[-1][0]:
         # The fuzzers exercise the API's schema and an order's life, which do not vary with the

@@ -78,7 +78,7 @@ class HueyConsumer:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
-            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "EMAIL_BACKEND": "bench.mail.DiscardingBackend",
         }
         self.proc = _spawn(command, self.log, env)
         time.sleep(0.5)

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         BENCH_RESERVATION_TTL="120",
         BENCH_INVOICE_GRACE_PERIOD="60",
         MARKETLINK_LOG_LEVEL="WARNING",
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        EMAIL_BACKEND="bench.mail.DiscardingBackend",
     )
     reset_stores(args.database_url, redis.url(0))
     standin = start_standin()
@@ -203,7 +203,8 @@ def _reconcile(logs: Path, run: int) -> dict[str, Any]:
     command = [str(Path(sys.executable).parent / "marketlink"), "--settings=bench.settings"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")])}
     done = subprocess.run(
-        [*command, "reconcile", "--json"],
+        # Every order of the soak checked: past the default --limit, reconcile stops and exits 1.
+        [*command, "reconcile", "--json", "--limit", "1000000"],
         capture_output=True,
         text=True,
         timeout=300,
