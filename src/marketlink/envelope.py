@@ -246,7 +246,12 @@ def install_error_handlers(api: NinjaAPI) -> None:
     """Map every failure a request can meet onto a response in the envelope."""
 
     def marketlink_error(request: HttpRequest, exc: Any) -> HttpResponse:
-        return _envelope(api, request, exc.status_code, exc.message, exc.errors, exc.data, exc.code)
+        response = _envelope(
+            api, request, exc.status_code, exc.message, exc.errors, exc.data, exc.code
+        )
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
 
     def validation_error(request: HttpRequest, exc: Any) -> HttpResponse:
         items = [FieldError(*_humanize(error)) for error in exc.errors]

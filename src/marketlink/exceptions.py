@@ -33,6 +33,7 @@ class MarketlinkError(Exception):
         errors: Sequence[FieldError] = (),
         data: Any = None,
         code: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.errors = tuple(errors)
@@ -42,6 +43,9 @@ class MarketlinkError(Exception):
         # A stable name for programs, where a client must tell one refusal from another of the
         # same status (which limit a 409 hit); the message is for people and may be reworded.
         self.code = code
+        # Whole seconds after which a retry may succeed (a throttle's window, a busy lock's
+        # lapse), sent as ``Retry-After``.
+        self.retry_after = retry_after
         super().__init__(self.message)
 
 
@@ -88,11 +92,6 @@ class UnsupportedMediaType(MarketlinkError):
 class Throttled(MarketlinkError):
     status_code = 429
     default_message = "Too many requests; try again later."
-
-    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        # Whole seconds until a request would be let through, sent as ``Retry-After``.
-        self.retry_after = retry_after
 
 
 class PaymentProviderError(MarketlinkError):

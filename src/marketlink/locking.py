@@ -18,6 +18,7 @@ on what "the lock store" is.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -128,7 +129,10 @@ def lock(name: str, log_fields: Mapping[str, Any] | None = None) -> Iterator[Non
     if waited:
         _report_wait(key, acquired, time.monotonic() - started, log_fields)
     if not acquired:
-        raise ServiceUnavailable("This service is in high demand; try again in a moment.")
+        raise ServiceUnavailable(
+            "This service is in high demand; try again in a moment.",
+            retry_after=_seconds_until_free(client, key),
+        )
     try:
         yield
     finally:
@@ -136,6 +140,18 @@ def lock(name: str, log_fields: Mapping[str, Any] | None = None) -> Iterator[Non
             client.eval(_RELEASE, 2, key, f"{key}:free", token)
         except RedisError as exc:  # the lock lapses by its TTL
             redis_health.failed(exc)
+
+
+def _seconds_until_free(client: Any, key: str) -> int:
+    """When the lock lapses at the latest (its holder may have died holding it: a killed worker
+    releases nothing), in whole seconds, at least 1."""
+    from redis.exceptions import RedisError
+
+    try:
+        left_ms = int(client.pttl(key))
+    except RedisError:
+        return 1
+    return max(1, math.ceil(left_ms / 1000))
 
 
 def _report_wait(

@@ -184,10 +184,11 @@ def test_a_killed_lock_holder_loses_no_unit(settings):
         # The lock outlives its holder until the TTL: a booking now waits LOCK_WAIT, then 503.
         from marketlink.exceptions import ServiceUnavailable
 
-        with pytest.raises(ServiceUnavailable):
+        with pytest.raises(ServiceUnavailable) as busy:
             order_place(
                 customer=customer.user, customer_email=customer.email, variant_id=variant.id
             )
+        assert 1 <= busy.value.retry_after <= 3  # when the dead holder's lock lapses
         variant.refresh_from_db()
         assert variant.stock == 3  # the killed transaction's decrement was rolled back
         time.sleep(max(0.0, 3.5 - (time.monotonic() - killed_at)))
@@ -200,6 +201,31 @@ def test_a_killed_lock_holder_loses_no_unit(settings):
         holder.kill()
     variant.refresh_from_db()
     assert variant.stock + units_held(variant.id) == 3
+
+
+@pytest.mark.redis
+def test_a_variant_whose_lock_stays_held_answers_503_with_when_to_retry(
+    api, customer_user, settings
+):
+    """A holder that died keeps the variant's Redis lock until its TTL: a booking meanwhile
+    waits ``LOCK_WAIT``, then answers 503 in the envelope, saying when the lock lapses."""
+    from marketlink.locking import _redis_client
+
+    variant = VariantFactory(stock=3)
+    settings.MARKETLINK = {"LOCK_WAIT": 0.2}
+    client = _redis_client()
+    assert client is not None, "the PostgreSQL + Redis settings lock on Redis"
+    client.set(f"marketlink:lock:variant:{variant.id}", "a-dead-holder", px=4_000)
+    try:
+        response = api.post("/orders/", {"variant_id": str(variant.id)}, user=customer_user)
+    finally:
+        client.delete(f"marketlink:lock:variant:{variant.id}")
+    assert response.status_code == 503
+    assert response.json()["success"] is False
+    assert "try again" in response.json()["message"]
+    assert 1 <= int(response["Retry-After"]) <= 4
+    variant.refresh_from_db()
+    assert variant.stock == 3
 
 
 @pytest.mark.postgres
