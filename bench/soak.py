@@ -122,12 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         memory = {"booted": _memory(server, consumer)}
         began = time.time()
         restart = _restart_redis_halfway(redis, args.minutes * 30)
-        warm = threading.Timer(
-            60, lambda: memory.update({"after 1 min": _memory(server, consumer)})
-        )
-        warm.start()
+        sampler = _sample_memory_each_minute(server, consumer, memory)
         late = _steady_load(shop, args.rate, args.minutes * 60, args.threads)
         ended = time.time()
+        sampler.set()
         restart.join()
         memory["at the end"] = _memory(server, consumer)
         reconciles, problems = _settle(standin, logs)
@@ -188,6 +186,23 @@ def _restart_redis_halfway(redis: Any, after_s: float) -> threading.Thread:
     thread = threading.Thread(target=restart, name="redis-restart", daemon=True)
     thread.start()
     return thread
+
+
+def _sample_memory_each_minute(
+    server: Gunicorn, consumer: HueyConsumer, memory: dict[str, Any]
+) -> threading.Event:
+    """Each process's RSS at every whole minute of the load, until the returned event is set:
+    growth that levels off is warm-up, growth that goes on is a leak."""
+    done = threading.Event()
+
+    def sample() -> None:
+        minute = 0
+        while not done.wait(60):
+            minute += 1
+            memory[f"{minute} min"] = _memory(server, consumer)
+
+    threading.Thread(target=sample, name="memory", daemon=True).start()
+    return done
 
 
 def _memory(server: Gunicorn, consumer: HueyConsumer) -> dict[str, float | None]:

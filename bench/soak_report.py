@@ -63,6 +63,10 @@ def render(result: dict[str, Any]) -> str:
             f"{op['p99_ms']} | {answers} | {restart} |"
         )
     memory = result["memory_mib"]
+    # The table shows when booted, at 1, 2 and 5 minutes, and at the end (the JSON has every
+    # minute).
+    shown = {"booted", "1 min", "2 min", "5 min", "at the end"}
+    memory = {when: sizes for when, sizes in memory.items() if when in shown}
     lines += ["", "| process (RSS, MiB) | " + " | ".join(memory) + " |"]
     lines.append("| --- |" + " ---: |" * len(memory))
     for name in sorted({name for sizes in memory.values() for name in sizes}):
