@@ -81,8 +81,10 @@ class Shop:
         }[operation]()
 
     def _timed(self, operation: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """One request, recorded; ``path`` is the site's, or a whole URL the site handed out."""
+        url = path if path.startswith("http") else f"{self.site}{path}"
         started, clock = time.time(), time.perf_counter()
-        status, body = call(method, f"{self.site}{path}", timeout=30, **kwargs)
+        status, body = call(method, url, timeout=30, **kwargs)
         self.samples.append(Sample(operation, status, time.perf_counter() - clock, started))
         return status, body
 
@@ -123,18 +125,12 @@ class Shop:
         status, answer = self._timed("checkout", "POST", path, token=booking.token)
         if status != 200:
             return
-        status, _ = self._timed_link(answer["data"]["payment_url"])
+        status, _ = self._timed("payment link", "GET", answer["data"]["payment_url"], follow=False)
         if status != 303:
             return
         session = self._session_of(booking.order_id)
         if session:
             self.standin.pay(session)
-
-    def _timed_link(self, url: str) -> tuple[int, Any]:
-        started, clock = time.time(), time.perf_counter()
-        status, body = call("GET", url, timeout=30, follow=False)
-        self.samples.append(Sample("payment link", status, time.perf_counter() - clock, started))
-        return status, body
 
     @staticmethod
     def _session_of(order_id: str) -> str | None:

@@ -49,21 +49,24 @@ def suspension_stamp(profile: VendorProfile) -> None:
 def vendors_suspend(profiles: QuerySet[VendorProfile]) -> int:
     """Suspend vendors (staff): they sell nothing until staff lift it. Those already suspended
     keep the time and reason of their suspension. Returns how many were suspended now."""
-    now = timezone.now()
-    ids = list(profiles.filter(suspended=False).values_list("pk", flat=True))
-    count = VendorProfile.objects.filter(pk__in=ids, suspended=False).update(
-        suspended=True, suspended_at=now, updated_at=now
-    )
+    ids, count = _set_suspended(profiles, True)
     logger.info("vendors suspended by staff: %s", ", ".join(str(pk) for pk in ids))
     return count
 
 
 def vendors_reinstate(profiles: QuerySet[VendorProfile]) -> int:
     """Lift staff suspensions; the vendor's own ``is_active`` switch is left as it was."""
-    now = timezone.now()
-    ids = list(profiles.filter(suspended=True).values_list("pk", flat=True))
-    count = VendorProfile.objects.filter(pk__in=ids, suspended=True).update(
-        suspended=False, suspended_at=None, updated_at=now
-    )
+    ids, count = _set_suspended(profiles, False)
     logger.info("vendor suspensions lifted by staff: %s", ", ".join(str(pk) for pk in ids))
     return count
+
+
+def _set_suspended(profiles: QuerySet[VendorProfile], suspended: bool) -> tuple[list[Any], int]:
+    """Flip ``suspended`` on the profiles not already so, in one UPDATE that re-checks it (a
+    concurrent flip is not counted twice); returns their ids and how many changed."""
+    now = timezone.now()
+    ids = list(profiles.filter(suspended=not suspended).values_list("pk", flat=True))
+    count = VendorProfile.objects.filter(pk__in=ids, suspended=not suspended).update(
+        suspended=suspended, suspended_at=now if suspended else None, updated_at=now
+    )
+    return ids, count
