@@ -115,6 +115,12 @@ class MarketlinkSettings(BaseModel):
         ge=60,
         description="Seconds an unsent invoice may go untouched before reconcile sends it again.",
     )
+    REFUND_GRACE_PERIOD: int = Field(
+        30 * 60,
+        ge=60,
+        description="Seconds a refund asked for (or pending) may go untouched before it is "
+        "asked again (or read again).",
+    )
 
     # --- Periodic jobs (Huey) ---------------------------------------------------------------
     PERIODIC_RECONCILE: bool | None = Field(

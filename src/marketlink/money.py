@@ -123,13 +123,18 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     return int(amount.scaleb(decimal_places(currency)).to_integral_value())
 
 
+def from_minor_units(amount_minor: int, currency: str) -> Decimal:
+    """The providers' integer back as money: 2999 cents are 29.99 USD, 10500 fils 10.500 KWD."""
+    return Decimal(amount_minor).scaleb(-decimal_places(currency))
+
+
 def format_amount(amount: Decimal, currency: str) -> str:
     """An amount as a person reads it, with the currency's places: ``10.500 KWD``."""
     return f"{amount:.{decimal_places(currency)}f} {currency.upper()}"
 
 
 def format_minor_units(amount_minor: int, currency: str) -> str:
-    return format_amount(Decimal(amount_minor).scaleb(-decimal_places(currency)), currency)
+    return format_amount(from_minor_units(amount_minor, currency), currency)
 
 
 def price_limits(currency: str) -> tuple[Decimal, Decimal]:

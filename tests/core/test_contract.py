@@ -51,6 +51,7 @@ ORDER = shape(
     "customer_email",
     "vendor_name",
     "total_amount",
+    "amount_refunded",  # (+)
     "currency",
     "status",
     "payment_method",

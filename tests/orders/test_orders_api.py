@@ -33,6 +33,7 @@ def test_booking_reserves_a_unit_and_answers_the_seed_shape(api, customer_user):
         "vendor_name",
         "variant",
         "total_amount",
+        "amount_refunded",
         "currency",
         "status",
         "payment_method",

@@ -12,7 +12,7 @@ from webhook_hook import Hook
 
 from marketlink.orders.models import RepairOrder
 from marketlink.payments.gateways import dummy
-from marketlink.payments.gateways.base import RefundResult
+from marketlink.payments.gateways.base import ProviderRefund, RefundRequest
 from marketlink.testing.stripe_server import StripeStandIn
 
 
@@ -60,11 +60,14 @@ def refunds(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     (by idempotency key)."""
     asked: dict[str, str] = {}
 
-    def refund(
-        self: Any, *, payment_intent_id: str, idempotency_key: str, **_: Any
-    ) -> RefundResult:
-        asked.setdefault(idempotency_key, payment_intent_id)
-        return RefundResult(id=f"re_{idempotency_key}", status="succeeded")
+    def refund(self: Any, request: RefundRequest) -> ProviderRefund:
+        asked.setdefault(request.idempotency_key, request.payment_intent_id)
+        return ProviderRefund(
+            id=f"re_{request.idempotency_key}",
+            status="succeeded",
+            amount_minor=request.amount_minor,
+            reference=request.reference,
+        )
 
     monkeypatch.setattr(dummy.DummyGateway, "refund", refund)
     return asked

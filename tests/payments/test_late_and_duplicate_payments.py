@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 from order_helpers import history, refreshed, stock_of
-from payment_events import deliver, event, minor, payment_intent
+from payment_events import deliver, event, payment_intent
 from stripe_shop import lapse, status_of
 from webhook_hook import completed, late_and_sold_out
 
@@ -60,7 +60,10 @@ def test_two_late_payments_with_no_unit_left_are_both_refunded(
         callback()
 
     assert sorted(refunds.values()) == ["pi_first", "pi_second"]
-    assert refreshed(order).status == "refunded"
+    # Neither was the order's payment: giving them back leaves it as it was, never paid.
+    assert refreshed(order).status == "cancelled"
+    assert refreshed(order).amount_refunded == 0
+    assert set(Refund.objects.values_list("status", flat=True)) == {"succeeded"}
 
 
 def test_a_late_payment_refund_queued_before_a_restock_still_refunds_it(
@@ -100,30 +103,6 @@ def test_a_declined_attempt_does_not_make_the_real_payment_look_like_a_duplicate
     assert refreshed(order).payment_intent_id == "pi_paid"
     order_refund(order=refreshed(order))
     assert sorted(refunds.values()) == ["pi_paid"]
-
-
-def test_a_refund_seen_between_a_declined_attempt_and_the_payment_refunds_the_order(hook, order):
-    """Declined (pi_declined), then a refund of pi_paid, then pi_paid's own confirmation: the
-    refund is the order's, whatever intent the declined attempt named."""
-    declined = payment_intent(order, id="pi_declined", status="requires_payment_method")
-    hook(event("payment_intent.payment_failed", declined))
-    charge = {
-        "id": "ch_paid",
-        "object": "charge",
-        "amount": minor(order),
-        "amount_refunded": minor(order),
-        "currency": order.currency,
-        "payment_intent": "pi_paid",
-        "metadata": {"order_id": str(order.id)},
-    }
-    hook(event("charge.refunded", charge))
-    hook(completed(order, payment_intent="pi_paid"))
-
-    assert refreshed(order).status == "refunded"
-    assert refreshed(order).payment_intent_id == "pi_paid"
-    assert stock_of(order) == 3
-    assert [to for _, to, _ in history(order)] == ["paid", "refunded"]
-    assert not PaymentEvent.objects.filter(needs_attention=True).exists()
 
 
 # --- Through the Stripe SDK and the stand-in -------------------------------------------------
@@ -168,6 +147,30 @@ def test_a_refund_seen_before_the_payment_ends_refunded(mailoutbox, shop, standi
     assert Invoice.objects.get(order_id=order["id"]).status == "sent"
 
 
+def test_a_refund_seen_between_a_declined_attempt_and_the_payment_refunds_the_order(
+    shop, standin, customer_user
+):
+    """A declined attempt on one checkout, then a payment on another, refunded in the dashboard
+    before marketlink hears of the payment: the refund is the order's, whatever intent the
+    declined attempt named."""
+    variant = VariantFactory(stock=3)
+    order, session_id = shop.opened(customer_user, variant)
+    stray = stray_checkout(order)
+    standin.fail(stray.id)
+    assert shop.deliver_new() == [("payment_intent.payment_failed", 200)]
+    intent = standin.pay(session_id)
+    standin.refund(intent["id"])
+
+    assert shop.deliver_new("charge.refunded") == [("charge.refunded", 200)]
+    shop.deliver_new()
+
+    assert status_of(order) == "refunded"
+    assert RepairOrder.objects.get(pk=order["id"]).payment_intent_id == intent["id"]
+    assert stock_of(variant) == 3
+    assert [to for _, to, _ in history(order)] == ["paid", "refunded"]
+    assert not PaymentEvent.objects.filter(needs_attention=True).exists()
+
+
 def test_a_payment_after_expiry_takes_a_free_unit_again(mailoutbox, shop, standin, customer_user):
     variant = VariantFactory(stock=2)
     order, session_id = shop.opened(customer_user, variant)
@@ -208,16 +211,24 @@ def test_a_payment_after_expiry_with_no_unit_left_is_refunded(
         ("payment_intent.succeeded", 200),
     ]
 
-    assert status_of(order) == "refunded"
+    # The late payment is given back; it never was the order's payment, so the order stays
+    # cancelled, whatever its refund does.
+    assert status_of(order) == "cancelled"
     [refund] = standin.refunds.values()
     assert (refund["payment_intent"], refund["amount"]) == (intent["id"], 2999)
+    row = Refund.objects.get()
+    assert (row.kind, row.status, row.provider_refund_id) == ("late", "succeeded", refund["id"])
     [request] = [r for r in standin.requests_log if r.path == "/v1/refunds"]
-    assert request.idempotency_key == f"marketlink-refund-{order['id']}"
-    assert history(order) == [("pending", "cancelled", "task"), ("cancelled", "refunded", "task")]
+    assert request.idempotency_key == f"marketlink-refund-{row.pk}"
+    assert request.params["metadata"] == {
+        "marketlink_refund_id": str(row.pk),
+        "order_id": order["id"],
+    }
+    assert history(order) == [("pending", "cancelled", "task")]
     completed = PaymentEvent.objects.get(event_type="checkout.session.completed")
     assert "refund" in completed.result
     assert shop.deliver_new() == [("charge.refunded", 200), ("refund.created", 200)]
-    assert status_of(order) == "refunded"
+    assert status_of(order) == "cancelled"
     assert status_of(someone_else) == "pending"
     assert stock_of(variant) == 0
     assert mailoutbox == []
@@ -241,10 +252,10 @@ def test_a_second_payment_for_a_paid_order_is_refunded(shop, standin, customer_u
     stray_intent = standin.sessions[stray.id]["payment_intent"]
     assert refund["payment_intent"] == stray_intent != paid.payment_intent_id
     refund_calls = [r for r in standin.requests_log if r.path == "/v1/refunds"]
-    # Both of the stray payment's events ask for the refund; the key makes it one refund.
-    assert {r.idempotency_key for r in refund_calls} == {
-        f"marketlink-refund-duplicate-{stray_intent}"
-    }
+    # The stray payment's first event decides its refund; its second finds it given back.
+    row = Refund.objects.get()
+    assert (row.kind, row.payment_intent_id) == ("duplicate", stray_intent)
+    assert [r.idempotency_key for r in refund_calls] == [f"marketlink-refund-{row.pk}"]
     assert stock_of(variant) == 1
     assert Invoice.objects.filter(order_id=order["id"]).count() == 1
     # The refund's own event changes nothing: the order's payment was not refunded.

@@ -1,11 +1,13 @@
-"""An order's life as a Hypothesis state machine: place, pay, cancel, expire, refund, complete,
+"""An order's life as a Hypothesis state machine: place, pay, cancel, expire, refund (through
+marketlink, in part or whole in the Stripe Dashboard, pending, failed and asked again), complete,
 and the provider's events delivered late, twice and in any order, with the invariants checked
 after every step.
 
 The payments are real ones through the Stripe SDK and the local stand-in: the customer opens the
 payment link (a Checkout Session is made there) and pays; the stand-in emits its events, which
 the machine delivers, signed, to the webhook whenever it likes, or again. Refunds are staff's,
-through the service, and the provider's refund events follow. Tasks run inline, on commit.
+through the service, or the Dashboard's (the stand-in's own), and the provider's refund events
+follow; pending refunds settle, or fail, when the machine says. Tasks run inline, on commit.
 
 Besides the shared invariants (``invariants.invariant_violations``), the machine keeps its own
 model of each order's status and checks the database agrees after every step.
@@ -20,12 +22,19 @@ import pytest
 from django.db import transaction
 from fuzzing import bounded_machine
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from invariants import invariant_violations
 from order_helpers import refreshed, stock_of
 from stripe_shop import Shop, lapse
 
 from marketlink.accounts.models import Role
+from marketlink.money import to_minor_units
 from marketlink.orders.services import orders_expire
 from marketlink.payments.refunds import order_refund
 from marketlink.testing.factories import AccountFactory, VariantFactory
@@ -39,9 +48,13 @@ pytestmark = [
 
 # Deterministic and bounded: the same runs every time, well under a minute.
 MACHINE_SETTINGS = bounded_machine(max_examples=30, steps=15)
+# Lives that start with paid orders spend their steps on refunds: partial, several per payment,
+# pending, failed and asked again, late.
+REFUND_SETTINGS = bounded_machine(max_examples=20, steps=12)
 STOCK = 2  # fewer units than orders, so a late payment may find none left
 MAX_ORDERS = 3
 PAYMENT_EVENTS = {"checkout.session.completed", "payment_intent.succeeded"}
+REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
 REFUNDABLE = {"paid", "processing", "completed"}
 pick = st.integers(min_value=0, max_value=1000)
 
@@ -57,17 +70,97 @@ class LifeOfOrders:
         self.vendor = self.variant.service.vendor.user
         self.staff = AccountFactory(user__is_staff=True).user
         self.orders: list[dict[str, Any]] = []  # {"id", "customer", "status", "intent"}
-        # Events the stand-in emitted about this machine's orders, by id.
-        self.seen_events: set[str] = set()
+        # The refunds the shop has been told of, as it must have recorded them, by id:
+        # {"intent", "amount", "status", "ever"} ("ever": it succeeded at some point).
+        self.refunds_told: dict[str, dict[str, Any]] = {}
+        # Payments the shop decided to give back (late, with no unit left).
+        self.given_back: set[str] = set()
 
     def act(self, call: Any) -> Any:
         """``call()`` with its on-commit work (signals, tasks) run as after a real commit."""
         with self.on_commit(execute=True):
             return call()
 
+    def order_of(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The order an event is about: by the order id it carries, else (a refund made in the
+        Dashboard carries none) by its payment."""
+        ref, intent = _order_of(event), _intent_of(event)
+        return next(
+            (o for o in self.orders if o["id"] == ref or (intent and o["intent"] == intent)), None
+        )
+
     def own_events(self) -> list[dict[str, Any]]:
-        ours = {order["id"] for order in self.orders}
-        return [event for event in self.standin.events if _order_of(event) in ours]
+        return [event for event in self.standin.events if self.order_of(event) is not None]
+
+    def learn(self, refund: dict[str, Any]) -> None:
+        """What the shop records of a refund reported as ``refund``: failed and canceled are
+        final; succeeded only moves on to failed."""
+        told = self.refunds_told.setdefault(
+            refund["id"],
+            {"intent": refund["payment_intent"], "amount": refund["amount"], "status": None},
+        )
+        told.setdefault("ever", False)
+        if told["status"] in ("failed", "canceled"):
+            return
+        if told["status"] == "succeeded" and refund["status"] != "failed":
+            return
+        told["status"] = refund["status"]
+        told["ever"] = told["ever"] or refund["status"] == "succeeded"
+
+    def learn_all(self, intent: str) -> None:
+        """The shop read the payment's refunds from the provider (a refunded charge's event, or
+        a refund through the service, which reads first)."""
+        for refund in self.standin.refunds.values():
+            if refund["payment_intent"] == intent:
+                self.learn(refund)
+
+    def knows_payment(self, intent: str) -> bool:
+        """Whether the shop can tell which order a refund without an order id is about."""
+        return (
+            intent in self.told()
+            or intent in self.given_back
+            or any(told["intent"] == intent for told in self.refunds_told.values())
+        )
+
+    def refunded_by_now(self, order: dict[str, Any]) -> None:
+        """The order is refunded once the refunds of its own payment that ever succeeded reach
+        its total; a payment given back is not its own."""
+        intent = order["intent"]
+        if not intent or intent in self.given_back or order["status"] == "refunded":
+            return
+        ever = sum(
+            told["amount"]
+            for told in self.refunds_told.values()
+            if told["intent"] == intent and told["ever"]
+        )
+        total = to_minor_units(refreshed(order).total_amount, refreshed(order).currency)
+        if ever >= total:
+            order["status"] = "refunded"
+
+    def refundable_at_provider(self) -> list[dict[str, Any]]:
+        """Orders whose payment the provider took and has not given back in full yet."""
+        intents = self.standin.payment_intents
+        given: dict[str, int] = {}
+        for refund in self.standin.refunds.values():
+            if refund["status"] in ("succeeded", "pending"):
+                given[refund["payment_intent"]] = (
+                    given.get(refund["payment_intent"], 0) + (refund["amount"])
+                )
+        return [
+            order
+            for order in self.orders
+            if order["intent"]
+            and intents[order["intent"]]["status"] == "succeeded"
+            and given.get(order["intent"], 0) < intents[order["intent"]]["amount"]
+        ]
+
+    def pending_refunds(self) -> list[str]:
+        ours = {order["intent"] for order in self.orders}
+        return sorted(
+            refund["id"]
+            for refund in self.standin.refunds.values()
+            if refund["status"] == "pending" and refund["payment_intent"] in ours
+        )
 
     def told(self, but: str | None = None) -> set[str | None]:
         """Payments whose success a delivered event (other than ``but``) told the shop of."""
@@ -187,12 +280,33 @@ def life(shop: Shop, django_capture_on_commit_callbacks: Any) -> type:
                 order["status"] = "cancelled"
 
         @precondition(lambda self: self._in(*REFUNDABLE))
-        @rule(which=pick)
-        def refund(self, which: int) -> None:
-            """Staff refund through the service; the provider's refund events follow."""
+        @rule(which=pick, pending=st.booleans())
+        def refund(self, which: int, pending: bool) -> None:
+            """Staff refund what is left through the service (it reads the payment's refunds
+            first); the provider's refund events follow."""
             order = self._order(which, self._in(*REFUNDABLE))
+            self.life.standin.refund_status = "pending" if pending else "succeeded"
             self.life.act(lambda: order_refund(order=refreshed(order)))
-            order["status"] = "refunded"
+            self.life.learn_all(order["intent"])
+            self.life.refunded_by_now(order)
+
+        @precondition(lambda self: self.life.refundable_at_provider())
+        @rule(which=pick, whole=st.booleans(), pending=st.booleans())
+        def refund_in_dashboard(self, which: int, whole: bool, pending: bool) -> None:
+            """Staff give back part (1.00) or the rest of a payment in Stripe's Dashboard; the
+            shop hears of it only through its events."""
+            order = self._order(which, self.life.refundable_at_provider())
+            self.life.standin.refund_status = "pending" if pending else "succeeded"
+            self.life.standin.refund(order["intent"], None if whole else 100)
+
+        @precondition(lambda self: self.life.pending_refunds())
+        @rule(which=pick, succeeds=st.booleans())
+        def settle_refund(self, which: int, succeeds: bool) -> None:
+            """The bank's last word on a pending refund."""
+            pending = self.life.pending_refunds()
+            self.life.standin.settle_refund(
+                pending[which % len(pending)], "succeeded" if succeeds else "failed"
+            )
 
         @precondition(lambda self: self.life.orders)
         @rule(which=pick)
@@ -228,19 +342,34 @@ def life(shop: Shop, django_capture_on_commit_callbacks: Any) -> type:
             self._expect_after(event, free)
 
         def _expect_after(self, event: dict[str, Any], free: int) -> None:
-            """What the first news of a payment does to its order; every other event leaves
-            the status alone (refund events of a refund already made, expired checkouts of a
-            released order, a payment told twice)."""
-            order = next(o for o in self.life.orders if o["id"] == _order_of(event))
+            """What the first news of a payment, or news of a refund, does to its order; every
+            other event leaves the status alone (expired checkouts of a released order, a
+            payment told twice)."""
+            order = self.life.order_of(event)
+            assert order is not None
+            intent = _intent_of(event)
+            if event["type"] == "charge.refunded":
+                self.life.learn_all(intent or "")
+                self.life.refunded_by_now(order)
+                return
+            if event["type"] in REFUND_EVENTS:
+                if _order_of(event) or self.life.knows_payment(intent or ""):
+                    self.life.learn(event["data"]["object"])
+                    self.life.refunded_by_now(order)
+                return
             if event["type"] not in PAYMENT_EVENTS:
                 return
-            if _intent_of(event) in self.life.told(but=event["id"]):
+            if intent in self.life.given_back or intent in self.life.told(but=event["id"]):
                 return
             if order["status"] == "pending":
                 order["status"] = "processing"
             elif order["status"] == "cancelled":
-                # Late: the unit is taken again if one is free, or the payment goes back.
-                order["status"] = "processing" if free > 0 else "refunded"
+                # Late: the unit is taken again if one is free, or the payment goes back (the
+                # order stays cancelled: it never was paid).
+                if free > 0:
+                    order["status"] = "processing"
+                else:
+                    self.life.given_back.add(intent or "")
 
         def _order(self, which: int, among: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             """One of the orders (or of ``among``), so each rule meets the orders it is about
@@ -277,3 +406,21 @@ def test_the_life_of_orders_keeps_every_invariant(life: type, abuse_limits_off: 
     # One customer and one address book, pay and cancel far past the per-customer limits and
     # throttles (lifted after the stand-in's settings, which replace MARKETLINK).
     hypothesis.stateful.run_state_machine_as_test(life, settings=MACHINE_SETTINGS)
+
+
+@pytest.fixture
+def refund_life(life: type) -> type:
+    class RefundLife(life):  # type: ignore[misc,valid-type]
+        @initialize()
+        def two_paid_orders(self) -> None:
+            for _ in range(2):
+                self.place()
+                self.pay(which=len(self.life.orders) - 1, told_at_once=True)
+
+    return RefundLife
+
+
+def test_the_refunds_of_paid_orders_keep_every_invariant(
+    refund_life: type, abuse_limits_off: None
+) -> None:
+    hypothesis.stateful.run_state_machine_as_test(refund_life, settings=REFUND_SETTINGS)

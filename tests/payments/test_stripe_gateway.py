@@ -30,7 +30,7 @@ from stripe_shop import (
 )
 
 from marketlink.orders.models import RepairOrder
-from marketlink.payments.models import EventStatus, Invoice, PaymentEvent
+from marketlink.payments.models import EventStatus, Invoice, PaymentEvent, Refund
 from marketlink.testing.factories import AccountFactory, VariantFactory, VendorProfileFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_run_inline")]
@@ -391,8 +391,14 @@ def test_the_vendor_refunds_once_and_the_unit_comes_back(
     assert (refund["payment_intent"], refund["amount"]) == (intent["id"], 2999)
     refund_requests = [r for r in standin.requests_log if r.path == "/v1/refunds"]
     assert len(refund_requests) == 1
-    assert refund_requests[0].idempotency_key == f"marketlink-refund-{order['id']}"
-    assert refund_requests[0].params == {"payment_intent": intent["id"], "amount": "2999"}
+    row = Refund.objects.get()
+    assert refund_requests[0].idempotency_key == f"marketlink-refund-{row.pk}"
+    assert refund_requests[0].params == {
+        "payment_intent": intent["id"],
+        "amount": "2999",
+        "metadata": {"marketlink_refund_id": str(row.pk), "order_id": order["id"]},
+    }
+    assert response.json()["data"]["amount_refunded"] == "29.99"
     # Stripe's own word on it arrives afterwards: already known, nothing moves.
     assert shop.deliver_new() == [("charge.refunded", 200), ("refund.created", 200)]
     assert stock_of(variant) == 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from marketlink import locking
 from marketlink.exceptions import ServiceUnavailable
 from marketlink.orders.models import RepairOrder
 from marketlink.orders.services import order_place
-from marketlink.payments.models import EventStatus, Invoice, PaymentEvent
+from marketlink.payments.models import EventStatus, Invoice, PaymentEvent, Refund
 from marketlink.payments.webhooks import event_process
 from marketlink.testing.factories import UserFactory
 
@@ -332,18 +333,17 @@ def test_each_handled_event_type(hook, order, mailoutbox):
     assert hook(event("checkout.session.async_payment_succeeded", paid)).status_code == 200
     assert refreshed(order).status == "processing"
     assert hook(event("payment_intent.succeeded", payment_intent(order))).status_code == 200
-    charge = {
-        "id": "ch_1",
-        "object": "charge",
+    refund = {
+        "id": "re_1",
+        "object": "refund",
         "amount": 2999,
-        "amount_refunded": 2999,
         "currency": "usd",
+        "status": "succeeded",
         "payment_intent": session["payment_intent"],
         "metadata": {},
-        "refunds": {"data": [{"id": "re_1", "object": "refund"}]},
     }
     stock = stock_of(order)
-    assert hook(event("charge.refunded", charge)).status_code == 200
+    assert hook(event("refund.created", refund)).status_code == 200
     assert refreshed(order).status == "refunded"
     assert refreshed(order).refund_id == "re_1"
     assert stock_of(order) == stock + 1
@@ -352,19 +352,25 @@ def test_each_handled_event_type(hook, order, mailoutbox):
     assert len(mailoutbox) == 1
 
 
-def test_a_partial_refund_is_flagged_not_applied(hook, order):
+def test_a_partial_refund_is_recorded_and_flagged_and_the_order_keeps_its_status(hook, order):
     hook(completed(order))
-    charge = {
-        "id": "ch_1",
-        "object": "charge",
-        "amount_refunded": 1000,
+    refund = {
+        "id": "re_partial",
+        "object": "refund",
+        "amount": 1000,
+        "currency": "usd",
+        "status": "succeeded",
         "payment_intent": checkout_session(order)["payment_intent"],
-        "metadata": {"order_id": str(order.id)},
+        "metadata": {},
     }
-    assert hook(event("charge.refunded", charge)).status_code == 200
-    stored = PaymentEvent.objects.get(event_type="charge.refunded")
-    assert (stored.status, stored.needs_attention) == ("failed", True)
+    assert hook(event("refund.created", refund)).status_code == 200
+    stored = PaymentEvent.objects.get(event_type="refund.created")
+    assert (stored.status, stored.needs_attention) == ("processed", False)
     assert refreshed(order).status == "processing"
+    assert refreshed(order).amount_refunded == Decimal("10.00")
+    row = Refund.objects.get()
+    assert (row.kind, row.amount_minor, row.needs_attention) == ("external", 1000, True)
+    assert "partial refund" in row.last_error
 
 
 def test_async_failure_and_expiry_release_the_unit(hook, order):

@@ -7,6 +7,10 @@
 - Every paid order's invoice is sent, or failed and so flagged (``settled``: nothing in flight).
 - No lapsed reservation still holds a unit (``expiry_grace``: how late the expiry job may be).
 - No payment event is left unprocessed without being flagged for attention.
+- Money refunded never exceeds money paid, and an order's status agrees with its refunds: it is
+  ``refunded`` exactly when the refunds of its own payment that succeeded reach its total, and
+  its ``amount_refunded`` is what of them stands succeeded now. With the provider's side: each
+  recorded refund is one the provider made, for that amount and currency.
 
 ``invariant_violations`` returns what is wrong as sentences, so a failing test says which order,
 variant or event broke which rule; ``assert_invariants`` fails with all of them at once.
@@ -20,10 +24,18 @@ from typing import Any
 
 from django.utils import timezone
 
-from marketlink.money import to_minor_units
+from marketlink.money import from_minor_units, to_minor_units
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import stock_ledger
-from marketlink.payments.models import EventStatus, Invoice, InvoiceStatus, PaymentEvent, Refund
+from marketlink.payments.models import (
+    EventStatus,
+    Invoice,
+    InvoiceStatus,
+    PaymentEvent,
+    Refund,
+    RefundKind,
+    RefundStatus,
+)
 
 
 def invariant_violations(
@@ -45,6 +57,8 @@ def invariant_violations(
     ]
     problems += _unpaid_money(standin, payments_in_flight) if standin is not None else []
     problems += _invoice_problems(settled)
+    problems += _refund_problems()
+    problems += _refunds_unknown_there(standin) if standin is not None else []
     if expiry_grace is not None:
         lapsed = RepairOrder.objects.filter(
             status=OrderStatus.PENDING, expires_at__lt=timezone.now() - expiry_grace
@@ -123,4 +137,61 @@ def _invoice_problems(settled: bool) -> list[str]:
             problems.append(f"order {pk}: paid, and has no invoice")
         elif status is not None and status not in done and settled:
             problems.append(f"order {pk}: invoice still {status}")
+    return problems
+
+
+def _refund_problems() -> list[str]:
+    problems = []
+    rows: dict[tuple[Any, str], list[Refund]] = {}
+    for refund in Refund.objects.all():
+        rows.setdefault((refund.order_id, refund.payment_intent_id), []).append(refund)
+    for order in RepairOrder.objects.all():
+        total = to_minor_units(order.total_amount, order.currency)
+        own = order.payment_intent_id
+        for (order_id, intent), refunds in rows.items():
+            if order_id != order.pk:
+                continue
+            now = sum(r.amount_minor for r in refunds if r.status == RefundStatus.SUCCEEDED)
+            if now > total:
+                problems.append(f"order {order.pk}: {now} refunded of {intent}, paid {total}")
+            given_back = any(r.kind in (RefundKind.LATE, RefundKind.DUPLICATE) for r in refunds)
+            if intent != own and (own or given_back):
+                continue  # another payment's refunds never count toward the order
+            ever = sum(r.amount_minor for r in refunds if r.succeeded_at is not None)
+            if (ever >= total) != (order.status == OrderStatus.REFUNDED):
+                problems.append(
+                    f"order {order.pk}: {order.status}, with {ever} of {total} refunded by its "
+                    f"own payment {intent}"
+                )
+            if intent == own and order.amount_refunded != from_minor_units(now, order.currency):
+                problems.append(
+                    f"order {order.pk}: amount_refunded {order.amount_refunded}, refunds say {now}"
+                )
+        if order.status == OrderStatus.REFUNDED and (order.pk, own) not in rows:
+            problems.append(f"order {order.pk}: refunded, with no refund of its payment {own}")
+    return problems
+
+
+def _refunds_unknown_there(standin: Any) -> list[str]:
+    """Each refund recorded with a provider id is the provider's, with its amount and currency;
+    one recorded succeeded stands succeeded there (or failed later: never back to pending)."""
+    there = standin.refunds
+    problems = []
+    for refund in Refund.objects.exclude(provider_refund_id=None):
+        made = there.get(refund.provider_refund_id)
+        if made is None:
+            problems.append(f"refund {refund.provider_refund_id}: unknown at the provider")
+            continue
+        if (made["amount"], made["currency"]) != (refund.amount_minor, refund.currency):
+            problems.append(
+                f"refund {refund.provider_refund_id}: {refund.amount_minor} {refund.currency} "
+                f"recorded, {made['amount']} {made['currency']} at the provider"
+            )
+        if refund.status == RefundStatus.SUCCEEDED and made["status"] not in (
+            "succeeded",
+            "failed",
+        ):
+            problems.append(
+                f"refund {refund.provider_refund_id}: recorded succeeded, {made['status']} there"
+            )
     return problems

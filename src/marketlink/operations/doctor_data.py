@@ -10,12 +10,14 @@ from django.utils import timezone
 from marketlink.operations.findings import Check, Finding
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import stock_ledger_mismatches
-from marketlink.payments.models import PaymentEvent
+from marketlink.payments.models import PaymentEvent, RefundStatus
 from marketlink.payments.selectors import (
     disputes_needing_attention,
     invoice_grace_period,
     orders_owing_invoice,
+    refund_grace_period,
     refunds_needing_attention,
+    refunds_to_follow_up,
 )
 
 # The expiry job runs every minute: a reservation lapsed for longer has no job releasing it.
@@ -81,6 +83,20 @@ def check_events() -> Finding:
 
 
 def check_refunds_and_disputes() -> Finding:
+    never_made = refunds_to_follow_up().filter(status=RefundStatus.REQUESTED)
+    stuck = never_made.count()
+    if stuck:
+        minutes = int(refund_grace_period().total_seconds() // 60)
+        ids = [str(pk) for pk in never_made.order_by("created_at").values_list("pk", flat=True)]
+        return Finding(
+            "refunds and disputes",
+            "fail",
+            f"{stuck} refund(s) marketlink decided to make were not made, with nothing under way "
+            f"for over {minutes} minutes (the customer is still charged): "
+            f"{_some(ids[:SHOWN], stuck)}.",
+            "Run `marketlink reconcile` (it asks the provider again), and keep a consumer with "
+            "its scheduler running.",
+        )
     refunds, disputes = refunds_needing_attention().count(), disputes_needing_attention().count()
     if not refunds and not disputes:
         return Finding("refunds and disputes", "ok", "None is flagged for attention.")

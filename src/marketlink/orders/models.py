@@ -7,6 +7,7 @@ it is placed: the catalogue may change or be archived later, the order's record 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -67,6 +68,9 @@ class RepairOrder(models.Model):
     payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # What the provider has given back of this order's own payment (succeeded refunds), kept by
+    # payments: the order counts as refunded only once it reaches the total.
+    amount_refunded = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -59,6 +59,9 @@ class OrderOut(Schema):
     vendor_name: str
     variant: OrderVariantOut
     total_amount: Decimal
+    amount_refunded: Decimal = Field(
+        description="What was given back of the order's payment (refunds that succeeded)."
+    )
     currency: str
     status: StatusName
     payment_method: str

@@ -127,7 +127,9 @@ def order_transition(
 
 
 # The provider ids an order keeps; payments writes them here, or with a status change.
-PAYMENT_COLUMNS = frozenset({"checkout_session_id", "checkout_url", "payment_intent_id"})
+PAYMENT_COLUMNS = frozenset(
+    {"checkout_session_id", "checkout_url", "payment_intent_id", "amount_refunded"}
+)
 
 
 def order_payment_columns_set(*, order_id: uuid.UUID, when: dict[str, Any], **values: Any) -> bool:

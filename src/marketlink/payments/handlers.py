@@ -11,6 +11,7 @@ intent that was declined, or that paid a second time, is never mistaken for it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -26,14 +27,17 @@ from marketlink.orders.services import (
     order_transition,
 )
 from marketlink.payments import refunds, tasks
+from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import EventKind, ProviderEvent
-from marketlink.payments.models import Dispute, DisputeOutcome, Refund, RefundKind
+from marketlink.payments.models import Dispute, DisputeOutcome, RefundKind
+from marketlink.payments.refund_records import refunds_record
 from marketlink.payments.rules import (
     PAID_STATUSES,
     RELEASED_STATUSES,
     PermanentProblem,
     with_fresh_status,
 )
+from marketlink.payments.selectors import payment_given_back
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,10 @@ def mark_paid(order: RepairOrder, event: ProviderEvent, source: str) -> str:
         )
     _remember_session(order, event)
     intent = event.payment_intent_id
+    if intent and payment_given_back(intent):
+        # Decided once (a second payment, or a late one that found no unit): a later event of
+        # the same payment must not take a unit while its refund is under way.
+        return f"payment {intent} is being given back; it does not pay the order"
 
     def act(order: RepairOrder) -> str:
         status = order.status
@@ -175,37 +183,19 @@ def _on_payment_failed(order: RepairOrder, event: ProviderEvent, source: str) ->
     return "a payment attempt was declined; the customer may retry while the reservation lasts"
 
 
-def _on_charge_refunded(order: RepairOrder, event: ProviderEvent, source: str) -> str:
-    if event.refunds:
-        return _on_refund(order, event, source)
-    intent = event.payment_intent_id
-    tracked = Refund.objects.filter(payment_intent_id=intent).first() if intent else None
-    if tracked is not None:
-        # The refund's own events say how it ends; a charge's total counts pending refunds too.
-        return f"refund {tracked.status}; its own events settle it"
-    return refunds.refund_seen(
-        order=order,
-        payment_intent_id=intent,
-        provider_refund_id=None,
-        status="succeeded",
-        amount_minor=event.amount_minor,
-        source=source,
+def _on_refunds(order: RepairOrder, event: ProviderEvent, source: str) -> str:
+    """A refund's own status, or a refunded charge's refunds as the provider lists them (read
+    before processing: the event itself says nothing of their status)."""
+    return refunds_record(
+        order=order, payment_intent_id=event.payment_intent_id, seen=event.refunds, source=source
     )
 
 
-def _on_refund(order: RepairOrder, event: ProviderEvent, source: str) -> str:
-    """A refund's own status (or the refunds a refunded charge lists)."""
-    return "; ".join(
-        refunds.refund_seen(
-            order=order,
-            payment_intent_id=event.payment_intent_id,
-            provider_refund_id=refund.id,
-            status=refund.status,
-            amount_minor=refund.amount_minor,
-            source=source,
-        )
-        for refund in event.refunds
-    )
+def _charge_refunds(event: ProviderEvent) -> ProviderEvent:
+    """A refunded charge's event with its refunds, each with the status the provider gives it:
+    a refund still pending must not be taken for money given back."""
+    listed = get_gateway().fetch_refunds(event.payment_intent_id) if event.payment_intent_id else ()
+    return dataclasses.replace(event, refunds=listed)
 
 
 def _on_dispute(order: RepairOrder, event: ProviderEvent, source: str) -> str:
@@ -214,9 +204,13 @@ def _on_dispute(order: RepairOrder, event: ProviderEvent, source: str) -> str:
     if not event.dispute_id:
         raise PermanentProblem("a dispute without an id")
     status = event.dispute_status or ""
-    outcome = {"won": DisputeOutcome.WON, "warning_closed": DisputeOutcome.WON}.get(
-        status, DisputeOutcome.LOST if status == "lost" else DisputeOutcome.OPEN
+    outcome = CLOSED_AS.get(status, DisputeOutcome.OPEN)
+    closed = Dispute.objects.filter(provider_dispute_id=event.dispute_id).exclude(
+        outcome=DisputeOutcome.OPEN
     )
+    if closed.exists():
+        # Events come late and out of order: a closed dispute never moves back.
+        return f"dispute {event.dispute_id} already closed; a {status or 'late'} event ignored"
     values = {
         "payment_intent_id": event.payment_intent_id or "",
         "amount_minor": event.amount_minor or 0,
@@ -243,6 +237,15 @@ def _on_dispute(order: RepairOrder, event: ProviderEvent, source: str) -> str:
     return "dispute opened; flagged for staff"
 
 
+# Stripe's final dispute statuses: the money kept (won; an inquiry closed; a dispute prevented
+# before it opened), or gone back to the customer's bank (lost).
+CLOSED_AS = {
+    "won": DisputeOutcome.WON,
+    "warning_closed": DisputeOutcome.WON,
+    "prevented": DisputeOutcome.WON,
+    "lost": DisputeOutcome.LOST,
+}
+
 HANDLERS: dict[EventKind, Handler] = {
     EventKind.CHECKOUT_COMPLETED: _on_checkout_completed,
     EventKind.ASYNC_PAYMENT_SUCCEEDED: _on_payment_succeeded,
@@ -250,7 +253,13 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.CHECKOUT_EXPIRED: _on_checkout_expired,
     EventKind.PAYMENT_SUCCEEDED: _on_payment_succeeded,
     EventKind.PAYMENT_FAILED: _on_payment_failed,
-    EventKind.CHARGE_REFUNDED: _on_charge_refunded,
-    EventKind.REFUND: _on_refund,
+    EventKind.CHARGE_REFUNDED: _on_refunds,
+    EventKind.REFUND: _on_refunds,
     EventKind.DISPUTE: _on_dispute,
+}
+
+# What the provider must be asked before an event of these kinds is processed, outside any
+# transaction: a ``GatewayError`` there leaves the event failed, answered 503 so it comes again.
+PROVIDER_READS: dict[EventKind, Callable[[ProviderEvent], ProviderEvent]] = {
+    EventKind.CHARGE_REFUNDED: _charge_refunds,
 }

@@ -103,7 +103,7 @@ class RefundKind(models.TextChoices):
 
 
 class RefundStatus(models.TextChoices):
-    # Asked for, the provider not reached yet (or its answer lost): the task or a retry asks again.
+    # Asked for, the provider not reached yet (or its answer lost): it is asked again.
     REQUESTED = "requested", "Requested"
     PENDING = "pending", "Pending at the provider"
     REQUIRES_ACTION = "requires_action", "Requires action at the provider"
@@ -119,18 +119,23 @@ UNSETTLED_REFUND_STATUSES = frozenset(
 
 
 class Refund(models.Model):
-    """One refund of one payment, from the moment marketlink decides to make it (or learns that
-    the provider made one) until the provider says it succeeded or failed.
+    """One refund at the provider, from the moment marketlink decides to make it (or learns that
+    the provider made one) until the provider says how it ended.
 
-    The order only becomes ``refunded`` when its own payment's refund succeeded; a refund that
-    could not be made, or that failed, is flagged (``needs_attention``) instead of forgotten.
+    A payment may have several refunds (a partial one made in the provider's dashboard, then
+    marketlink's of the rest; a retry after a failure), each on its own row with its own amount,
+    currency and status. marketlink writes its row before asking the provider, so the row has no
+    provider id yet: the request carries the row's id as metadata, and the provider's events
+    find it by that first. Only events about this refund settle it.
+
+    The order becomes ``refunded`` only when the succeeded refunds of its own payment reach its
+    total; refunds of other payments (a duplicate, a late one) never count toward it.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     order = models.ForeignKey(RepairOrder, on_delete=models.PROTECT, related_name="refunds")
     kind = models.CharField(max_length=16, choices=RefundKind.choices)
-    # marketlink refunds whole payments, so a payment has at most one refund.
-    payment_intent_id = models.CharField(max_length=255, unique=True)
+    payment_intent_id = models.CharField(max_length=255, db_index=True)
     provider_refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     amount_minor = models.PositiveBigIntegerField()
     currency = models.CharField(max_length=3)
@@ -140,9 +145,16 @@ class Refund(models.Model):
     # Sent with every ask for this refund: a retry after a lost answer gets the same refund.
     idempotency_key = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # When the provider was first asked under ``idempotency_key``. Stripe forgets a key after
+    # 24 hours: an ask later than that looks the refund up first.
+    first_asked_at = models.DateTimeField(null=True, blank=True)
+    # Set once, when the refund succeeded: money that went back counts toward the order's
+    # refund even if the provider later reports the refund failed (which is flagged).
+    succeeded_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     needs_attention = models.BooleanField(
-        default=False, help_text="Could not be made, or failed at the provider: for staff."
+        default=False,
+        help_text="Could not be made, failed, partial or in another currency: for staff.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -152,7 +164,11 @@ class Refund(models.Model):
         indexes = [models.Index(fields=["status", "needs_attention"])]
 
     def __str__(self) -> str:
-        return f"refund of {self.payment_intent_id} ({self.status})"
+        return f"refund {self.provider_refund_id or self.pk} of {self.payment_intent_id}"
+
+    @property
+    def amount_display(self) -> str:
+        return format_minor_units(self.amount_minor, self.currency)
 
 
 class DisputeOutcome(models.TextChoices):

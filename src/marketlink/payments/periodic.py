@@ -1,6 +1,6 @@
 """The periodic reconcile (Huey): recent orders checked against the provider on a schedule, so
 a lost webhook or a lost invoice task is mended without an operator; and, with any gateway, the
-invoices nothing will send by itself enqueued again.
+invoices nothing will send by itself enqueued again, and the refunds that went quiet followed up.
 
 On by default with the Stripe gateway only (``PERIODIC_RECONCILE``): the dummy gateway's events
 never leave the site, so nothing can be lost on the way. It runs every
@@ -23,9 +23,12 @@ from huey.contrib.djhuey import db_periodic_task
 from marketlink import conf
 from marketlink.heartbeat import beat
 from marketlink.orders.models import ChangeSource
+from marketlink.payments.gateways.base import GatewayError
 from marketlink.payments.reconcile import LimitReached, Result, reconcile_orders
+from marketlink.payments.refunds import refund_follow_up
 from marketlink.payments.resend import Requeue, invoice_requeue
-from marketlink.payments.selectors import orders_owing_invoice
+from marketlink.payments.rules import PermanentProblem
+from marketlink.payments.selectors import orders_owing_invoice, refunds_to_follow_up
 
 logger = logging.getLogger(__name__)
 
@@ -78,3 +81,21 @@ def requeue_owed_invoices() -> int:
     beat()
     requeued = [invoice_requeue(order=order) for order in orders_owing_invoice()]
     return requeued.count(Requeue.ENQUEUED)
+
+
+@db_periodic_task(crontab(minute="*/10"))
+def follow_up_refunds() -> int:
+    """Follow up each refund asked for (or pending) and untouched past the grace period, whatever
+    the gateway: its ask may have been lost with the queue, and money owed back to a customer is
+    never left to wait for a person."""
+    beat()
+    followed = 0
+    for refund in refunds_to_follow_up().order_by("updated_at")[:LIMIT]:
+        try:
+            outcome = refund_follow_up(refund=refund, source=ChangeSource.TASK)
+        except (GatewayError, PermanentProblem) as exc:
+            logger.warning("refund %s: follow-up failed: %s", refund.pk, exc)
+            continue
+        followed += 1
+        logger.info("refund %s followed up: %s", refund.pk, outcome)
+    return followed

@@ -12,7 +12,10 @@ repeat nor shift the pages):
 - ``paid``: paid or processing orders paid in the window: refunded at the provider (e.g. in its
   dashboard) without marketlink hearing of it;
 - ``invoices``: orders whose invoice is not sent past the grace period, whatever their status:
-  the invoice task is enqueued again, once; still unsent after that, a person looks.
+  the invoice task is enqueued again, once; still unsent after that, a person looks;
+- ``refunds``: orders with a refund asked for (or pending) and untouched past the grace period:
+  the provider's refunds of the payment are read and recorded, and a refund never made is asked
+  again (after the commit, so a dry run never asks the provider for money).
 
 The provider is asked first, outside any transaction; what its answer changes is then written
 by the handlers a webhook would run, in a transaction the caller may roll back (a dry run).
@@ -42,10 +45,15 @@ from marketlink.payments.gateways.base import (
     ProviderRefund,
 )
 from marketlink.payments.handlers import HANDLERS, release_if_pending
-from marketlink.payments.models import Refund
+from marketlink.payments.models import Refund, RefundStatus
+from marketlink.payments.refunds import refund_ask_again
 from marketlink.payments.resend import Requeue, invoice_requeue
 from marketlink.payments.rules import RELEASED_STATUSES, PermanentProblem
-from marketlink.payments.selectors import orders_owing_invoice
+from marketlink.payments.selectors import (
+    orders_owing_invoice,
+    payment_given_back,
+    refunds_to_follow_up,
+)
 
 T = TypeVar("T")
 
@@ -63,6 +71,7 @@ class Kind(StrEnum):
     RELEASED_PAID_LATE = "released_paid_late"
     REFUNDED_AT_PROVIDER = "refunded_at_provider"
     INVOICE_NOT_SENT = "invoice_not_sent"
+    REFUND_UNSETTLED = "refund_unsettled"
 
 
 class Result(StrEnum):
@@ -184,7 +193,9 @@ def _why(exc: GatewayError) -> str:
     return f"could not ask the provider: {exc.message}" + (f" ({cause})" if cause else "")
 
 
-def _handle(order: RepairOrder, event: ProviderEvent, source: str, kind: Kind) -> Finding:
+def _handle(
+    order: RepairOrder, event: ProviderEvent, source: str, kind: Kind
+) -> tuple[Kind, Result, str]:
     """What the webhook would have done with ``event``; a problem it would have flagged for
     staff (an amount mismatch, a partial refund) is one for a person here too."""
     try:
@@ -240,7 +251,7 @@ def _fix_released(order: RepairOrder, session: CheckoutSession, source: str) -> 
     if session.payment_status != "paid":
         return None
     intent = session.payment_intent_id
-    if intent and Refund.objects.filter(payment_intent_id=intent).exists():
+    if intent and payment_given_back(intent):
         return None  # the late payment found no unit left and is being given back already
     return _handle(order, _paid_event(order, session), source, Kind.RELEASED_PAID_LATE)
 
@@ -255,26 +266,61 @@ def _paid(since: datetime) -> QuerySet[RepairOrder]:
 
 def _fix_refunded(order: RepairOrder, listed: tuple[ProviderRefund, ...], source: str) -> Finding:
     intent = order.payment_intent_id or ""
-    ours = Refund.objects.filter(payment_intent_id=intent).first()
-    news = tuple(
-        refund
-        for refund in listed
-        if ours is None or (ours.provider_refund_id, ours.status) != (refund.id, refund.status)
+    known = set(
+        Refund.objects.filter(payment_intent_id=intent).values_list("provider_refund_id", "status")
     )
-    if not news:
+    if all((refund.id, refund.status) in known for refund in listed):
         return None
-    # What the lost charge.refunded event would have said.
-    event = ProviderEvent(
+    return _handle(order, _refunds_event(order, intent, listed), source, Kind.REFUNDED_AT_PROVIDER)
+
+
+def _refunds_event(
+    order: RepairOrder, intent: str, listed: tuple[ProviderRefund, ...]
+) -> ProviderEvent:
+    """What the lost ``charge.refunded`` event would have said, once its refunds were read."""
+    return ProviderEvent(
         kind=EventKind.CHARGE_REFUNDED,
         event_id=f"reconcile-refunds-{intent}",
         provider_type="reconcile",
         order_ref=str(order.id),
         payment_intent_id=intent,
-        amount_minor=sum(refund.amount_minor or 0 for refund in news),
         currency=order.currency,
-        refunds=news,
+        refunds=listed,
     )
-    return _handle(order, event, source, Kind.REFUNDED_AT_PROVIDER)
+
+
+def _quiet_refunds(since: datetime) -> QuerySet[RepairOrder]:
+    return RepairOrder.objects.filter(pk__in=refunds_to_follow_up().values("order"))
+
+
+def _ask_quiet_refunds(order: RepairOrder) -> dict[str, tuple[ProviderRefund, ...]]:
+    intents = set(refunds_to_follow_up().filter(order=order).values_list("payment_intent_id"))
+    return {intent: get_gateway().fetch_refunds(intent) for (intent,) in intents}
+
+
+def _fix_quiet_refunds(
+    order: RepairOrder, listed: dict[str, tuple[ProviderRefund, ...]], source: str
+) -> Finding:
+    said = []
+    for intent, refunds in listed.items():
+        event = _refunds_event(order, intent, refunds)
+        kind, result, detail = _handle(order, event, source, Kind.REFUND_UNSETTLED)
+        if result == Result.NEEDS_ATTENTION:
+            return kind, result, detail
+        said.append(detail)
+    requested = refunds_to_follow_up().filter(order=order, status=RefundStatus.REQUESTED)
+    never_made = list(requested.values_list("pk", flat=True))
+    asked: list[str] = []
+
+    def ask_again(refund_pk: uuid.UUID) -> None:
+        asked.append(refund_ask_again(refund_pk=refund_pk, source=source))
+
+    for refund_pk in never_made:
+        # A provider write: after the commit, so a dry run's rollback never asks for money.
+        transaction.on_commit(partial(ask_again, refund_pk))
+    if never_made and not asked:
+        said.append(f"{len(never_made)} refund(s) never made: to be asked again once committed")
+    return Kind.REFUND_UNSETTLED, Result.FIXED, "; ".join(said + asked)
 
 
 def _owing_invoice(since: datetime) -> QuerySet[RepairOrder]:
@@ -302,4 +348,5 @@ CHECKS = (
     Check("released", _released, _ask_checkout, _fix_released),
     Check("paid", _paid, _ask_refunds, _fix_refunded),
     Check("invoices", _owing_invoice, None, _fix_invoice),
+    Check("refunds", _quiet_refunds, _ask_quiet_refunds, _fix_quiet_refunds),
 )

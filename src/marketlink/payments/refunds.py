@@ -1,11 +1,11 @@
-"""Refunds: asking the provider for money back, and following each refund until it settles.
+"""Refunds marketlink decides to make: an order's (asked through the API), a duplicate
+payment's and a late payment's; and asking again until the provider has answered.
 
-Every refund marketlink asks for (an order's, a duplicate payment's, a late payment's) and every
-refund it hears of (one made in the provider's dashboard) has a :class:`Refund` row. The row is
-written before the provider is asked, so a refund that could not be made is never forgotten: it
-stays ``requested`` with its attempts and last error, and is flagged for staff when the retries
-run out. An order becomes ``refunded`` only when a refund of *its own* payment succeeded; a
-pending refund leaves it paid until the provider says how it ended.
+Every refund marketlink asks for has a :class:`Refund` row, written before the provider is asked,
+so a refund that could not be made is never forgotten: it stays ``requested`` with its attempts
+and last error, and is asked again (:func:`refund_follow_up`) once it has gone untouched for
+``REFUND_GRACE_PERIOD``, whatever became of the task that was to ask. What the provider answers
+is recorded by ``refund_records``, as its events are.
 
 No function here holds a transaction or a lock across a call to the provider.
 """
@@ -14,138 +14,158 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from marketlink.exceptions import Conflict
 from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
-from marketlink.orders.services import TransitionRefused, order_transition
+from marketlink.orders.services import TransitionRefused
 from marketlink.payments.gateways import get_gateway
-from marketlink.payments.gateways.base import GatewayError
-from marketlink.payments.models import (
-    UNSETTLED_REFUND_STATUSES,
-    Refund,
-    RefundKind,
-    RefundStatus,
-)
-from marketlink.payments.rules import (
-    PAID_STATUSES,
-    RELEASED_STATUSES,
-    PermanentProblem,
-    with_fresh_status,
-)
+from marketlink.payments.gateways.base import GatewayError, RefundRequest
+from marketlink.payments.models import UNSETTLED_REFUND_STATUSES, Refund, RefundKind, RefundStatus
+from marketlink.payments.refund_records import GAVE_UP, refunds_record
+from marketlink.payments.rules import PAID_STATUSES
 
 logger = logging.getLogger(__name__)
 
-# What the provider may say of a refund, as marketlink records it; anything else is kept pending.
-KNOWN_STATUSES = frozenset(RefundStatus.values) - {RefundStatus.REQUESTED}
-GAVE_UP = frozenset({RefundStatus.FAILED, RefundStatus.CANCELED})
+# Stripe keeps an idempotency key 24 hours: an ask under an older key could make a second
+# refund, so the refund is looked up by its reference first.
+KEY_MEMORY = timedelta(hours=24)
 
 
 def order_refund(*, order: RepairOrder, source: str = ChangeSource.API) -> RepairOrder:
-    """Refund a paid order's payment in full. Idempotent: a refunded order, or one whose refund
-    is pending at the provider, is returned as it is; the provider call carries a key stored
-    with the refund, so a retry after a lost answer never refunds twice. The order becomes
-    ``refunded`` (and a unit not yet used goes back) when the refund has succeeded."""
+    """Refund what is left of a paid order's payment. Idempotent: a refunded order, or one
+    whose refund is pending at the provider, is returned as it is; the provider call carries a
+    key stored with the refund, so a retry after a lost answer never refunds twice. After a
+    partial refund (one made in the provider's dashboard) it asks for the remainder. The order
+    becomes ``refunded`` (and a unit not yet used goes back) when the refunds have succeeded."""
     if order.status == OrderStatus.REFUNDED:
         return order
     if order.status not in PAID_STATUSES:
         raise TransitionRefused(f"Only paid orders can be refunded; this one is {order.status}.")
-    if not order.payment_intent_id:
+    intent = order.payment_intent_id
+    if not intent:
         raise Conflict("The payment provider has not told us this order's payment id yet.")
-    refund = refund_requested(
-        order=order, payment_intent_id=order.payment_intent_id, kind=RefundKind.ORDER
+    # What the provider already gave back (a dashboard refund whose events are still on their
+    # way, say) is recorded first, so the remainder asked for is what is really left.
+    refunds_record(
+        order=order,
+        payment_intent_id=intent,
+        seen=get_gateway().fetch_refunds(intent),
+        source=source,
     )
-    if refund.status == RefundStatus.REQUESTED:
+    order.refresh_from_db()
+    if order.status == OrderStatus.REFUNDED:
+        return order
+    refund = _remainder_requested(order, intent)
+    if refund is not None and refund.status == RefundStatus.REQUESTED:
         refund_ask(refund=refund, source=source)
     order.refresh_from_db()
     return order
 
 
-def refund_requested(*, order: RepairOrder, payment_intent_id: str, kind: str) -> Refund:
-    """The refund of ``payment_intent_id``, recorded as asked for (before asking the provider).
-    One that failed or was canceled is asked for again under a new idempotency key: the
-    provider would answer the old key with the old failure."""
-    base_key = f"marketlink-refund-{order.id}"
-    if (
-        kind == RefundKind.DUPLICATE
-        or Refund.objects.filter(order=order, idempotency_key=base_key)
-        .exclude(payment_intent_id=payment_intent_id)
-        .exists()
-    ):
-        # Not the order's own payment (or a second late one): a key of its own, or the provider
-        # would answer with the refund of the first.
-        base_key = f"marketlink-refund-duplicate-{payment_intent_id}"
-    defaults = {
-        "order": order,
-        "kind": kind,
-        "amount_minor": to_minor_units(order.total_amount, order.currency),
-        "currency": order.currency,
-        "idempotency_key": base_key,
-    }
-    try:
-        with transaction.atomic():
-            refund, _ = Refund.objects.get_or_create(
-                payment_intent_id=payment_intent_id, defaults=defaults
-            )
-    except IntegrityError:  # asked for concurrently
-        refund = Refund.objects.get(payment_intent_id=payment_intent_id)
-    if refund.status in GAVE_UP:
-        again = Refund.objects.filter(pk=refund.pk, status=refund.status).update(
-            status=RefundStatus.REQUESTED,
-            idempotency_key=f"{base_key}-after-{refund.provider_refund_id or refund.attempts}",
-            needs_attention=False,
-            updated_at=timezone.now(),
+def _new_refund(order: RepairOrder, intent: str, kind: str, amount_minor: int) -> Refund:
+    pk = uuid.uuid4()
+    return Refund.objects.create(
+        id=pk,
+        order=order,
+        kind=kind,
+        payment_intent_id=intent,
+        amount_minor=amount_minor,
+        currency=order.currency,
+        # One key per refund: each row is one refund at the provider.
+        idempotency_key=f"marketlink-refund-{pk}",
+    )
+
+
+def _remainder_requested(order: RepairOrder, intent: str) -> Refund | None:
+    """The order's refund to ask for: one asked before whose answer never came, else a new one
+    for what no refund covers yet (None: pending or succeeded refunds cover it all)."""
+    with transaction.atomic():
+        RepairOrder.objects.select_for_update().filter(pk=order.pk).first()
+        rows = list(Refund.objects.filter(order=order, payment_intent_id=intent))
+        waiting = [row for row in rows if row.status == RefundStatus.REQUESTED]
+        if waiting:
+            return waiting[0]
+        covered = sum(
+            row.amount_minor
+            for row in rows
+            if row.status in UNSETTLED_REFUND_STATUSES or row.succeeded_at is not None
         )
-        refund.refresh_from_db()
-        if again:
-            logger.info(
-                "refund of %s asked for again after it failed",
-                payment_intent_id,
-                extra={
-                    "event": "refund.requested_again",
-                    "order_id": order.id,
-                    "refund_id": refund.pk,
-                    "payment_intent_id": payment_intent_id,
-                },
-            )
-    return refund
+        remainder = to_minor_units(order.total_amount, order.currency) - covered
+        if remainder <= 0:
+            return None
+        return _new_refund(order, intent, RefundKind.ORDER, remainder)
+
+
+def refund_requested(*, order: RepairOrder, payment_intent_id: str, kind: str) -> Refund:
+    """The refund of a payment marketlink must not keep (``kind``: a duplicate or a late one),
+    recorded as asked for, before the provider is asked. One that is under way or done is
+    returned as it is; after one failed or was canceled, a new one is recorded."""
+    with transaction.atomic():
+        RepairOrder.objects.select_for_update().filter(pk=order.pk).first()
+        live = (
+            Refund.objects.filter(order=order, payment_intent_id=payment_intent_id, kind=kind)
+            .exclude(status__in=GAVE_UP)
+            .first()
+        )
+        if live is not None:
+            return live
+        amount = to_minor_units(order.total_amount, order.currency)
+        return _new_refund(order, payment_intent_id, kind, amount)
 
 
 def refund_ask(*, refund: Refund, source: str) -> str:
     """Ask the provider for a requested refund and record its answer. Raises ``GatewayError``
-    (502) when the provider cannot be reached; the attempt and the error stay on the row."""
-    Refund.objects.filter(pk=refund.pk).update(attempts=F("attempts") + 1)
+    (502) when the provider cannot be reached or refuses; a refusal is final (the provider
+    would answer the same key the same way): the refund is marked failed and flagged."""
+    Refund.objects.filter(pk=refund.pk).update(
+        attempts=F("attempts") + 1, first_asked_at=Coalesce(F("first_asked_at"), timezone.now())
+    )
+    order = refund.order
     try:
-        result = get_gateway().refund(
-            payment_intent_id=refund.payment_intent_id,
-            amount_minor=refund.amount_minor,
-            idempotency_key=refund.idempotency_key,
+        answer = get_gateway().refund(
+            RefundRequest(
+                payment_intent_id=refund.payment_intent_id,
+                amount_minor=refund.amount_minor,
+                idempotency_key=refund.idempotency_key,
+                reference=str(refund.pk),
+                order_id=str(refund.order_id),
+            )
         )
     except GatewayError as exc:
-        Refund.objects.filter(pk=refund.pk).update(last_error=exc.message[:2000])
-        logger.warning(
-            "refund %s of order %s: the provider failed",
+        refused = exc.answered
+        Refund.objects.filter(pk=refund.pk, status=RefundStatus.REQUESTED).update(
+            last_error=exc.message[:2000],
+            updated_at=timezone.now(),
+            **({"status": RefundStatus.FAILED, "needs_attention": True} if refused else {}),
+        )
+        logger.log(
+            logging.ERROR if refused else logging.WARNING,
+            "refund %s of order %s: the provider %s",
             refund.pk,
             refund.order_id,
+            "refused it" if refused else "failed",
             extra={
-                "event": "refund.provider_failed",
+                "event": "refund.refused" if refused else "refund.provider_failed",
                 "order_id": refund.order_id,
                 "refund_id": refund.pk,
             },
         )
         raise
-    return refund_settled(
-        refund_pk=refund.pk, status=result.status, provider_refund_id=result.id, source=source
+    return refunds_record(
+        order=order, payment_intent_id=refund.payment_intent_id, seen=[answer], source=source
     )
 
 
 def refund_gave_up(*, refund_pk: uuid.UUID | str, error: str) -> None:
-    """The refund could not be made and nothing will try again by itself: flag it for staff."""
+    """The retries of one ask are spent: flag the refund for staff. It is still asked again
+    after the grace period (:func:`refund_follow_up`): money owed back is never dropped."""
     Refund.objects.filter(pk=refund_pk, status=RefundStatus.REQUESTED).update(
         needs_attention=True, last_error=error[:2000], updated_at=timezone.now()
     )
@@ -157,139 +177,30 @@ def refund_gave_up(*, refund_pk: uuid.UUID | str, error: str) -> None:
     )
 
 
-def refund_seen(
-    *,
-    order: RepairOrder,
-    payment_intent_id: str | None,
-    provider_refund_id: str | None,
-    status: str,
-    amount_minor: int | None,
-    source: str,
-) -> str:
-    """The provider told us of a refund (ours, or one made in its dashboard), and how it stands."""
-    refund = None
-    if provider_refund_id:
-        refund = Refund.objects.filter(provider_refund_id=provider_refund_id).first()
-    if refund is None and payment_intent_id:
-        refund = Refund.objects.filter(payment_intent_id=payment_intent_id).first()
-    if refund is None:
-        if not payment_intent_id:
-            raise PermanentProblem("a refund without a payment intent")
-        own = order.payment_intent_id in (None, payment_intent_id)
-        expected = to_minor_units(order.total_amount, order.currency)
-        if amount_minor != expected:
-            raise PermanentProblem(
-                f"partial refund of {amount_minor}: marketlink refunds whole orders"
-            )
-        try:
-            with transaction.atomic():
-                refund = Refund.objects.create(
-                    order=order,
-                    kind=RefundKind.ORDER if own else RefundKind.EXTERNAL,
-                    payment_intent_id=payment_intent_id,
-                    provider_refund_id=provider_refund_id,
-                    amount_minor=expected,
-                    currency=order.currency,
-                    idempotency_key="",
-                )
-        except IntegrityError:
-            refund = Refund.objects.get(payment_intent_id=payment_intent_id)
-    return refund_settled(
-        refund_pk=refund.pk, status=status, provider_refund_id=provider_refund_id, source=source
+def refund_follow_up(*, refund: Refund, source: str) -> str:
+    """One step further for a refund that went quiet. The provider's refunds of its payment are
+    read and recorded first (a pending refund is only read again, never asked again; a requested
+    one whose answer was lost is found by its reference); one still requested after that was
+    never made, and is asked again."""
+    listed = get_gateway().fetch_refunds(refund.payment_intent_id)
+    said = refunds_record(
+        order=refund.order, payment_intent_id=refund.payment_intent_id, seen=listed, source=source
     )
+    Refund.objects.filter(pk=refund.pk).update(updated_at=timezone.now())
+    return f"{said}; {refund_ask_again(refund_pk=refund.pk, source=source)}"
 
 
-def refund_settled(
-    *, refund_pk: uuid.UUID | str, status: str, provider_refund_id: str | None, source: str
-) -> str:
-    """Record what the provider says of a refund; a success of the order's own payment makes
-    the order refunded. Answers that arrive twice, or late (a ``pending`` after ``succeeded``),
-    change nothing."""
-    status = status if status in KNOWN_STATUSES else RefundStatus.PENDING
-    with transaction.atomic():
-        refund = Refund.objects.select_for_update().select_related("order").get(pk=refund_pk)
-        if refund.status in {RefundStatus.SUCCEEDED, *GAVE_UP} and status in (
-            UNSETTLED_REFUND_STATUSES
-        ):
-            return f"refund {refund.provider_refund_id} already {refund.status}"
-        refund.status = status
-        refund.provider_refund_id = provider_refund_id or refund.provider_refund_id
-        refund.needs_attention = status in GAVE_UP or status == RefundStatus.REQUIRES_ACTION
-        refund.last_error = f"the provider says the refund {status}" if status in GAVE_UP else ""
-        refund.save()
-        _report_status(refund)
-        if status == RefundStatus.SUCCEEDED:
-            return _money_returned(refund, source)
-    if status in GAVE_UP:
-        return f"the refund {status} at the provider; flagged for staff"
-    return f"refund {status} at the provider; waiting for it to settle"
-
-
-def _report_status(refund: Refund) -> None:
-    logger.log(
-        logging.ERROR if refund.status in GAVE_UP else logging.INFO,
-        "refund %s of order %s %s",
-        refund.provider_refund_id,
-        refund.order_id,
-        refund.status,
-        extra={
-            "event": f"refund.{refund.status}",
-            "order_id": refund.order_id,
-            "refund_id": refund.pk,
-            "provider_refund_id": refund.provider_refund_id,
-            "payment_intent_id": refund.payment_intent_id,
-        },
-    )
-
-
-def _money_returned(refund: Refund, source: str) -> str:
-    order = refund.order
-    paying = order.payment_intent_id
-    if paying and paying != refund.payment_intent_id:
-        return f"refund of another payment ({refund.payment_intent_id}); the order's own stands"
-    if paying is None and order.status not in {OrderStatus.PENDING, *RELEASED_STATUSES}:
-        return "refund of a payment that is not the order's; the order stands"
-    return mark_refunded(
-        order=order,
-        refund_id=refund.provider_refund_id,
-        payment_intent_id=refund.payment_intent_id,
-        source=source,
-    )
-
-
-def mark_refunded(
-    *, order: RepairOrder, refund_id: str | None, payment_intent_id: str, source: str
-) -> str:
-    """Record that the order's payment (``payment_intent_id``) was given back, whatever state
-    the order was in: a pending one was paid, then refunded, before we heard of the payment."""
-
-    def act(order: RepairOrder) -> str:
-        status = order.status
-        if status == OrderStatus.REFUNDED:
-            return "already refunded"
-        fields: dict[str, Any] = {"refund_id": refund_id} if refund_id else {}
-        if not order.payment_intent_id:
-            fields["payment_intent_id"] = payment_intent_id
-        if status == OrderStatus.PENDING:
-            order_transition(
-                order_id=order.id,
-                to=OrderStatus.PAID,
-                source=source,
-                expected=status,
-                known=order,
-                note="refund seen before the payment confirmation",
-                paid_at=timezone.now(),
-                payment_intent_id=fields.pop("payment_intent_id", order.payment_intent_id),
-            )
-            status = OrderStatus.PAID
-        order_transition(
-            order_id=order.id,
-            to=OrderStatus.REFUNDED,
-            source=source,
-            expected=status,
-            note="payment refunded",
-            **fields,
-        )
-        return "refunded"
-
-    return with_fresh_status(order, act)
+def refund_ask_again(*, refund_pk: uuid.UUID, source: str) -> str:
+    """Ask again for a refund the provider's listing did not show: it was never made. A key
+    older than the provider's memory of it starts its day anew (the lookup just done is what
+    makes asking under it safe)."""
+    refund = Refund.objects.select_related("order").filter(pk=refund_pk).first()
+    if refund is None or refund.status != RefundStatus.REQUESTED:
+        return "nothing to ask again"
+    asked = refund.first_asked_at
+    if asked is not None and asked < timezone.now() - KEY_MEMORY:
+        Refund.objects.filter(pk=refund.pk).update(first_asked_at=None)
+    try:
+        return "asked again: " + refund_ask(refund=refund, source=source)
+    except GatewayError as exc:
+        return f"asked again, the provider failed: {exc.message}"

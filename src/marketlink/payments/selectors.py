@@ -22,6 +22,7 @@ from marketlink.payments.models import (
     Invoice,
     InvoiceStatus,
     Refund,
+    RefundKind,
 )
 
 LINK_SALT = "marketlink.payments.link"
@@ -89,12 +90,29 @@ def refunds_needing_attention() -> QuerySet[Refund]:
     return Refund.objects.filter(needs_attention=True).select_related("order")
 
 
-def refunds_unsettled(*, older_than: timedelta) -> QuerySet[Refund]:
-    """Refunds asked for (or pending) for longer than ``older_than``: their task may have been
-    lost, or the provider's last word never reached us."""
+def refund_grace_period() -> timedelta:
+    """How long a refund may go untouched before it is followed up (``REFUND_GRACE_PERIOD``):
+    longer than an ask's retries take, so past it nothing is under way for it."""
+    return timedelta(seconds=conf.get().REFUND_GRACE_PERIOD)
+
+
+def refunds_to_follow_up(*, grace: timedelta | None = None) -> QuerySet[Refund]:
+    """Refunds asked for, or pending at the provider, untouched for the grace period: the ask
+    may have been lost (a flushed queue, a killed consumer), or the provider's last word never
+    reached us. Shared by the periodic job, reconcile and doctor."""
+    cutoff = timezone.now() - (refund_grace_period() if grace is None else grace)
     return Refund.objects.filter(
-        status__in=UNSETTLED_REFUND_STATUSES, updated_at__lt=timezone.now() - older_than
+        status__in=UNSETTLED_REFUND_STATUSES, updated_at__lt=cutoff
     ).select_related("order")
+
+
+def payment_given_back(payment_intent_id: str) -> bool:
+    """Whether marketlink decided to give this payment back (a duplicate, or a late one that
+    found no unit): such a payment never takes a unit and never pays its order, whatever its
+    refund's status."""
+    return Refund.objects.filter(
+        payment_intent_id=payment_intent_id, kind__in=[RefundKind.DUPLICATE, RefundKind.LATE]
+    ).exists()
 
 
 def disputes_needing_attention() -> QuerySet[Dispute]:

@@ -27,7 +27,7 @@ from marketlink.payments.gateways.base import (
     PaymentGateway,
     ProviderEvent,
 )
-from marketlink.payments.handlers import HANDLERS
+from marketlink.payments.handlers import HANDLERS, PROVIDER_READS
 from marketlink.payments.models import EventStatus, PaymentEvent
 from marketlink.payments.rules import PermanentProblem
 from marketlink.payments.selectors import order_for_event
@@ -168,6 +168,12 @@ def event_process(
     stored payload is not loaded and read again."""
     transient: MarketlinkError | None = None
     lookup = {"pk": record_id} if record_id is not None else {"event_id": event_id}
+    try:
+        parsed = _with_provider_reads(lookup, parsed)
+    except GatewayError as exc:
+        # The provider could not say what the event needs: nothing was processed; the event
+        # stays failed (transient) and is answered 503, so it is delivered again.
+        transient = exc
     with transaction.atomic():
         locked = PaymentEvent.objects.select_for_update().order_by()
         record = (locked.defer("payload") if parsed else locked).get(**lookup)
@@ -176,6 +182,8 @@ def event_process(
             return record
         record.attempts += 1
         try:
+            if transient is not None:
+                raise transient
             with transaction.atomic():
                 record.status, record.result = _dispatch(record, source, parsed)
             record.last_error, record.needs_attention = "", False
@@ -206,6 +214,24 @@ def _report_processed(record: PaymentEvent, transient: MarketlinkError | None) -
         outcome, level = str(record.status), logging.INFO  # processed or ignored
     detail = record.last_error if outcome != "processed" else record.result
     _report(level, outcome, record.event_id, record.event_type, record.order_id, detail)
+
+
+def _with_provider_reads(
+    lookup: dict[str, Any], parsed: ProviderEvent | None
+) -> ProviderEvent | None:
+    """The event with what the provider must be asked about it first (a refunded charge's
+    refunds), asked outside any transaction; ``parsed`` as it is for every other kind."""
+    if parsed is None:
+        stored = PaymentEvent.objects.filter(**lookup).values("gateway", "event_type").first()
+        if stored is None:
+            return None
+        gateway = gateway_named(stored["gateway"])
+        if gateway.kind_of(stored["event_type"]) not in PROVIDER_READS:
+            return None
+        payload = PaymentEvent.objects.values_list("payload", flat=True).get(**lookup)
+        parsed = gateway.parse_event(payload)
+    read = PROVIDER_READS.get(parsed.kind)
+    return parsed if read is None else read(parsed)
 
 
 def _dispatch(record: PaymentEvent, source: str, parsed: ProviderEvent | None) -> tuple[str, str]:

@@ -23,7 +23,16 @@ CHECKOUT_EXPIRY_STEP = timedelta(minutes=5)
 
 
 class GatewayError(PaymentProviderError):
-    """The provider could not be reached or refused a well-formed request (502)."""
+    """The provider could not be reached or refused a well-formed request (502).
+
+    ``answered``: the provider gave a definite answer (a refusal: any 4xx but a rate limit, or a
+    500). Stripe saves such an answer under the request's idempotency key and replays it, so
+    asking again under the same key cannot succeed; a request that got no answer (a network
+    error, a 503, a rate limit) may be sent again as it was."""
+
+    def __init__(self, message: str | None = None, *, answered: bool = False, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.answered = answered
 
 
 class InvalidSignature(InvalidInput):
@@ -50,6 +59,19 @@ class CheckoutRequest:
 
 
 @dataclass(frozen=True)
+class RefundRequest:
+    """One refund marketlink asks for: ``reference`` (its ``Refund`` row) and ``order_id``
+    travel with it as metadata, so its events find the row and the order even before the
+    request's answer is saved."""
+
+    payment_intent_id: str
+    amount_minor: int
+    idempotency_key: str
+    reference: str
+    order_id: str
+
+
+@dataclass(frozen=True)
 class CheckoutSession:
     id: str
     url: str
@@ -58,14 +80,6 @@ class CheckoutSession:
     payment_intent_id: str | None
     amount_minor: int | None = None
     currency: str | None = None
-
-
-@dataclass(frozen=True)
-class RefundResult:
-    id: str
-    # "succeeded", "pending", "requires_action", "failed" or "canceled", as Stripe says: only a
-    # succeeded refund has given the money back.
-    status: str
 
 
 class EventKind(StrEnum):
@@ -85,9 +99,17 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True)
 class ProviderRefund:
+    """One refund as the provider reports it (an answer to a refund request, a listing, or an
+    event about it)."""
+
     id: str | None
-    status: str  # as RefundResult.status
+    # "succeeded", "pending", "requires_action", "failed" or "canceled", as Stripe says: only a
+    # succeeded refund has given the money back.
+    status: str
     amount_minor: int | None
+    currency: str | None = None
+    # The ``Refund`` row marketlink wrote before asking for it (sent as metadata), if it is ours.
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,8 @@ class ProviderEvent:
     amount_minor: int | None = None
     currency: str | None = None
     paid: bool = False
+    # A refund event's refund; for a refunded charge, empty until the pipeline asked the
+    # provider for the charge's refunds (``fetch_refunds``): such an event does not list them.
     refunds: tuple[ProviderRefund, ...] = ()
     dispute_id: str | None = None
     dispute_status: str | None = None
@@ -145,16 +169,15 @@ class PaymentGateway(Protocol):
 
     def expire_checkout(self, session_id: str) -> None: ...
 
-    def refund(
-        self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str
-    ) -> RefundResult:
-        """Ask for ``amount_minor`` of a captured payment back. The answer may be final or not:
-        a pending refund settles later, through an event."""
+    def refund(self, request: RefundRequest) -> ProviderRefund:
+        """Ask for ``request.amount_minor`` of a captured payment back. The answer may be final
+        or not: a pending refund settles later, through an event."""
         ...
 
     def fetch_refunds(self, payment_intent_id: str) -> tuple[ProviderRefund, ...]:
         """The refunds the provider holds for a payment as it reports them now, made by
-        marketlink or elsewhere (the provider's dashboard): what reconciliation compares."""
+        marketlink or elsewhere (the provider's dashboard), each with its own status: what a
+        ``charge.refunded`` event, reconciliation and a refund's follow-up record."""
         ...
 
     def parse_event(self, event: dict[str, Any]) -> ProviderEvent:

@@ -27,7 +27,7 @@ from marketlink.payments.gateways.base import (
     InvalidSignature,
     ProviderEvent,
     ProviderRefund,
-    RefundResult,
+    RefundRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 # default or the account's: the version whose objects and events this module was written and
 # tested against. stripe-python 16.1 pins it too; a newer SDK must not change what we read.
 STRIPE_API_VERSION = "2026-10-28.endive"
+
+# The metadata key naming the ``Refund`` row a refund request was made for.
+REFERENCE_KEY = "marketlink_refund_id"
 
 # How long Stripe's Events API keeps an event.
 EVENT_RETENTION = timedelta(days=30)
@@ -110,17 +113,19 @@ class StripeGateway:
                 extra={"event": "checkout.already_closed", "session_id": session_id},
             )
 
-    def refund(
-        self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str
-    ) -> RefundResult:
+    def refund(self, request: RefundRequest) -> ProviderRefund:
+        params = {
+            "payment_intent": request.payment_intent_id,
+            "amount": request.amount_minor,
+            "metadata": {REFERENCE_KEY: request.reference, "order_id": request.order_id},
+        }
         refund = self._call(
             "refund a payment",
             lambda client: client.v1.refunds.create(
-                params={"payment_intent": payment_intent_id, "amount": amount_minor},
-                options={"idempotency_key": idempotency_key},
+                params=params, options={"idempotency_key": request.idempotency_key}
             ),
         )
-        return RefundResult(id=str(refund.id), status=str(refund.status))
+        return _refund(refund.to_dict())
 
     def fetch_refunds(self, payment_intent_id: str) -> tuple[ProviderRefund, ...]:
         # A charge lists its refunds only when asked to (API 2022-11-15 on).
@@ -133,8 +138,9 @@ class StripeGateway:
         charge = intent.latest_charge
         if charge is None or isinstance(charge, str):
             return ()
-        charge_data = charge.to_dict()
-        return _refunds(charge_data, charge_data.get("amount_refunded"))
+        listed = charge.to_dict().get("refunds")
+        data = listed.get("data") if isinstance(listed, dict) else None
+        return tuple(_refund(r) for r in data or () if isinstance(r, dict))
 
     def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
         return parse_event(event)
@@ -237,6 +243,8 @@ class StripeGateway:
 
 
 def _provider_failed(what: str, exc: stripe.StripeError) -> GatewayError:
+    """The failure in marketlink's terms. Stripe saves a definite answer (a 4xx but a rate limit,
+    or a 500) under the idempotency key; a network error or a 503 leaves nothing saved."""
     logger.warning(
         "Stripe failed to %s: %s",
         what,
@@ -248,7 +256,11 @@ def _provider_failed(what: str, exc: stripe.StripeError) -> GatewayError:
             "request_id": exc.request_id,
         },
     )
-    return GatewayError(f"The payment provider failed to {what}; try again shortly.")
+    status = exc.http_status
+    answered = status is not None and ((400 <= status < 500 and status != 429) or status == 500)
+    return GatewayError(
+        f"The payment provider failed to {what}; try again shortly.", answered=answered
+    )
 
 
 def _session(session: Any) -> CheckoutSession:
@@ -322,33 +334,22 @@ def parse_event(event: dict[str, Any]) -> ProviderEvent:
         amount_minor=amount if isinstance(amount, int) else None,
         currency=_text(obj.get("currency")),
         paid=kind == EventKind.PAYMENT_SUCCEEDED or obj.get("payment_status") == "paid",
-        refunds=_refunds(obj, amount),
+        refunds=(_refund(obj),) if object_type == "refund" else (),
         dispute_id=_text(obj.get("id")) if object_type == "dispute" else None,
         dispute_status=_text(obj.get("status")) if object_type == "dispute" else None,
         dispute_reason=_text(obj.get("reason")) if object_type == "dispute" else None,
     )
 
 
-def _refunds(obj: dict[str, Any], amount: Any) -> tuple[ProviderRefund, ...]:
-    if obj.get("object") == "refund":
-        return (_refund(obj, default_amount=None, default_status=""),)
-    if obj.get("object") != "charge":
-        return ()
-    refunds = obj.get("refunds")
-    data = refunds.get("data") if isinstance(refunds, dict) else None
-    listed = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
-    # A refund listed on a refunded charge without an amount or status of its own is taken at
-    # the charge's word (one refund: the whole amount refunded; succeeded).
-    only = amount if len(listed) == 1 else None
-    return tuple(_refund(r, default_amount=only, default_status="succeeded") for r in listed)
-
-
-def _refund(obj: dict[str, Any], default_amount: Any, default_status: str) -> ProviderRefund:
-    amount = obj.get("amount", default_amount)
+def _refund(obj: dict[str, Any]) -> ProviderRefund:
+    amount = obj.get("amount")
+    metadata = obj.get("metadata")
     return ProviderRefund(
         id=_text(obj.get("id")),
-        status=_text(obj.get("status")) or default_status,
+        status=_text(obj.get("status")) or "",
         amount_minor=amount if isinstance(amount, int) else None,
+        currency=_text(obj.get("currency")),
+        reference=_text(metadata.get(REFERENCE_KEY)) if isinstance(metadata, dict) else None,
     )
 
 

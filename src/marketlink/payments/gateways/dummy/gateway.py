@@ -34,7 +34,7 @@ from marketlink.payments.gateways.base import (
     InvalidSignature,
     ProviderEvent,
     ProviderRefund,
-    RefundResult,
+    RefundRequest,
 )
 from marketlink.payments.models import DummyCheckoutSession, DummyEvent
 
@@ -79,13 +79,16 @@ class DummyGateway:
     def expire_checkout(self, session_id: str) -> None:
         DummyCheckoutSession.objects.filter(pk=session_id, status="open").update(status="expired")
 
-    def refund(
-        self, *, payment_intent_id: str, amount_minor: int, idempotency_key: str
-    ) -> RefundResult:
+    def refund(self, request: RefundRequest) -> ProviderRefund:
         """The dummy's refunds succeed at once (its money is imaginary), under an id derived from
         the idempotency key, so a retry gets the same refund, as Stripe's idempotency gives."""
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-        return RefundResult(id=f"re_dummy_{digest}", status="succeeded")
+        digest = hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24]
+        return ProviderRefund(
+            id=f"re_dummy_{digest}",
+            status="succeeded",
+            amount_minor=request.amount_minor,
+            reference=request.reference,
+        )
 
     def fetch_refunds(self, payment_intent_id: str) -> tuple[ProviderRefund, ...]:
         """None the site does not know of: the dummy has no dashboard, so every refund of its
