@@ -26,6 +26,8 @@ ONBOARDING_DUE = [
 
 
 def requirements(due: list[str], disabled_reason: str | None = None) -> JSONObject:
+    """Stripe's ``requirements`` hash: ``due`` is also ``past_due`` when it disables the
+    account (``disabled_reason``)."""
     return {
         "alternatives": [],
         "current_deadline": None,
@@ -101,11 +103,12 @@ def requested_capabilities(raw: JSONObject) -> list[str]:
 
 
 def url(value: Any, param: str) -> str:
-    url = as_str(value, param)
-    parts = urlsplit(url)
+    """An absolute http(s) URL, as Stripe wants a link's ``refresh_url`` and ``return_url``."""
+    found = as_str(value, param)
+    parts = urlsplit(found)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise invalid("Not a valid URL", param, "url_invalid")
-    return url
+    return found
 
 
 def capability(account: JSONObject, name: str) -> JSONObject:

@@ -57,6 +57,7 @@ class RecordedRequest:
     idempotency_key: str | None
     status: int
     stripe_version: str | None = None
+    stripe_account: str | None = None  # the Stripe-Account header: made on an account's behalf
 
 
 def new_id(prefix: str) -> str:

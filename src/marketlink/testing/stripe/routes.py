@@ -12,7 +12,7 @@ from marketlink.testing.stripe import account
 from marketlink.testing.stripe.accounts import ConnectedAccounts
 from marketlink.testing.stripe.common import JSONObject, StandInError, Store
 from marketlink.testing.stripe.events import Events
-from marketlink.testing.stripe.params import as_list, as_str, only
+from marketlink.testing.stripe.params import as_list, as_str, invalid, only
 from marketlink.testing.stripe.refunds import Refunds
 from marketlink.testing.stripe.sessions import CheckoutSessions
 from marketlink.testing.stripe.transfers import Transfers
@@ -91,15 +91,15 @@ class Router:
             if acting is not None:
                 self._accounts.retrieve(acting)
                 if template not in _ON_BEHALF:
-                    raise StandInError(
-                        400,
+                    raise invalid(
                         f"The Stripe stand-in does not model {method} {path} on behalf of a "
-                        "connected account (the Stripe-Account header).",
+                        "connected account (the Stripe-Account header)."
                     )
             return self._expanded(handler(params, match.groups(), acting), expand)
         raise StandInError(
             404,
             f"Unrecognized request URL ({method}: {path}). The Stripe stand-in does not model it.",
+            saved=False,  # no endpoint ran
         )
 
     def _expire(self, params: JSONObject, ids: tuple[str, ...], acting: str | None) -> JSONObject:

@@ -94,7 +94,11 @@ class Api:
                 status, body = crash.status, dumps(crash.body())
             finally:
                 self._events.current_request = None
-            self._requests.append(RecordedRequest(method, path, params, key, status, version))
+            self._requests.append(
+                RecordedRequest(
+                    method, path, params, key, status, version, headers.get("Stripe-Account")
+                )
+            )
         return Response(status, body, answer_headers)
 
     def _check_version(self, version: str | None) -> None:
