@@ -5,19 +5,15 @@ encoding, error mapping, retries, webhook verification) that production uses aga
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
+from stripe_connect import standin_process
 from webhook_receiver import Receiver, listening
 
 from marketlink.testing.stripe_server import StandInError, StripeStandIn
@@ -419,22 +415,9 @@ def test_curl_style_form_encoding(standin: StripeStandIn, client: stripe.StripeC
 
 
 def test_command_line_entry_point() -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "marketlink.testing.stripe_server", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        api_base = process.stdout.readline().split()[3]
+    with standin_process() as api_base:
         client = stripe.StripeClient(API_KEY, base_addresses={"api": api_base})
         assert create_session(client).status == "open"
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0  # generous: a loaded machine stops it slowly
 
 
 # --- The Events API, the 30-day window, lost deliveries, balance and account -------------------

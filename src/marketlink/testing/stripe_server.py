@@ -4,7 +4,9 @@ documentation) is the package ``marketlink.testing.stripe``.
 Run by hand (blocks until Ctrl-C)::
 
     python -m marketlink.testing.stripe_server --port 12111 \\
-        --webhook-url http://127.0.0.1:8000/api/webhooks/payment/ --webhook-secret whsec_x
+        --webhook-url http://127.0.0.1:8000/api/webhooks/payment/ --webhook-secret whsec_x \\
+        --connect-webhook-url http://127.0.0.1:8000/api/webhooks/connect/ \\
+        --connect-webhook-secret whsec_connect_x
 """
 
 import argparse
@@ -34,12 +36,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", default="sk_test_standin")
     parser.add_argument("--webhook-url")
     parser.add_argument("--webhook-secret", default="whsec_standin")
+    parser.add_argument("--connect-webhook-url")
+    parser.add_argument("--connect-webhook-secret", default="whsec_connect_standin")
+    parser.add_argument("--platform-country", default="US")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     standin = StripeStandIn(
         api_key=args.api_key,
         webhook_secret=args.webhook_secret,
         webhook_url=args.webhook_url,
+        connect_webhook_secret=args.connect_webhook_secret,
+        connect_webhook_url=args.connect_webhook_url,
+        platform_country=args.platform_country,
         host=args.host,
         port=args.port,
     )

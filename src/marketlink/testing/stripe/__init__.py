@@ -24,12 +24,16 @@ styles) with the same ``Idempotency-Key``; pass ``max_network_retries=0`` when a
 first failure to surface.
 
 What is modelled, one module each: Checkout Sessions in ``mode=payment`` with ``price_data``
-line items and a hosted checkout page at ``session.url`` (``sessions``), the payment intents and
-charges that paying them creates (``intents``), refunds and disputes (``refunds``), events and
-the Events API (``events``), webhook delivery (``delivery``), ``GET /v1/balance`` and
-``GET /v1/account`` (``account``), and the HTTP layer with Bearer authentication and
-idempotency keys (``server``). Parameters outside that slice are rejected as unknown, as Stripe
-rejects misspelt ones, so the gateway cannot silently rely on something the stand-in ignores.
+line items (``sessions``) and the hosted checkout page at ``session.url`` (``checkout_page``),
+the payment intents and charges that paying them creates (``intents``), refunds and disputes
+(``refunds``), Connect's Express accounts with Account Links and login links (``accounts``,
+``account_shapes``) and their hosted onboarding and dashboard pages (``connect_pages``),
+transfers and their reversals (``transfers``), events and the Events API (``events``), webhook
+delivery (``delivery``), ``GET /v1/balance`` and ``GET /v1/account`` (``account``), list
+pagination (``lists``), Stripe's idempotency-key rules (``idempotency``), which part answers
+which path (``routes``), and the HTTP layer with Bearer authentication (``server``). Parameters
+outside that slice are rejected as unknown, as Stripe rejects misspelt ones, so the gateway
+cannot silently rely on something the stand-in ignores.
 
 Levers (attributes of ``StripeStandIn`` unless called):
 
@@ -39,6 +43,11 @@ Levers (attributes of ``StripeStandIn`` unless called):
   ``succeed_async()`` / ``fail_async()``), ``fail()`` (a declined card), ``expire()``,
   ``refund()`` (a refund made in the Dashboard), ``refund_status`` and ``settle_refund()``,
   ``dispute()`` and ``close_dispute()``;
+- Connect (``connect_levers``): ``finish_onboarding()``, ``set_payouts_enabled()``,
+  ``set_capability()``, ``deauthorize()``, ``pay_out()`` (a connected account's balance leaves
+  for its bank, so a reversal is refused with ``balance_insufficient``), ``fail_transfers()`` and
+  ``fail_reversals()``, ``platform_country``; views ``accounts``, ``transfers``,
+  ``account_balance()`` and ``connect_deliveries``;
 - ``drop_deliveries``: while true, new events are kept and listed by the Events API, but their
   webhook deliveries are lost (recorded in ``deliveries`` as ``dropped``, status 0), so
   ``delivery_success=false`` lists them, as after an endpoint outage;
@@ -54,19 +63,24 @@ the event was answered 2xx); ``limit`` 1..100 (default 10), ``starting_after`` o
 ``GET /v1/balance`` (with ``livemode``: false for ``sk_test_``/``rk_test_`` keys) and
 ``GET /v1/account`` are the cheap calls that check a key; a wrong key is a 401 in Stripe's shape.
 
-Webhooks: events are delivered synchronously, in emission order, by the thread that caused them
-(a control method, or the server thread answering an API call), after the state lock has been
-released so a receiver may call the API back. When ``pay()`` returns, the receiver has already
-answered each of its events, so tests need no ``flush()``. Every attempt is recorded in
-``deliveries`` (status 0 when the receiver could not be reached; redirects count as failures,
-as they do for Stripe). Stripe does not guarantee event order; use ``deliver()`` or
-``redeliver()`` to replay events in any order (made even while ``drop_deliveries`` is set).
-With ``auto_deliver=False`` events are only stored (never delivered, so never acknowledged).
+Webhooks: events of a connected account (with an ``account``) go to ``connect_webhook_url`` signed
+with ``connect_webhook_secret``, the others to ``webhook_url`` signed with ``webhook_secret``; the
+Events API lists a connected account's events only to a request whose ``Stripe-Account`` header
+names it. Events are delivered synchronously, in emission order, by the thread that caused them (a
+control method, or the server thread answering an API call), after the state lock has been released
+so a receiver may call the API back. When ``pay()`` returns, the receiver has already answered each
+of its events, so tests need no ``flush()``. Every attempt is recorded in ``deliveries``
+(``connect_deliveries`` for the Connect endpoint; status 0 when the receiver could not be reached;
+redirects count as failures, as they do for Stripe). Stripe does not guarantee event order; use
+``deliver()`` or ``redeliver()`` to replay events in any order (made even while ``drop_deliveries``
+is set). With ``auto_deliver=False`` events are only stored (never delivered, so never
+acknowledged).
 
 Run by hand (blocks until Ctrl-C)::
 
     python -m marketlink.testing.stripe_server --port 12111 \\
-        --webhook-url http://127.0.0.1:8000/api/webhooks/payment/ --webhook-secret whsec_x
+        --webhook-url http://127.0.0.1:8000/api/webhooks/payment/ --webhook-secret whsec_x \\
+        --connect-webhook-url http://127.0.0.1:8000/api/webhooks/connect/
 """
 
 from marketlink.testing.stripe.common import API_VERSION, RecordedRequest, StandInError

@@ -28,6 +28,7 @@ class StandInError(Exception):
         error_type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        saved: bool = True,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -35,6 +36,9 @@ class StandInError(Exception):
         self.error_type = error_type
         self.param = param
         self.code = code
+        # Whether Stripe would save this answer under the request's idempotency key: only
+        # once the endpoint has begun executing, so not for refused parameters or outages.
+        self.saved = saved
 
     def body(self) -> JSONObject:
         error: JSONObject = {"type": self.error_type, "message": self.message}
@@ -53,6 +57,7 @@ class RecordedRequest:
     idempotency_key: str | None
     status: int
     stripe_version: str | None = None
+    stripe_account: str | None = None  # the Stripe-Account header: made on an account's behalf
 
 
 def new_id(prefix: str) -> str:

@@ -17,7 +17,9 @@ class PaymentIntents:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def for_session(self, session: JSONObject, metadata: dict[str, str]) -> JSONObject:
+    def for_session(self, session: JSONObject, intent_data: JSONObject) -> JSONObject:
+        """The session's intent, made at its first payment attempt with its
+        ``payment_intent_data`` (``metadata``, ``transfer_group``)."""
         if session["payment_intent"] is not None:
             return self._store.objects[session["payment_intent"]]
         intent = self._store.add(
@@ -32,7 +34,8 @@ class PaymentIntents:
                 "status": "requires_payment_method",
                 "capture_method": "automatic",
                 "payment_method_types": ["card"],
-                "metadata": dict(metadata),
+                "metadata": dict(intent_data["metadata"]),
+                "transfer_group": intent_data["transfer_group"],
                 "latest_charge": None,
                 "last_payment_error": None,
             }
@@ -56,6 +59,7 @@ class PaymentIntents:
                 "refunded": False,
                 "status": "succeeded",
                 "payment_intent": intent["id"],
+                "transfer_group": intent["transfer_group"],
                 "metadata": dict(intent["metadata"]),
             }
         )

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from marketlink.testing.stripe.common import JSONObject, StandInError, Store, new_id
 from marketlink.testing.stripe.events import Events
-from marketlink.testing.stripe.params import as_int, as_str, metadata, only, optional_str, required
+from marketlink.testing.stripe.params import as_int, as_str, metadata, one_of, only, required
 
 _REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
@@ -25,13 +25,7 @@ class Refunds:
         only(params, {"payment_intent", "amount", "reason", "metadata", "expand"})
         intent_id = as_str(required(params, "payment_intent"), "payment_intent")
         amount = as_int(params["amount"], "amount") if "amount" in params else None
-        reason = optional_str(params, "reason")
-        if reason is not None and reason not in _REASONS:
-            raise StandInError(
-                400,
-                "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
-                param="reason",
-            )
+        reason = one_of(params["reason"], _REASONS, "reason") if "reason" in params else None
         return self.refund(intent_id, amount, reason, metadata(params, "metadata"))
 
     def refund(

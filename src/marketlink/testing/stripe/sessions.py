@@ -4,17 +4,18 @@ does on the hosted page: pay (at once, or later for bank debits), be declined, o
 ``expires_at`` is checked as strictly as Stripe checks it (30 minutes to 24 hours after creation,
 measured on arrival), but sessions never expire by the clock: tests call ``expire()``."""
 
-import re
 from typing import Any
 
 from marketlink.testing.stripe.common import JSONObject, StandInError, Store, new_id
 from marketlink.testing.stripe.events import Events
 from marketlink.testing.stripe.intents import PaymentIntents
 from marketlink.testing.stripe.params import (
+    as_currency,
     as_dict,
     as_int,
     as_list,
     as_str,
+    invalid,
     metadata,
     only,
     optional_str,
@@ -43,7 +44,8 @@ class CheckoutSessions:
         self._intents = intents
         self._events = events
         self._line_items: dict[str, list[JSONObject]] = {}
-        self._intent_metadata: dict[str, dict[str, str]] = {}
+        # What payment_intent_data asked of the intent a first payment attempt creates.
+        self._intent_data: dict[str, JSONObject] = {}
 
     def line_items(self, session_id: str) -> list[JSONObject]:
         return self._line_items.get(session_id, [])
@@ -51,7 +53,7 @@ class CheckoutSessions:
     def create(self, params: JSONObject, page_base: str) -> JSONObject:
         only(params, _CREATE_PARAMS)
         if required(params, "mode") != "payment":
-            raise StandInError(400, "The Stripe stand-in only models mode=payment.", param="mode")
+            raise invalid("The Stripe stand-in only models mode=payment.", "mode")
         now = self._store.now()
         expires_at = _expires_at(params, now)
         required(params, "line_items")
@@ -60,11 +62,9 @@ class CheckoutSessions:
             for i, item in enumerate(as_list(params, "line_items"))
         ]
         if len({item["currency"] for item in items}) > 1:
-            raise StandInError(
-                400, "All line items must use the same currency.", param="line_items"
-            )
+            raise invalid("All line items must use the same currency.", "line_items")
         intent_data = as_dict(params, "payment_intent_data")
-        only(intent_data, {"metadata"}, "payment_intent_data")
+        only(intent_data, {"metadata", "transfer_group"}, "payment_intent_data")
         session_id = new_id("cs_test")
         total = sum(item["amount_total"] for item in items)
         session = self._store.add(
@@ -92,9 +92,13 @@ class CheckoutSessions:
             }
         )
         self._line_items[session_id] = items
-        self._intent_metadata[session_id] = metadata(
-            intent_data, "metadata", "payment_intent_data[metadata]"
-        )
+        self._intent_data[session_id] = {
+            "metadata": metadata(intent_data, "metadata", "payment_intent_data[metadata]"),
+            "transfer_group": as_str(
+                intent_data.get("transfer_group", ""), "payment_intent_data[transfer_group]"
+            )
+            or None,
+        }
         return session
 
     def pay(self, session_id: str, *, async_payment: bool) -> JSONObject:
@@ -143,7 +147,7 @@ class CheckoutSessions:
         return session
 
     def _intent(self, session: JSONObject) -> JSONObject:
-        return self._intents.for_session(session, self._intent_metadata[session["id"]])
+        return self._intents.for_session(session, self._intent_data[session["id"]])
 
     def _capture(self, session: JSONObject, intent: JSONObject) -> None:
         self._intents.capture(intent)
@@ -169,32 +173,28 @@ def _expires_at(params: JSONObject, now: int) -> int:
         as_int(params["expires_at"], "expires_at") if "expires_at" in params else now + _MAX_EXPIRY
     )
     if expires_at < now + _MIN_EXPIRY:
-        raise StandInError(
-            400,
+        raise invalid(
             "The `expires_at` timestamp must be at least 30 minutes from Checkout Session "
             "creation.",
-            param="expires_at",
+            "expires_at",
         )
     if expires_at > now + _MAX_EXPIRY:
-        raise StandInError(
-            400,
+        raise invalid(
             "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
-            param="expires_at",
+            "expires_at",
         )
     return expires_at
 
 
 def _line_item(raw: Any, name: str) -> JSONObject:
     if not isinstance(raw, dict):
-        raise StandInError(400, "Invalid object", param=name)
+        raise invalid("Invalid object", name)
     only(raw, {"price_data", "quantity"}, name)
     price_name = f"{name}[price_data]"
     required(raw, "price_data", name)
     price = as_dict(raw, "price_data", price_name)
     only(price, {"currency", "unit_amount", "product_data"}, price_name)
-    currency = as_str(required(price, "currency", price_name), f"{price_name}[currency]").lower()
-    if not re.fullmatch(r"[a-z]{3}", currency):
-        raise StandInError(400, f"Invalid currency: {currency}", param=f"{price_name}[currency]")
+    currency = as_currency(required(price, "currency", price_name), f"{price_name}[currency]")
     unit_amount = as_int(required(price, "unit_amount", price_name), f"{price_name}[unit_amount]")
     product_name = f"{price_name}[product_data]"
     required(price, "product_data", price_name)

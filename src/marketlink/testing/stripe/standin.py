@@ -1,21 +1,28 @@
-"""``StripeStandIn``: the parts (sessions, intents, refunds, events, delivery, the HTTP layer)
-put together behind the one object a test holds, with the levers it pulls."""
+"""``StripeStandIn``: the parts (sessions, intents, refunds, connected accounts, transfers,
+events, delivery, the HTTP layer and the hosted pages) put together behind the one object a test
+holds, with the levers it pulls (Connect's are in ``connect_levers``)."""
 
 import copy
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from marketlink.testing.stripe.accounts import ConnectedAccounts
+from marketlink.testing.stripe.checkout_page import CheckoutPage
 from marketlink.testing.stripe.common import JSONObject, RecordedRequest, Store
+from marketlink.testing.stripe.connect_levers import ConnectLevers
+from marketlink.testing.stripe.connect_pages import ConnectPages
 from marketlink.testing.stripe.delivery import Delivery, WebhookDelivery
 from marketlink.testing.stripe.events import Events
 from marketlink.testing.stripe.intents import PaymentIntents
 from marketlink.testing.stripe.refunds import Refunds
-from marketlink.testing.stripe.server import Api, CheckoutPage, Server
+from marketlink.testing.stripe.routes import Router
+from marketlink.testing.stripe.server import Api, Page, Server
 from marketlink.testing.stripe.sessions import CheckoutSessions
+from marketlink.testing.stripe.transfers import Transfers
 
 
-class StripeStandIn:
+class StripeStandIn(ConnectLevers):
     """Stripe as seen over HTTP, plus the levers a test needs to play the customer and the bank.
 
     One lock guards all state, shared by the server's request threads and the test's own calls;
@@ -29,6 +36,9 @@ class StripeStandIn:
         api_key: str = "sk_test_standin",
         webhook_secret: str = "whsec_standin",
         webhook_url: str | None = None,
+        connect_webhook_secret: str = "whsec_connect_standin",
+        connect_webhook_url: str | None = None,
+        platform_country: str = "US",
         auto_deliver: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -37,33 +47,55 @@ class StripeStandIn:
         self._port = port
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
-        self._store = Store()
-        self._delivery = WebhookDelivery(
-            secret=webhook_secret, url=webhook_url, auto_deliver=auto_deliver, lock=self._store.lock
+        self._store = store = Store()
+        self._delivery, self._connect_delivery = (
+            WebhookDelivery(secret=secret, url=url, auto_deliver=auto_deliver, lock=store.lock)
+            for secret, url in (
+                (webhook_secret, webhook_url),
+                (connect_webhook_secret, connect_webhook_url),
+            )
         )
-        self._events = Events(
-            self._store,
-            has_endpoint=lambda: self._delivery.url is not None,
-            acknowledged=self._delivery.acknowledged,
+        self._events = events = Events(
+            store,
+            has_endpoint=lambda connect: self._endpoint(connect).url is not None,
+            acknowledged=lambda event_id: any(
+                delivery.acknowledged(event_id)
+                for delivery in (self._delivery, self._connect_delivery)
+            ),
         )
-        self._sessions = CheckoutSessions(self._store, PaymentIntents(self._store), self._events)
-        self._refunds = Refunds(self._store, self._events)
-        self._api = Api(
-            api_key=api_key,
-            store=self._store,
+        self._sessions = CheckoutSessions(store, PaymentIntents(store), events)
+        self._refunds = Refunds(store, events)
+        self._accounts = ConnectedAccounts(store, events, platform_country=platform_country)
+        self._transfers = Transfers(store, events, self._accounts)
+        router = Router(
+            api_key=lambda: self.api_key,
+            store=store,
             sessions=self._sessions,
             refunds=self._refunds,
-            events=self._events,
+            events=events,
+            accounts=self._accounts,
+            transfers=self._transfers,
             page_base=lambda: self.api_base,
+        )
+        self._api = Api(
+            api_key=api_key,
+            store=store,
+            router=router,
+            events=events,
             transaction=self._transaction,
         )
-        self._page = CheckoutPage(
-            store=self._store,
-            sessions=self._sessions,
-            page_base=lambda: self.api_base,
-            pay=self.pay,
-            decline=self.fail,
-        )
+        self._pages: dict[str, Page] = {
+            "checkout": CheckoutPage(
+                store=store,
+                sessions=self._sessions,
+                page_base=lambda: self.api_base,
+                pay=self.pay,
+                decline=self.fail,
+            ),
+            "connect": ConnectPages(
+                accounts=self._accounts, transfers=self._transfers, transaction=self._transaction
+            ),
+        }
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -71,7 +103,7 @@ class StripeStandIn:
         """Listen; after ``stop()`` the same port is reused so ``api_base`` stays valid."""
         if self._server is not None:
             raise RuntimeError("the stand-in is already running")
-        self._server = Server((self._host, self._port), self._api, self._page)
+        self._server = Server((self._host, self._port), self._api, self._pages)
         self._port = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -136,16 +168,17 @@ class StripeStandIn:
 
     @auto_deliver.setter
     def auto_deliver(self, value: bool) -> None:
-        self._delivery.auto_deliver = value
+        self._delivery.auto_deliver = self._connect_delivery.auto_deliver = value
 
     @property
     def drop_deliveries(self) -> bool:
-        """While true, new events are kept (and listed) but their deliveries are lost."""
+        """While true, new events are kept (and listed) but their deliveries are lost, to both
+        endpoints."""
         return self._delivery.drop
 
     @drop_deliveries.setter
     def drop_deliveries(self, value: bool) -> None:
-        self._delivery.drop = value
+        self._delivery.drop = self._connect_delivery.drop = value
 
     @property
     def clock_offset(self) -> float:
@@ -279,8 +312,9 @@ class StripeStandIn:
 
     def deliver(self, event: Mapping[str, object], url: str | None = None) -> int:
         """POST ``event`` signed now; returns the receiver's status, 0 if it was unreachable.
+        An event with an ``account`` goes to the Connect endpoint, signed with its secret.
         An explicit delivery is made even while ``drop_deliveries`` is set."""
-        return self._delivery.deliver(event, url)
+        return self._endpoint("account" in event).deliver(event, url)
 
     def redeliver(self, event_id: str, url: str | None = None) -> int:
         with self._store.lock:
@@ -294,4 +328,10 @@ class StripeStandIn:
         with self._store.lock:
             yield
             pending = self._events.take_pending()
-        self._delivery.emitted(pending)
+        for connect in (False, True):
+            self._endpoint(connect).emitted(
+                event for event in pending if ("account" in event) == connect
+            )
+
+    def _endpoint(self, connect: bool) -> WebhookDelivery:
+        return self._connect_delivery if connect else self._delivery
