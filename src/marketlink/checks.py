@@ -97,18 +97,41 @@ def check_payments(**_: Any) -> list[checks.CheckMessage]:
                 id="marketlink.E004",
             )
         )
-    live = key.startswith(("sk_live_", "rk_live_"))
-    if key and live == settings.DEBUG:
-        mode = "a live" if live else "a test"
-        site = "a DEBUG" if settings.DEBUG else "a production (DEBUG=False)"
-        messages.append(
-            checks.Warning(
-                f"STRIPE_SECRET_KEY is {mode} key on {site} site.",
-                hint="Use sk_test_ keys while developing and sk_live_ keys in production.",
-                id="marketlink.W001",
-            )
-        )
+    messages += _key_mode(key, config.STRIPE_MODE)
     return messages
+
+
+def _key_mode(key: str, declared: str | None) -> list[checks.CheckMessage]:
+    """A key of the other mode than the site declares (``STRIPE_MODE``) is an error. Without a
+    declared mode the mode is guessed from DEBUG, so a mismatch is only a warning: a staging
+    site (DEBUG off, test key) is not broken."""
+    live = key.startswith(("sk_live_", "rk_live_"))
+    if not (live or key.startswith(("sk_test_", "rk_test_"))):
+        return []  # not a key whose mode its prefix tells; doctor asks Stripe
+    key_mode = "live" if live else "test"
+    if declared is not None:
+        if key_mode == declared:
+            return []
+        return [
+            checks.Error(
+                f"STRIPE_SECRET_KEY is a {key_mode} key on a site whose STRIPE_MODE is "
+                f"{declared!r}.",
+                hint=f"Set the account's {declared} key (sk_{declared}_...), or correct "
+                "STRIPE_MODE.",
+                id="marketlink.E009",
+            )
+        ]
+    if live != settings.DEBUG:
+        return []
+    site = "a DEBUG" if settings.DEBUG else "a production (DEBUG=False)"
+    return [
+        checks.Warning(
+            f"STRIPE_SECRET_KEY is a {key_mode} key on {site} site.",
+            hint="Use sk_test_ keys while developing and sk_live_ keys in production; a staging "
+            "site paid in Stripe's test mode sets MARKETLINK['STRIPE_MODE'] = 'test'.",
+            id="marketlink.W001",
+        )
+    ]
 
 
 def check_currency(**_: Any) -> list[checks.CheckMessage]:

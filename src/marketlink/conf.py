@@ -12,11 +12,20 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["ABUSE_LIMITS_OFF", "MarketlinkSettings", "get", "validation_errors"]
+__all__ = [
+    "ABUSE_LIMITS_OFF",
+    "SECRET_SETTINGS",
+    "InvalidSettings",
+    "MarketlinkSettings",
+    "get",
+    "secret_values",
+    "validation_errors",
+]
 
 # A throttle's rate, "<requests>/<s|min|hour|day>"; None switches the throttle off.
 Rate = str | None
@@ -105,6 +114,11 @@ class MarketlinkSettings(BaseModel):
     STRIPE_WEBHOOK_SECRET_PREVIOUS: str = Field(
         "", description="The secret being rotated out, accepted beside STRIPE_WEBHOOK_SECRET."
     )
+    STRIPE_MODE: Literal["test", "live"] | None = Field(
+        None,
+        description="Stripe's mode this site runs in: keys and events of the other mode are "
+        "refused; None: expected from DEBUG (live with DEBUG off), a mismatch only warned.",
+    )
     STRIPE_API_BASE: str = Field("", description="Point the Stripe SDK at another server.")
     STRIPE_WEBHOOK_TOLERANCE: int = Field(300, ge=1, description="Signature age limit, seconds.")
     SUCCESS_URL: str = Field("", description="Template with {order_id}; empty: our own page.")
@@ -140,9 +154,7 @@ class MarketlinkSettings(BaseModel):
     def _divides_an_hour(cls, value: int) -> int:
         # The job runs on the minutes divisible by it, so the gaps are even only for divisors.
         if 60 % value:
-            raise ValueError(
-                f"{value} does not divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)"
-            )
+            raise ValueError("does not divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)")
         return value
 
     def periodic_reconcile(self) -> bool:
@@ -171,9 +183,15 @@ class MarketlinkSettings(BaseModel):
         try:
             SimpleRateThrottle.parse_rate(SimpleRateThrottle, value)  # type: ignore[arg-type]
         except ValueError:
-            raise ValueError(f"{value!r} is not a rate like '10/min'") from None
+            raise ValueError("not a rate like '10/min'") from None
         return value
 
+
+# The settings that hold secrets: their values are never shown (``marketlink doctor`` scrubs
+# them from whatever it prints, however the rest of the settings are).
+SECRET_SETTINGS = frozenset(
+    {"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PREVIOUS"}
+)
 
 # Every per-customer limit and throttle off: what a host merges into ``MARKETLINK`` for a load
 # test (``{**MARKETLINK, **conf.ABUSE_LIMITS_OFF}``), as the benchmark does.
@@ -193,30 +211,64 @@ ABUSE_LIMITS_OFF: dict[str, None] = {
 _cached: MarketlinkSettings | None = None
 
 
+class InvalidSettings(ImproperlyConfigured):
+    """``settings.MARKETLINK`` does not validate; the message names each problem (never a
+    value)."""
+
+
 def _raw() -> dict[str, Any]:
     raw = getattr(django_settings, "MARKETLINK", None) or {}
     if not isinstance(raw, dict):
-        raise TypeError("settings.MARKETLINK must be a dict")
+        raise InvalidSettings("settings.MARKETLINK must be a dict")
     return raw
 
 
 def get() -> MarketlinkSettings:
-    """The current settings, parsed once per change of ``settings.MARKETLINK``."""
+    """The current settings, parsed once per change of ``settings.MARKETLINK``. Invalid ones
+    raise ``InvalidSettings`` naming each problem, never pydantic's error, whose text
+    quotes the values (a mistyped key's secret with them) into tracebacks and logs."""
     global _cached
     if _cached is None:
-        _cached = MarketlinkSettings(**_raw())
+        try:
+            _cached = MarketlinkSettings.model_validate(_raw())
+        except ValidationError as exc:
+            problems = "; ".join(_problems(exc))
+            raise InvalidSettings(f"settings.MARKETLINK is not valid: {problems}") from None
     return _cached
 
 
 def validation_errors() -> list[str]:
-    """Human-readable problems with ``settings.MARKETLINK``, for the system checks."""
+    """Human-readable problems with ``settings.MARKETLINK``, for the system checks: where each
+    is and what is wrong, never the value found there."""
     try:
-        MarketlinkSettings(**_raw())
-    except TypeError as exc:
+        MarketlinkSettings.model_validate(_raw())
+    except InvalidSettings as exc:
         return [str(exc)]
     except ValidationError as exc:
-        return [f"MARKETLINK[{'.'.join(map(str, e['loc']))!r}]: {e['msg']}" for e in exc.errors()]
+        return _problems(exc)
     return []
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    # Location and message only: pydantic's messages state the rule (and ours never quote the
+    # value), while its ``input`` and its ``str()`` carry the value itself.
+    return [f"MARKETLINK[{'.'.join(map(str, e['loc']))!r}]: {e['msg']}" for e in exc.errors()]
+
+
+def secret_values() -> list[str]:
+    """What must never be shown, read from ``settings.MARKETLINK`` as it stands, valid or not:
+    the values of the secret settings, and every text under a key that is not a setting (a
+    mistyped name of a secret setting still holds the secret)."""
+    try:
+        raw = _raw()
+    except InvalidSettings:
+        return []
+    known = MarketlinkSettings.model_fields
+    return [
+        value
+        for key, value in raw.items()
+        if isinstance(value, str) and (key in SECRET_SETTINGS or key not in known)
+    ]
 
 
 @receiver(setting_changed)

@@ -100,3 +100,41 @@ def test_currencies_stripe_charges_in_are_accepted(settings, currency):
 def test_a_currency_that_is_not_three_letters_is_a_bad_setting(settings):
     settings.MARKETLINK = {"CURRENCY": "u$d"}
     assert "marketlink.E001" in ids()
+
+
+def test_a_bad_setting_is_reported_without_its_value(settings):
+    settings.MARKETLINK = {
+        "STRIPE_WEBHOOK_SECRET_PREV": "whsec_mistyped_SECRET",
+        "LOGIN_THROTTLE": "sk_live_in_the_wrong_place_SECRET",
+        "PERIODIC_RECONCILE_MINUTES": 7,
+    }
+    messages = [m for m in checks.run_checks() if m.id == "marketlink.E001"]
+    assert len(messages) == 3
+    text = " ".join(f"{m.msg} {m.hint}" for m in messages)
+    assert "STRIPE_WEBHOOK_SECRET_PREV" in text
+    assert "LOGIN_THROTTLE" in text
+    assert "SECRET" not in text.replace("STRIPE_WEBHOOK_SECRET_PREV", "")
+    assert "7" not in text  # nor a number
+
+
+@pytest.mark.parametrize(
+    ("mode", "key", "debug", "expected"),
+    [
+        ("live", "sk_test_x", False, "marketlink.E009"),
+        ("live", "rk_test_x", True, "marketlink.E009"),
+        ("test", "sk_live_x", True, "marketlink.E009"),
+        ("test", "rk_live_x", False, "marketlink.E009"),
+        ("test", "sk_test_x", False, None),  # a staging site that says so
+        ("live", "sk_live_x", False, None),
+        ("live", "rk_live_x", False, None),
+    ],
+)
+def test_a_key_of_the_other_mode_than_stripe_mode_is_an_error(settings, mode, key, debug, expected):
+    settings.DEBUG = debug
+    settings.MARKETLINK = {
+        "PAYMENT_GATEWAY": "stripe",
+        "STRIPE_MODE": mode,
+        "STRIPE_SECRET_KEY": key,
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    }
+    assert ids() == ({expected} if expected else set())

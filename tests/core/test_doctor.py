@@ -131,12 +131,7 @@ def test_the_stripe_key_is_checked_at_the_stand_in_for_validity_and_mode(standin
     assert items["webhook secret"]["status"] == "ok"
     assert code == 0
     assert ("GET", "/v1/balance") in [(r.method, r.path) for r in standin.requests_log]
-
-    settings.DEBUG = False  # production expects a live key
-    code, _, items = doctor()
-    assert code == 1
-    assert items["stripe key"]["status"] == "fail"
-    assert "test key" in items["stripe key"]["detail"]
+    # A test key with DEBUG off, and STRIPE_MODE: below.
 
 
 @pytest.mark.django_db
@@ -208,3 +203,95 @@ def test_the_console_script_says_the_database_is_unreachable_and_exits_3():
     assert items["database"]["status"] == "unreachable"
     assert items["stock"]["detail"] == "not checked: the database check is unreachable"
     assert "pw-SECRET" not in result.stdout + result.stderr
+
+
+# --- Secrets: never a settings value, the scrub on whole words only ----------------------------
+
+MISTYPED_SECRET = "whsec_mistyped_0123456789SECRET"
+
+
+@pytest.mark.django_db
+def test_a_mistyped_secret_key_is_named_but_its_value_never_printed(standin, settings):
+    # One letter short of STRIPE_WEBHOOK_SECRET_PREVIOUS: an unknown key, refused by validation.
+    settings.MARKETLINK = {**settings.MARKETLINK, "STRIPE_WEBHOOK_SECRET_PREV": MISTYPED_SECRET}
+    text = runner.invoke(app, ["doctor"], catch_exceptions=False)
+    as_json = runner.invoke(app, ["doctor", "--json"], catch_exceptions=False)
+    check = runner.invoke(app, ["check"], catch_exceptions=False)
+    assert (text.exit_code, as_json.exit_code, check.exit_code) == (1, 1, 2)
+    output = "".join(r.stdout + r.stderr for r in (text, as_json, check))
+    assert "STRIPE_WEBHOOK_SECRET_PREV" in output  # the operator learns which key is wrong
+    for secret in (MISTYPED_SECRET, API_KEY, WEBHOOK_SECRET):
+        assert secret not in output
+        assert secret[-8:] not in output
+    items = {item["check"]: item for item in json.loads(as_json.stdout)["items"]}
+    assert items["settings"]["status"] == "fail"
+    # The checks that read MARKETLINK say so, and point at the settings, not at a bug.
+    assert items["stripe key"]["status"] == "fail"
+    assert "MARKETLINK" in items["stripe key"]["detail"]
+    assert "maintainers" not in items["stripe key"]["fix"]
+
+
+@pytest.mark.django_db
+def test_every_secret_is_scrubbed_even_when_the_settings_are_invalid(standin, settings):
+    from marketlink.operations.doctor_checks import configured_secrets
+
+    settings.MARKETLINK = {
+        **settings.MARKETLINK,
+        "STRIPE_WEBHOOK_SECRET_PREVIOUS": "whsec_previous_0123456789SECRET",
+        "STRIPE_WEBHOOK_SECRET_PREV": MISTYPED_SECRET,
+        "PAGE_SIZE": 0,
+    }
+    assert {
+        API_KEY,
+        WEBHOOK_SECRET,
+        "whsec_previous_0123456789SECRET",
+        MISTYPED_SECRET,
+        SECRET_KEY,
+    } <= set(configured_secrets())
+
+
+@pytest.mark.django_db
+def test_a_password_that_is_part_of_a_word_leaves_the_word_whole(development_site, monkeypatch):
+    from django.db import connection
+
+    # A database password that is part of a word doctor prints ("postgres" in "postgresql").
+    monkeypatch.setitem(connection.settings_dict, "PASSWORD", connection.vendor[:-2])
+    _, _, items = doctor()
+    assert items["database"]["detail"] == f"{connection.vendor} answers."
+
+
+# --- STRIPE_MODE: staging sites, and keys of the other mode ------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_staging_site_with_a_test_key_is_a_warning_and_exits_0(standin, settings):
+    settings.DEBUG = False  # staging: production-like, paid with Stripe's test mode
+    code, document, items = doctor()
+    assert items["stripe key"]["status"] == "warn"
+    assert "STRIPE_MODE" in items["stripe key"]["fix"]
+    assert items["settings"]["status"] == "warn"  # the system check's W001
+    assert code == 0
+    assert document["summary"]["fail"] == 0
+    assert any("warning" in note for note in document["summary"]["notes"])
+    table = runner.invoke(app, ["doctor"], catch_exceptions=False)
+    assert table.exit_code == 0
+    assert "warning" in table.stdout
+
+
+@pytest.mark.django_db
+def test_a_staging_site_that_declares_test_mode_is_all_ok(standin, settings):
+    settings.DEBUG = False
+    settings.MARKETLINK = {**settings.MARKETLINK, "STRIPE_MODE": "test"}
+    code, _, items = doctor()
+    assert (code, items["stripe key"]["status"], items["settings"]["status"]) == (0, "ok", "ok")
+
+
+@pytest.mark.django_db
+def test_a_test_key_on_a_live_mode_site_fails(standin, settings):
+    settings.MARKETLINK = {**settings.MARKETLINK, "STRIPE_MODE": "live"}
+    code, _, items = doctor()
+    assert code == 1
+    assert items["stripe key"]["status"] == "fail"
+    assert "test key" in items["stripe key"]["detail"]
+    assert items["settings"]["status"] == "fail"
+    assert "marketlink.E009" in items["settings"]["detail"]

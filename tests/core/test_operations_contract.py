@@ -5,11 +5,14 @@ dependency-down and not-migrated answers."""
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
-from cli_runner import run_console_script
+from cli_runner import invoke, migrated_site, run_console_script
 
 from marketlink.operations.report import ExitCode, Report
 from marketlink.operations.since import parse_since
@@ -33,7 +36,9 @@ def test_since_takes_durations_and_iso_times(value, expected):
     assert parse_since(value, now=NOW) == expected
 
 
-@pytest.mark.parametrize("value", ["yesterday", "10x", "", "2027-01-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "value", ["yesterday", "10x", "", "2027-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00"]
+)
 def test_since_refuses_what_it_cannot_read_or_the_future(value):
     with pytest.raises(typer.BadParameter):
         parse_since(value, now=NOW)
@@ -70,3 +75,42 @@ def test_an_unmigrated_database_is_a_configuration_error(tmp_path):
     assert result.returncode == 2
     assert "migrate" in result.stderr
     assert result.stdout == ""
+
+
+def test_with_json_an_email_sent_inline_goes_to_stderr_not_into_the_document(tmp_path):
+    # The README's starting setup: tasks run inline, email printed by the console backend.
+    embedded = {
+        "REDIS_URL": "",
+        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+    }
+    url = f"sqlite:///{tmp_path / 'site.sqlite3'}"
+    migrated_site(url, embedded)
+    seeded = run_console_script(
+        "seed", "--vendors", "1", "--customers", "1", "--orders", "2", "--json",
+        database_url=url, env=embedded, timeout=300,
+    )  # fmt: skip
+    assert seeded.returncode == 0, seeded.stderr
+    with sqlite3.connect(tmp_path / "site.sqlite3") as database:
+        [(paid,)] = database.execute(
+            "SELECT id FROM marketlink_orders_repairorder WHERE status = 'paid'"
+        ).fetchall()
+
+    result = run_console_script(
+        "invoices", "resend", str(uuid.UUID(paid)), "--force", "--json",
+        database_url=url, env=embedded,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # the whole of stdout: one document, nothing else
+    assert document["summary"]["enqueued"] == 1
+    assert "Subject: " in result.stderr  # the email was sent, and printed where it belongs
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("unit", ["s", "m", "h", "d", "w"])
+def test_a_since_further_back_than_a_date_can_go_is_a_usage_error_naming_the_largest(unit):
+    result = invoke("webhooks", "list", "--since", f"999999999999{unit}")
+    assert result.exit_code == 2
+    message = " ".join(result.output.replace("│", " ").split())
+    largest = re.search(rf"the largest allowed is (\d+){unit}\b", message)
+    assert largest, message
+    assert invoke("webhooks", "list", "--since", f"{largest[1]}{unit}").exit_code == 0

@@ -4,15 +4,12 @@ through the real services), a rerun adds nothing, and the logins work."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from cli_runner import EXAMPLE_PROJECT, run_console_script
+from cli_runner import migrated_site, run_console_script
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from typer.testing import CliRunner
@@ -116,14 +113,7 @@ def test_demo_orders_need_the_dummy_gateway(settings):
 def test_the_console_script_seeds_a_migrated_site_and_doctor_finds_it_healthy(tmp_path):
     url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     embedded = {"REDIS_URL": ""}  # the embedded default, whatever this run's environment has
-    migrate = subprocess.run(
-        [sys.executable, str(EXAMPLE_PROJECT / "manage.py"), "migrate", "-v0"],
-        env={**os.environ, **embedded, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    migrated_site(url, embedded)
     seeded = run_console_script("seed", "--json", database_url=url, env=embedded, timeout=300)
     assert seeded.returncode == 0, seeded.stderr
     assert json.loads(seeded.stdout)["summary"]["orders_created"] == 14

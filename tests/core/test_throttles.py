@@ -112,7 +112,7 @@ def test_a_rate_that_is_not_a_rate_is_a_settings_error(settings):
 
     settings.MARKETLINK = {"CANCEL_THROTTLE_PER_USER": "often"}
     assert conf.validation_errors() == [
-        "MARKETLINK['CANCEL_THROTTLE_PER_USER']: Value error, 'often' is not a rate like '10/min'"
+        "MARKETLINK['CANCEL_THROTTLE_PER_USER']: Value error, not a rate like '10/min'"
     ]
 
 

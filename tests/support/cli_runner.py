@@ -48,3 +48,16 @@ def run_console_script(
         text=True,
         timeout=timeout,
     )
+
+
+def migrated_site(database_url: str, env: dict[str, str] | None = None) -> None:
+    """Migrate the example site's database at ``database_url`` (``env`` as for
+    ``run_console_script``), for the console script to run on."""
+    migrate = subprocess.run(
+        [sys.executable, str(EXAMPLE_PROJECT / "manage.py"), "migrate", "-v0"],
+        env={**os.environ, **(env or {}), "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert migrate.returncode == 0, migrate.stderr

@@ -8,10 +8,12 @@ the same answer:
   that is rolled back, so it reports exactly what a real run would change;
 - long work shows a progress bar when stderr is a terminal;
 - it ends with a summary (and the items behind it): a table on stdout, or, with ``--json``,
-  exactly one JSON document ``{"summary": {...}, "items": [...]}`` on stdout and nothing else;
+  exactly one JSON document ``{"summary": {...}, "items": [...]}`` on stdout and nothing else
+  (what the command prints meanwhile, an email of the console mail backend say, goes to stderr);
 - the exit code is 0 when all is well, 1 when something needs a person (a ``--limit`` reached
-  included), 2 on usage or configuration errors, 3 when a dependency (database, Redis, the payment
-  provider) is unreachable; when several apply the highest wins.
+  included; a doctor warning alone does not), 2 on usage or configuration errors, 3 when a
+  dependency (database, Redis, the payment provider) is unreachable; when several apply the
+  highest wins.
 
 ``cli.py`` assembles the commands; this package holds their code and the contract's plumbing
 (``report``, ``since``, ``runner``).

@@ -2,17 +2,22 @@
 
 Each check is one item (``check``, ``status``, ``detail``, ``fix``); ``status`` is ``ok``,
 ``warn`` (a person should look), ``fail`` (broken) or ``unreachable`` (a dependency did not
-answer). The exit code follows the worst: 1 for any warn or fail, 3 for any unreachable.
+answer). The exit code follows the worst: 1 for any fail (a person is needed), 3 for any
+unreachable; warnings alone exit 0, and the run says so.
 
-Nothing it prints holds a secret: the checks never put one in a detail, and every line is
-scrubbed of the configured secrets (keys, signing secrets, passwords in database or Redis URLs)
-before it is shown, in case a dependency's error message quotes one.
+Nothing it prints holds a secret or any settings value: the checks build their details from
+parts known to be safe (a settings problem's location and message, never its value; a failed
+check's error type, not its text), and every line is scrubbed of the configured secrets (keys,
+signing secrets, passwords in database or Redis URLs), whole words only, in case a dependency's
+error message quotes one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 
+from marketlink import conf
 from marketlink.operations.findings import STATUSES, Check, Finding
 from marketlink.operations.options import Json
 from marketlink.operations.report import Report, progress, say
@@ -40,11 +45,16 @@ def doctor(as_json: Json = False) -> None:
     report = Report(title="Doctor", columns=COLUMNS)
     with operation(report, as_json=as_json):
         say("Checking this marketlink installation (nothing is changed).", as_json=as_json)
-        secrets = doctor_checks.configured_secrets()
+        scrub = scrubber(doctor_checks.configured_secrets())
         for status in STATUSES:
             report.summary[status] = 0
         for finding in run_checks(doctor_checks.CHECKS, doctor_data.DATA_CHECKS):
-            _record(report, _scrubbed(finding, secrets))
+            _record(report, _scrubbed(finding, scrub))
+        if report.summary["warn"] and not report.exit_code:
+            report.notes.append(
+                f"only warnings ({report.summary['warn']}): worth a look, but nothing is broken "
+                "(exit 0)"
+            )
 
 
 def run_checks(checks: Iterable[Check], data_checks: Iterable[Check]) -> Iterable[Finding]:
@@ -76,16 +86,24 @@ def _safely(check: Check) -> Finding:
     name = check.__name__.removeprefix("check_").replace("_", " ")
     try:
         return check()
+    except conf.InvalidSettings:
+        return Finding(
+            name,
+            "fail",
+            "not checked: settings.MARKETLINK is not valid (the settings check names each problem)",
+            "Correct MARKETLINK as `marketlink check` says, then run doctor again.",
+        )
     except Exception as exc:
-        message = " ".join(str(exc).split())[:300] or type(exc).__name__
         dependency = unreachable_dependency(exc)
         if dependency is None:
+            # Only the type: the text of an unforeseen error may quote anything, values too.
             return Finding(
                 name,
                 "fail",
-                f"the check itself failed: {type(exc).__name__}: {message}",
-                "Report this to marketlink's maintainers with the detail.",
+                f"the check itself failed ({type(exc).__name__})",
+                "Report this to marketlink's maintainers, with the check's name and the error.",
             )
+        message = " ".join(str(exc).split())[:300] or type(exc).__name__
         return Finding(
             name,
             "unreachable",
@@ -99,16 +117,22 @@ def _record(report: Report, finding: Finding) -> None:
     report.count(finding.status)
     if finding.status == "unreachable":
         report.unreachable(f"{finding.check}: {finding.detail}")
-    elif finding.status in {"warn", "fail"}:
-        report.needs_attention("some checks need a person: see their fix")
+    elif finding.status == "fail":
+        report.needs_attention("some checks failed and need a person: see their fix")
 
 
-def _scrubbed(finding: Finding, secrets: Iterable[str]) -> Finding:
-    def scrub(text: str | None) -> str | None:
-        if text is None:
-            return None
-        for secret in secrets:
-            text = text.replace(secret, HIDDEN)
-        return text
+def scrubber(secrets: Iterable[str]) -> Callable[[str], str]:
+    """A function hiding each of ``secrets`` where it stands as a whole word: a database
+    password ``postgres`` is hidden in ``postgres://postgres:postgres@db``, and leaves the word
+    ``postgresql`` whole. Longer secrets are tried first, so one that contains another is
+    hidden whole."""
+    ordered = sorted(set(secrets), key=len, reverse=True)
+    if not ordered:
+        return lambda text: text
+    pattern = re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, ordered))})(?!\w)")
+    return lambda text: pattern.sub(HIDDEN, text)
 
-    return Finding(finding.check, finding.status, scrub(finding.detail) or "", scrub(finding.fix))
+
+def _scrubbed(finding: Finding, scrub: Callable[[str], str]) -> Finding:
+    fix = None if finding.fix is None else scrub(finding.fix)
+    return Finding(finding.check, finding.status, scrub(finding.detail), fix)

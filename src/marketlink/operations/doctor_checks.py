@@ -27,11 +27,10 @@ _CONSUMER_FIX = (
 
 
 def configured_secrets() -> list[str]:
-    """Every secret the settings hold, for scrubbing what doctor prints."""
-    config = conf.get() if not conf.validation_errors() else None
-    found = [settings.SECRET_KEY]
-    if config is not None:
-        found += [config.STRIPE_SECRET_KEY, config.STRIPE_WEBHOOK_SECRET]
+    """Every secret the settings hold, for scrubbing what doctor prints: read from the settings
+    as they stand, so an invalid ``MARKETLINK`` hides as much as a valid one."""
+    found = [settings.SECRET_KEY, str(getattr(settings, "EMAIL_HOST_PASSWORD", "") or "")]
+    found += conf.secret_values()
     found += [str(database.get("PASSWORD") or "") for database in settings.DATABASES.values()]
     locations = [cache.get("LOCATION") for cache in settings.CACHES.values()]
     huey = getattr(settings, "HUEY", None)
@@ -41,8 +40,7 @@ def configured_secrets() -> list[str]:
         for url in location if isinstance(location, list | tuple) else [location]:
             if isinstance(url, str) and "://" in url:
                 found.append(urlsplit(url).password or "")
-    # Longest first, so a secret that contains another is hidden whole.
-    return sorted({secret for secret in found if len(secret) >= 4}, key=len, reverse=True)
+    return [secret for secret in dict.fromkeys(found) if len(secret) >= 4]
 
 
 def check_settings() -> Finding:
@@ -159,9 +157,11 @@ def check_task_queue() -> Finding:
 
 
 def check_stripe_key() -> Finding:
-    """The key is valid and of the expected mode: live on a production site (DEBUG off), test
-    while DEBUG is on, the rule the system check W001 applies to the key's prefix. Here the
-    provider itself says which mode the key is (one ``GET /v1/balance``)."""
+    """The key is valid and of the expected mode: ``STRIPE_MODE``'s when set (another is a
+    fail); else live on a production site (DEBUG off) and test while DEBUG is on, where a test
+    key with DEBUG off is only a warning (a staging site). The rule the system checks E009 and
+    W001 apply to the key's prefix; here the provider itself says which mode the key is (one
+    ``GET /v1/balance``)."""
     from marketlink.payments.gateways import get_gateway
 
     config = conf.get()
@@ -183,16 +183,38 @@ def check_stripe_key() -> Finding:
             answer.detail,
             "Set MARKETLINK['STRIPE_SECRET_KEY'] to a valid secret key from the Stripe dashboard.",
         )
-    expected_live = not settings.DEBUG
-    if answer.livemode is not None and answer.livemode != expected_live:
-        mode, site = ("live", "DEBUG on") if answer.livemode else ("test", "DEBUG off")
+    wrong = None if answer.livemode is None else _key_mode(answer.livemode, config.STRIPE_MODE)
+    return wrong or Finding("stripe key", "ok", answer.detail)
+
+
+def _key_mode(livemode: bool, declared: str | None) -> Finding | None:
+    """What is wrong with a key of this mode on this site, if anything."""
+    mode = "live" if livemode else "test"
+    if declared is not None:
+        if mode == declared:
+            return None
         return Finding(
             "stripe key",
             "fail",
-            f"Stripe says the key is a {mode} key, on a site with {site}.",
-            "Use an sk_live_ key in production (DEBUG off) and an sk_test_ key while DEBUG is on.",
+            f"Stripe says the key is a {mode} key, on a site whose STRIPE_MODE is {declared!r}.",
+            f"Set the account's {declared} key (sk_{declared}_...), or correct STRIPE_MODE.",
         )
-    return Finding("stripe key", "ok", answer.detail)
+    if livemode != settings.DEBUG:
+        return None
+    if livemode:
+        return Finding(
+            "stripe key",
+            "fail",
+            "Stripe says the key is a live key, on a site with DEBUG on.",
+            "Use an sk_test_ key while DEBUG is on, and the live key in production only.",
+        )
+    return Finding(
+        "stripe key",
+        "warn",
+        "Stripe says the key is a test key, on a site with DEBUG off: no payment here is real.",
+        "On a staging site set MARKETLINK['STRIPE_MODE'] = 'test'; in production use an "
+        "sk_live_ key.",
+    )
 
 
 def check_webhook_secret() -> Finding:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext, redirect_stdout
 from typing import Any, TypeVar
 
 import typer
@@ -89,7 +89,8 @@ def operation(report: Report, *, as_json: bool) -> Iterator[Report]:
     """Run a command's body, then print its report and exit with its code. A dependency found
     down midway ends the body: what was done so far is reported, with exit code 3."""
     try:
-        yield report
+        with _stdout_for_the_report(as_json):
+            yield report
     except Exception as exc:
         if _missing_table(exc):
             typer.echo(
@@ -104,6 +105,13 @@ def operation(report: Report, *, as_json: bool) -> Iterator[Report]:
         report.unreachable(f"{dependency} unreachable: {_one_line(exc)}")
     render(report, as_json=as_json)
     raise typer.Exit(int(report.exit_code))
+
+
+def _stdout_for_the_report(as_json: bool) -> AbstractContextManager[object]:
+    """With ``--json`` stdout carries the document alone, so whatever the body prints (an email
+    from the console mail backend, sent by a task run inline; a library's print) goes to stderr
+    while it runs; the document is written after, to the real stdout."""
+    return redirect_stdout(sys.stderr) if as_json else nullcontext()
 
 
 def _missing_table(exc: BaseException) -> bool:

@@ -9,6 +9,9 @@ import typer
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# The earliest moment a --since may name: Python's first day, and a day more, so that the moment
+# can still be shown in any time zone.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> datetime:
@@ -18,7 +21,14 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
     match = _DURATION.match(value)
     if match:
         amount, unit = match.groups()
-        return now - timedelta(**{_UNITS[unit]: int(amount)})
+        step = timedelta(**{_UNITS[unit]: 1})
+        largest = (now - EARLIEST) // step
+        if int(amount) > largest:
+            raise typer.BadParameter(
+                f"{value.strip()!r} reaches back before the year 1: the largest allowed is "
+                f"{largest}{unit}."
+            )
+        return now - int(amount) * step
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -30,4 +40,8 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
         moment = moment.replace(tzinfo=UTC)
     if moment > now:
         raise typer.BadParameter(f"{value!r} is in the future.")
+    if moment < EARLIEST:
+        raise typer.BadParameter(
+            f"{value!r} is before the earliest allowed, {EARLIEST.isoformat()}."
+        )
     return moment

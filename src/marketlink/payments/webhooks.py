@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from marketlink import metrics
+from marketlink import conf, metrics
 from marketlink.exceptions import (
     InvalidInput,
     MarketlinkError,
@@ -236,6 +236,9 @@ def _with_provider_reads(
 
 def _dispatch(record: PaymentEvent, source: str, parsed: ProviderEvent | None) -> tuple[str, str]:
     event = parsed or gateway_named(record.gateway).parse_event(record.payload)
+    other_mode = _of_the_other_mode(event)
+    if other_mode is not None:
+        return EventStatus.IGNORED, other_mode
     handler = HANDLERS.get(event.kind)
     if handler is None:
         return EventStatus.IGNORED, f"{record.event_type} is not handled"
@@ -244,3 +247,16 @@ def _dispatch(record: PaymentEvent, source: str, parsed: ProviderEvent | None) -
         raise PermanentProblem("no order matches this event")
     record.order = order
     return EventStatus.PROCESSED, handler(order, event, source)
+
+
+def _of_the_other_mode(event: ProviderEvent) -> str | None:
+    """Why an event is ignored when its mode contradicts ``STRIPE_MODE`` (an endpoint of the
+    other mode pointed at this site): its payments are not this site's money. None when the
+    site or the event does not say its mode."""
+    declared = conf.get().STRIPE_MODE
+    if declared is None or event.livemode is None or event.livemode == (declared == "live"):
+        return None
+    return (
+        f"a {'live' if event.livemode else 'test'}-mode event on a site whose STRIPE_MODE is "
+        f"{declared!r}"
+    )

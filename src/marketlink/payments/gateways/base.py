@@ -134,6 +134,9 @@ class ProviderEvent:
     dispute_id: str | None = None
     dispute_status: str | None = None
     dispute_reason: str | None = None
+    # Whether the provider sent it in live mode (real money) or test mode; None: it does not say
+    # (the dummy gateway, which has no modes).
+    livemode: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -338,6 +338,7 @@ def parse_event(event: dict[str, Any]) -> ProviderEvent:
         dispute_id=_text(obj.get("id")) if object_type == "dispute" else None,
         dispute_status=_text(obj.get("status")) if object_type == "dispute" else None,
         dispute_reason=_text(obj.get("reason")) if object_type == "dispute" else None,
+        livemode=livemode if isinstance(livemode := event.get("livemode"), bool) else None,
     )
 
 

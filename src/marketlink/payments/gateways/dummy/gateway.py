@@ -7,6 +7,7 @@ pipeline as Stripe's events: verification, storage, idempotency, order transitio
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -98,8 +99,9 @@ class DummyGateway:
     def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
         """The dummy's events travel in Stripe's event format on purpose (a demo site's events
         look like production's, and the tests' event builders serve both gateways), so Stripe's
-        own parser reads them."""
-        return stripe_events.parse_event(event)
+        own parser reads them. Without a mode: Stripe's modes (``STRIPE_MODE``) are not the
+        dummy's, whose money is never real."""
+        return dataclasses.replace(stripe_events.parse_event(event), livemode=None)
 
     def list_events(
         self,
