@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from django.http import HttpRequest
 from ninja import NinjaAPI
 
-from marketlink import __version__
+from marketlink import __version__, audit
 from marketlink.envelope import JSONParser, install_error_handlers
 
 
@@ -36,6 +39,7 @@ def build_api(**options: Any) -> NinjaAPI:
         }
     )
     install_error_handlers(api)
+    api.add_decorator(acting_as_caller)
     api.add_router("/users/", accounts_router)
     api.add_router("/vendors/", vendors_router)
     api.add_router("/services/", catalog_router)
@@ -46,3 +50,16 @@ def build_api(**options: Any) -> NinjaAPI:
     api.add_router("/webhooks/", webhook_router)
     api.add_router("/health/", health_router)
     return api
+
+
+def acting_as_caller(operation: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an operation, after authentication, in the ``audit`` scope of its caller (no one for
+    an anonymous call), so the order history names who made each change. Every operation opens
+    its own scope and leaves it when it returns or raises: none reaches the next request."""
+
+    @functools.wraps(operation)
+    def run(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        with audit.acting(user=getattr(request, "auth", None)):
+            return operation(request, *args, **kwargs)
+
+    return run

@@ -6,7 +6,8 @@ The invoice task's modes (a consumer's retries, immediate mode) are in ``test_in
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -32,7 +33,9 @@ def paid_order(**stored: Any) -> RepairOrder:
     order, _ = order_place(
         customer=account.user, customer_email=account.email, variant_id=VariantFactory().id
     )
-    RepairOrder.objects.filter(pk=order.pk).update(status="paid", paid_at=timezone.now(), **stored)
+    RepairOrder.objects.filter(pk=order.pk).update(
+        **{"status": "paid", "paid_at": timezone.now(), **stored}
+    )
     return RepairOrder.objects.get(pk=order.pk)
 
 
@@ -158,3 +161,52 @@ def test_invoices_no_task_will_send_are_enqueued_again_once_by_the_periodic_job(
     )
     assert not orders_owing_invoice().exists()
     assert requeue_owed_invoices.call_local() == 0
+
+
+def sent_email(mailoutbox: Any, order: RepairOrder) -> tuple[str, str]:
+    """The invoice of ``order`` as the customer reads it: its text body and its HTML body."""
+    invoice_send(order_id=str(order.id))
+    [email] = mailoutbox
+    [(html, _)] = email.alternatives
+    return email.body, str(html)
+
+
+@pytest.mark.parametrize(
+    ("currency", "total", "shown"),
+    [
+        ("kwd", "10.50", "10.500 KWD"),  # three decimals: fils
+        ("jpy", "4000", "4000 JPY"),  # no minor unit
+        ("usd", "29.90", "29.90 USD"),
+    ],
+)
+def test_the_invoice_shows_the_amount_with_its_currencys_decimal_places(
+    mailoutbox, currency, total, shown
+):
+    order = paid_order(currency=currency, total_amount=Decimal(total), unit_price=Decimal(total))
+
+    text, html = sent_email(mailoutbox, order)
+
+    assert f"Amount:   {shown}\n" in text
+    assert f"<td>{shown}</td>" in html
+
+
+PAID = datetime(2026, 7, 1, 13, 21, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("UTC", "2026-07-01 13:21 UTC"),
+        ("Asia/Tokyo", "2026-07-01 22:21 Asia/Tokyo (UTC+09:00)"),
+        # Summer time: four hours behind, not five.
+        ("America/New_York", "2026-07-01 09:21 America/New_York (UTC-04:00)"),
+    ],
+)
+def test_the_invoice_says_which_time_zone_its_payment_time_is_in(mailoutbox, settings, zone, shown):
+    settings.TIME_ZONE = zone
+    order = paid_order(paid_at=PAID)
+
+    text, html = sent_email(mailoutbox, order)
+
+    assert f"Paid:     {shown}\n" in text
+    assert f"<td>{shown}</td>" in html

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marketlink.operations.options import DryRun, Json
+from marketlink.operations.options import DryRun, Json, OperatorAs, acting_as
 from marketlink.operations.report import Report, progress, say
 from marketlink.operations.runner import operation, run_maybe_dry, setup_django
 
@@ -41,6 +41,7 @@ def invoices_resend(
     ] = False,
     dry_run: DryRun = False,
     as_json: Json = False,
+    operator: OperatorAs = None,
 ) -> None:
     """Enqueue the invoice task again. An invoice that was sent is skipped unless --force, and
     so is one enqueued again within the grace period, so a second run changes nothing."""
@@ -52,7 +53,7 @@ def invoices_resend(
     from marketlink.payments.selectors import orders_owing_invoice
 
     report = Report(title="Invoices", columns=COLUMNS, dry_run=dry_run)
-    with operation(report, as_json=as_json):
+    with operation(report, as_json=as_json), acting_as(operator):
         for key in ("enqueued", "already_sent", "in_flight", "not_owed", "not_found"):
             report.summary[key] = 0
         chosen = {

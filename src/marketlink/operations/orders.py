@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from marketlink.operations.options import DryRun, Json
+from marketlink.operations.options import DryRun, Json, OperatorAs, acting_as
 from marketlink.operations.report import Report, say
 from marketlink.operations.runner import operation, run_maybe_dry, setup_django
 
@@ -13,7 +13,9 @@ orders_app = typer.Typer(help="Orders: expire lapsed reservations.", no_args_is_
 
 
 @orders_app.command("expire")
-def orders_expire_command(dry_run: DryRun = False, as_json: Json = False) -> None:
+def orders_expire_command(
+    dry_run: DryRun = False, as_json: Json = False, operator: OperatorAs = None
+) -> None:
     """Cancel pending orders whose reservation lapsed and return their units. A second run finds
     none left to expire."""
     setup_django()
@@ -21,7 +23,7 @@ def orders_expire_command(dry_run: DryRun = False, as_json: Json = False) -> Non
     from marketlink.orders.services import orders_expire
 
     report = Report(title="Expired reservations", columns=(), dry_run=dry_run)
-    with operation(report, as_json=as_json):
+    with operation(report, as_json=as_json), acting_as(operator):
         say(
             "Dry run: finding lapsed reservations, changing nothing."
             if dry_run

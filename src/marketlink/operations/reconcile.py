@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marketlink.operations.options import DryRun, Json
+from marketlink.operations.options import DryRun, Json, OperatorAs, acting_as
 from marketlink.operations.report import Report, progress, say
 from marketlink.operations.runner import operation, run_maybe_dry, setup_django
 from marketlink.operations.since import parse_since
@@ -30,6 +30,7 @@ def reconcile(
     ] = 1000,
     dry_run: DryRun = False,
     as_json: Json = False,
+    operator: OperatorAs = None,
 ) -> None:
     """Check pending orders (newest first), cancelled and failed ones with a checkout, paid ones
     against refunds at the provider, and invoices not sent past the grace period; fix what
@@ -46,7 +47,7 @@ def reconcile(
         dry_run=dry_run,
         kind_columns=KIND_COLUMNS,
     )
-    with operation(report, as_json=as_json):
+    with operation(report, as_json=as_json), acting_as(operator):
         for kind in Kind:
             report.tally(kind)
         for key in ("checked", "fixed", "needing_attention", "could_not_check"):

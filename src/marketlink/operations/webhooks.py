@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marketlink.operations.options import DryRun, Json, Since
+from marketlink.operations.options import DryRun, Json, OperatorAs, Since, acting_as
 from marketlink.operations.provider_events import COLUMNS, replay_from_provider
 from marketlink.operations.report import Report, progress, say
 from marketlink.operations.runner import (
@@ -122,6 +122,7 @@ def webhooks_replay(
     ] = False,
     dry_run: DryRun = False,
     as_json: Json = False,
+    operator: OperatorAs = None,
 ) -> None:
     """Process stored events again, e.g. after fixing what made them fail; or, with
     --from-stripe, fetch back events whose deliveries were lost. Events already processed (or,
@@ -132,7 +133,7 @@ def webhooks_replay(
             raise typer.BadParameter("--from-stripe takes no EVENT_IDs and no --failed")
         setup_django()
         report = Report(title="Events from the provider", columns=COLUMNS, dry_run=dry_run)
-        with operation(report, as_json=as_json):
+        with operation(report, as_json=as_json), acting_as(operator):
             replay_from_provider(
                 report,
                 since=parse_since(since or "24h"),
@@ -162,7 +163,7 @@ def webhooks_replay(
     if since:
         events = events.filter(created_at__gte=parse_since(since))
     report = Report(title="Replayed events", columns=COLUMNS, dry_run=dry_run)
-    with operation(report, as_json=as_json):
+    with operation(report, as_json=as_json), acting_as(operator):
         chosen = list(events)
         missing = sorted(set(event_ids or []) - {event.event_id for event in chosen})
         for event_id in missing:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from marketlink.audit import OPERATOR_MAX_LENGTH
 from marketlink.catalog.models import ServiceVariant
 from marketlink.vendors.models import VendorProfile
 
@@ -98,12 +99,31 @@ class RepairOrder(models.Model):
 
 
 class OrderStatusChange(models.Model):
-    """One status change of an order: from what, to what, made by what, when."""
+    """One status change of an order: from what, to what, made by what and by whom, when.
+
+    ``actor`` is the user who made it through the API or the admin; ``operator`` is who ran the
+    command that made it (``--as``, else the account running it). Both are empty for the
+    payment provider's events and background tasks, which no person made.
+    """
 
     order = models.ForeignKey(RepairOrder, on_delete=models.CASCADE, related_name="history")
     from_status = models.CharField(max_length=16, choices=OrderStatus.choices)
     to_status = models.CharField(max_length=16, choices=OrderStatus.choices)
     source = models.CharField(max_length=16, choices=ChangeSource.choices)
+    # SET_NULL, as the order's customer: erasing a user keeps the history and forgets the person.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="marketlink_order_changes",
+        help_text="The user who made the change (API or admin).",
+    )
+    operator = models.CharField(
+        max_length=OPERATOR_MAX_LENGTH,
+        blank=True,
+        help_text="Who ran the command that made the change.",
+    )
     note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

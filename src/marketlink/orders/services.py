@@ -3,7 +3,8 @@
 Every status change goes through :func:`order_transition`, which checks the transition is legal,
 writes it with a conditional ``UPDATE … WHERE status = <expected>`` (of two racing writers — a
 webhook and the expiry job, two cancels — exactly one wins), moves the unit of stock with it, and
-records who or what made the change.
+records who or what made the change (the source, and the person acting in the
+``marketlink.audit`` scope around it, if any).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
-from marketlink import conf, metrics
+from marketlink import audit, conf, metrics
 from marketlink.exceptions import Conflict, InvalidInput, NotFound
 from marketlink.orders import limits, signals, stock
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
@@ -99,8 +102,15 @@ def order_transition(
             with stock.variant_lock(order.variant_id):
                 if stock.take_unit(order.variant_id) is None:
                     raise NoStockToRetake(f"Variant {order.variant_id} has no unit left.")
+        actor = audit.current()
         OrderStatusChange.objects.create(
-            order_id=order_id, from_status=current, to_status=to, source=source, note=note[:500]
+            order_id=order_id,
+            from_status=current,
+            to_status=to,
+            source=source,
+            note=note[:500],
+            actor_id=_user_if_present(actor.user_pk),
+            operator=actor.operator[: audit.OPERATOR_MAX_LENGTH],
         )
         order.status = to
         for name, value in fields.items():
@@ -121,9 +131,20 @@ def order_transition(
             "from_status": current,
             "to_status": to,
             "source": source,
+            "actor_id": actor.user_pk,
+            "operator": actor.operator,
         },
     )
     return order
+
+
+def _user_if_present(pk: Any) -> Subquery | None:
+    """The acting user's key, read in the insert itself: a user deleted while their request
+    ran (a token outlives its user by ``AUTH_USER_CACHE``) leaves the history row's actor empty
+    instead of failing the change."""
+    if pk is None:
+        return None
+    return Subquery(get_user_model().objects.filter(pk=pk).values("pk"))
 
 
 # The provider ids an order keeps; payments writes them here, or with a status change.
@@ -250,20 +271,22 @@ def _place_after_reclaiming(order: RepairOrder, variant_id: uuid.UUID) -> None:
 
 def _reclaim_expired(variant_id: uuid.UUID) -> int:
     """Release this variant's lapsed reservations now, so a late expiry job never keeps a
-    customer from a unit that is really free. Returns how many came back."""
+    customer from a unit that is really free. Returns how many came back. The customer booking
+    is not the person who cancels these (they are others' orders): no one is named."""
     reclaimed = 0
-    for order_id in stock.expired_pending_ids(variant_id=variant_id):
-        try:
-            order_transition(
-                order_id=order_id,
-                to=OrderStatus.CANCELLED,
-                source=ChangeSource.API,
-                expected=OrderStatus.PENDING,
-                note="reservation expired (reclaimed at booking)",
-            )
-        except TransitionRefused:
-            continue  # paid or cancelled meanwhile
-        reclaimed += 1
+    with audit.acting():
+        for order_id in stock.expired_pending_ids(variant_id=variant_id):
+            try:
+                order_transition(
+                    order_id=order_id,
+                    to=OrderStatus.CANCELLED,
+                    source=ChangeSource.API,
+                    expected=OrderStatus.PENDING,
+                    note="reservation expired (reclaimed at booking)",
+                )
+            except TransitionRefused:
+                continue  # paid or cancelled meanwhile
+            reclaimed += 1
     return reclaimed
 
 

@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from marketlink.exceptions import MarketlinkError
-from marketlink.orders.admin import RepairOrderAdmin
+from marketlink.orders.admin import ActingAdmin, RepairOrderAdmin
 from marketlink.orders.models import ChangeSource
 from marketlink.payments.invoices import invoice_send
 from marketlink.payments.models import (
@@ -22,7 +22,7 @@ from marketlink.payments.webhooks import event_process
 
 
 @admin.register(PaymentEvent)
-class PaymentEventAdmin(admin.ModelAdmin):
+class PaymentEventAdmin(ActingAdmin):
     list_display = (
         "event_id",
         "event_type",
@@ -67,7 +67,7 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(ActingAdmin):
     list_display = ("number", "order", "status", "attempts", "last_attempt_at", "sent_at")
     list_filter = (NeedsAttentionFilter, "status", "created_at")
     search_fields = ("number", "order__id", "order__customer_email", "last_error")

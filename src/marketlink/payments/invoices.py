@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -23,7 +24,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from marketlink import conf
+from marketlink import conf, money
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.services import TransitionRefused, order_transition
 from marketlink.payments.models import Invoice, InvoiceStatus
@@ -148,14 +149,35 @@ def _undeliverable(address: str) -> bool:
     return not domain or domain == "invalid" or domain.endswith(".invalid")
 
 
+def _shown(moment: datetime) -> datetime:
+    """``moment`` in the time zone the email shows it in: the current one (``TIME_ZONE``, or
+    the one a host activated), as Django's ``date`` filter would convert it."""
+    if timezone.is_naive(moment):  # USE_TZ = False: stored in TIME_ZONE already
+        return timezone.make_aware(moment)
+    return timezone.localtime(moment)
+
+
+def _zone_label(shown: datetime) -> str:
+    """The zone a time is shown in, by name and offset at that moment (daylight saving time
+    included): ``Europe/Berlin (UTC+01:00)``, or ``UTC``."""
+    name = timezone.get_current_timezone_name()
+    if name == "UTC":
+        return name
+    offset = shown.strftime("%z")
+    return f"{name} (UTC{offset[:3]}:{offset[3:5]})"
+
+
 def _email(order: RepairOrder, invoice: Invoice) -> None:
     if _undeliverable(order.customer_email):
         raise UndeliverableAddress(f"no deliverable address: {order.customer_email!r}")
+    paid_at = _shown(order.paid_at or timezone.now())
     context = {
         "order": order,
         "invoice": invoice,
         "service_name": order.variant.service.name,
-        "paid_at": order.paid_at or timezone.now(),
+        "amount": money.format_amount(order.total_amount, order.currency),
+        "paid_at": paid_at,
+        "time_zone": _zone_label(paid_at),
     }
     # One line whatever the stored names or a host's template hold: a line break in a header
     # makes Django refuse the message, on every try.
