@@ -176,6 +176,10 @@ def _email(order: RepairOrder, invoice: Invoice) -> None:
         "invoice": invoice,
         "service_name": order.variant.service.name,
         "amount": money.format_amount(order.total_amount, order.currency),
+        # A partial refund when the invoice is sent (the whole one is said by the status).
+        "refunded": money.format_amount(order.amount_refunded, order.currency)
+        if order.amount_refunded
+        else "",
         "paid_at": paid_at,
         "time_zone": _zone_label(paid_at),
     }

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("marketlink_payments", "0005_invoice_requeued_at"),
-        ("marketlink_orders", "0004_order_amount_refunded"),
+        ("marketlink_orders", "0005_order_amount_refunded"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketlink_orders', '0003_customer_may_be_deleted'),
+        ('marketlink_orders', '0004_status_change_actor'),
     ]
 
     operations = [
