@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "ninja_jwt.token_blacklist",
     "huey.contrib.djhuey",
     "marketlink",
+    "marketlink.outbox",
     "marketlink.accounts",
     "marketlink.vendors",
     "marketlink.catalog",

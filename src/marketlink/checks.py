@@ -11,6 +11,8 @@ from django.core import checks
 from marketlink import conf, locking, money
 
 REQUIRED_APPS = [
+    # Without it nothing owed after a state change (an invoice, a refund) would ever be done.
+    "marketlink.outbox",
     "marketlink.accounts",
     "marketlink.vendors",
     "marketlink.catalog",

@@ -115,6 +115,8 @@ def order_transition(
         order.status = to
         for name, value in fields.items():
             setattr(order, name, value)
+        # What the change owes (an email, a transfer) is written now, in this transaction.
+        signals.send_in_transaction(order=order, previous=current, to=to, source=source)
         signal = SIGNALS_ON_ENTERING.get(to)
         if signal is not None:
             signals.send_on_commit(signal, order=order, previous=current, source=source)

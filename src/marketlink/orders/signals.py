@@ -14,8 +14,14 @@ it left). A receiver that raises is logged and does not affect the others (``sen
 - ``order_disputed``: the customer's bank opened or closed a dispute on the order's payment
   (sent by the payments app, with ``dispute``).
 
-Orders never import payments: payments listens to ``order_cancelled`` to close the provider's
-checkout of a released order (see ``docs/decisions.md``).
+One more, for marketlink's own apps rather than hosts: ``order_status_changing`` is sent *inside*
+the transaction that changes an order's status (``order``, ``previous``, ``to``, ``source``), so
+a receiver can write what the change owes (an outbox entry: the invoice, closing a checkout, a
+vendor's transfer) in that same transaction. It must only write rows: a receiver that raises
+rolls the change back, and one that calls another system holds the transaction open.
+
+Orders never import payments: payments hears of orders through these (see
+``docs/decisions.md``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ order_paid = Signal()
 order_cancelled = Signal()
 order_refunded = Signal()
 order_disputed = Signal()
+order_status_changing = Signal()
 
 
 def send_on_commit(signal: Signal, **kwargs: Any) -> None:
@@ -53,3 +60,10 @@ def send_on_commit(signal: Signal, **kwargs: Any) -> None:
                 )
 
     transaction.on_commit(send)
+
+
+def send_in_transaction(**kwargs: Any) -> None:
+    """``order_status_changing`` now, in the caller's transaction; a receiver's error is the
+    change's (it rolls back)."""
+    if order_status_changing.has_listeners(RepairOrder):
+        order_status_changing.send(sender=RepairOrder, **kwargs)

@@ -1,0 +1,180 @@
+"""Draining the outbox: claim due entries in a short transaction, run their handlers outside
+any transaction, record each outcome in a short transaction of its own.
+
+Claiming on PostgreSQL is ``SELECT … FOR UPDATE SKIP LOCKED`` then ``status = running`` with a
+``claimed_until`` stamp, committed at once: two drainers never take the same entry, and neither
+waits for the other. On SQLite (one writer at a time) the same conditional update is the claim.
+An entry whose claim lapsed (its drainer was killed) is due again, so nothing owed is ever left
+behind; handlers are idempotent, so running one twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime, timedelta
+from itertools import groupby
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from marketlink.outbox.models import EntryStatus, OutboxEntry
+from marketlink.outbox.registry import Done, Failed, Kind, Outcome, Retry, kind_named
+
+logger = logging.getLogger(__name__)
+
+# How long a drainer holds what it claimed: longer than any batch takes (a mail server or a
+# provider slow to answer), short enough that a killed drainer's entries are soon due again.
+CLAIM_FOR = timedelta(minutes=5)
+CLAIM_BATCH = 100
+ERROR_LIMIT = 2000
+
+
+def due(now: datetime) -> Q:
+    """Entries to run now: pending ones whose time has come, and running ones whose drainer's
+    claim lapsed."""
+    pending = Q(status=EntryStatus.PENDING, due_at__lte=now)
+    lapsed = Q(status=EntryStatus.RUNNING, claimed_until__lt=now)
+    return pending | lapsed
+
+
+def drain(
+    *,
+    kinds: Collection[str] | None = None,
+    only: Collection[uuid.UUID] | None = None,
+    limit: int | None = None,
+) -> Counter[str]:
+    """Run what is due, batch after batch, until nothing is (or ``limit`` entries ran). Counts
+    the outcomes: ``done``, ``retry``, ``failed``. ``kinds`` / ``only``: just those."""
+    counts: Counter[str] = Counter()
+    while limit is None or counts.total() < limit:
+        size = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - counts.total())
+        claimed = claim(size, kinds=kinds, only=only)
+        if not claimed:
+            break
+        for name, entries in groupby(claimed, key=lambda entry: entry.kind):
+            counts += run(list(entries), name)
+    return counts
+
+
+def claim(
+    size: int, *, kinds: Collection[str] | None = None, only: Collection[uuid.UUID] | None = None
+) -> list[OutboxEntry]:
+    """Claim up to ``size`` due entries for this drainer, sorted by kind (then due time)."""
+    now = timezone.now()
+    stamp = now + CLAIM_FOR
+    candidates = OutboxEntry.objects.filter(due(now))
+    if kinds is not None:
+        candidates = candidates.filter(kind__in=list(kinds))
+    if only is not None:
+        candidates = candidates.filter(pk__in=list(only))
+    with transaction.atomic():
+        ids = list(
+            candidates.select_for_update(skip_locked=True)
+            .order_by("due_at")
+            .values_list("pk", flat=True)[:size]
+        )
+        if not ids:
+            return []
+        # The condition again: on SQLite (no row locks) another drainer may have won a row.
+        OutboxEntry.objects.filter(due(now), pk__in=ids).update(
+            status=EntryStatus.RUNNING,
+            claimed_until=stamp,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    mine = OutboxEntry.objects.filter(pk__in=ids, status=EntryStatus.RUNNING, claimed_until=stamp)
+    return sorted(mine, key=lambda entry: (entry.kind, entry.due_at))
+
+
+def run(entries: Sequence[OutboxEntry], name: str) -> Counter[str]:
+    """Run one kind's handler over claimed entries, in batches of its size; record each
+    outcome. An entry of a kind no app registered waits (its app is not installed here)."""
+    kind = kind_named(name)
+    counts: Counter[str] = Counter()
+    if kind is None:
+        for entry in entries:
+            counts[
+                record(entry, Retry(f"no handler for {name!r}: is its app installed?"), None)
+            ] += 1
+        return counts
+    for batch in _chunks(entries, kind.batch_size):
+        try:
+            outcomes = dict(kind.handle(batch))
+        except Exception as exc:
+            logger.exception("outbox: the %s handler failed on a batch", name)
+            outcomes = {entry.pk: Retry(f"{type(exc).__name__}: {exc}") for entry in batch}
+        for entry in batch:
+            outcome = outcomes.get(entry.pk, Retry("the handler said nothing of it"))
+            counts[record(entry, outcome, kind)] += 1
+    return counts
+
+
+def _chunks(entries: Sequence[OutboxEntry], size: int) -> Iterator[Sequence[OutboxEntry]]:
+    for start in range(0, len(entries), max(size, 1)):
+        yield entries[start : start + size]
+
+
+def record(entry: OutboxEntry, outcome: Outcome, kind: Kind | None) -> str:
+    """Write one entry's outcome, if this drainer still holds it (a lapsed claim taken over by
+    another drainer is that drainer's to record). Returns ``done``, ``retry`` or ``failed``."""
+    now = timezone.now()
+    mine = OutboxEntry.objects.filter(
+        pk=entry.pk, status=EntryStatus.RUNNING, claimed_until=entry.claimed_until
+    )
+    if isinstance(outcome, Retry) and kind is not None and entry.attempts >= kind.max_attempts:
+        outcome = Failed(f"{outcome.error} (gave up after {entry.attempts} attempts)")
+    if isinstance(outcome, Done):
+        mine.update(
+            status=EntryStatus.DONE,
+            done_at=now,
+            claimed_until=None,
+            result=outcome.detail[:500],
+            last_error="",
+            needs_attention=False,
+            updated_at=now,
+        )
+        _log(logging.INFO, entry, "done", outcome.detail)
+        return "done"
+    if isinstance(outcome, Retry):
+        delay = kind.retry_delay(entry.attempts) if kind is not None else timedelta(minutes=1)
+        mine.update(
+            status=EntryStatus.PENDING,
+            due_at=now + delay,
+            claimed_until=None,
+            last_error=outcome.error[:ERROR_LIMIT],
+            updated_at=now,
+        )
+        _log(logging.WARNING, entry, "retry", outcome.error)
+        return "retry"
+    with transaction.atomic():
+        flagged = mine.update(
+            status=EntryStatus.FAILED,
+            claimed_until=None,
+            last_error=outcome.error[:ERROR_LIMIT],
+            needs_attention=True,
+            updated_at=now,
+        )
+        if flagged and kind is not None and kind.on_give_up is not None:
+            kind.on_give_up(entry, outcome.error)
+    _log(logging.ERROR, entry, "failed", outcome.error)
+    return "failed"
+
+
+def _log(level: int, entry: OutboxEntry, outcome: str, detail: str) -> None:
+    logger.log(
+        level,
+        "outbox %s: %s%s",
+        entry.dedupe_key,
+        outcome,
+        f": {detail}" if detail else "",
+        extra={
+            "event": f"outbox.{outcome}",
+            "kind": entry.kind,
+            "subject_id": entry.subject_id,
+            "attempts": entry.attempts,
+        },
+    )
