@@ -18,6 +18,7 @@ from marketlink import __version__
 from marketlink.operations.doctor import doctor
 from marketlink.operations.invoices import invoices_app
 from marketlink.operations.orders import orders_app
+from marketlink.operations.outbox import outbox_app
 from marketlink.operations.reconcile import reconcile
 from marketlink.operations.runner import setup_django
 from marketlink.operations.seed import seed
@@ -35,6 +36,7 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(webhooks_app, name="events", help="Alias of `webhooks`.", hidden=True)
 app.add_typer(orders_app, name="orders")
 app.add_typer(invoices_app, name="invoices")
+app.add_typer(outbox_app, name="outbox")
 app.command()(reconcile)
 app.command()(doctor)
 app.command()(seed)

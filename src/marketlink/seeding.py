@@ -10,8 +10,8 @@ Orders are made the way a site makes them: booked with ``order_place``, paid or 
 the dummy gateway's checkout and the signed webhook pipeline, moved on by the invoice, the
 vendor's completion and a refund. Two things are the demo's own:
 
-- a ``paid`` order stays paid: its invoice task is held back (revoked in Huey by its task id the
-  moment it is enqueued, ``invoice_tasks_held``), so no consumer moves it to processing;
+- a ``paid`` order stays paid: its invoice is owed before it is paid, due only when the demo's
+  reservations end (``DEMO_RESERVATION``), so no drainer moves it to processing meanwhile;
 - pending orders keep their unit for ``DEMO_RESERVATION`` (``order_reservation_extend``).
 """
 
@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
-from huey.contrib.djhuey import HUEY
 
 from marketlink import conf
 from marketlink.accounts.models import Account, Role
@@ -44,10 +40,12 @@ from marketlink.orders.services import (
     order_place,
     order_reservation_extend,
 )
-from marketlink.payments import invoices, refunds, tasks, webhooks
+from marketlink.outbox.services import outbox_run_now, outbox_write
+from marketlink.payments import refunds, webhooks
 from marketlink.payments.checkout import checkout_open
 from marketlink.payments.gateways.dummy.gateway import emit_session_event
 from marketlink.payments.models import DummyCheckoutSession
+from marketlink.payments.receivers import INVOICE_KIND
 from marketlink.vendors.models import VendorProfile
 from marketlink.vendors.services import vendor_profile_create
 
@@ -115,10 +113,9 @@ def seed_demo(
             service__vendor__in=profiles, archived_at__isnull=True
         ).order_by("service__vendor__business_name", "service__name", "name", "pk")
     )
-    with invoice_tasks_held() as held:
-        for number in range(1, orders + 1):
-            if variants and people and _order(seed, number, people, variants, held):
-                result.created["orders"] += 1
+    for number in range(1, orders + 1):
+        if variants and people and _order(seed, number, people, variants):
+            result.created["orders"] += 1
     return result
 
 
@@ -167,9 +164,7 @@ def _vendor(seed: int, number: int, password: str, result: SeedResult) -> Vendor
     return profile
 
 
-def _order(
-    seed: int, number: int, people: list[Account], variants: list[ServiceVariant], held: set[str]
-) -> bool:
+def _order(seed: int, number: int, people: list[Account], variants: list[ServiceVariant]) -> bool:
     """Demo order ``number``, in status ``STATUS_CYCLE[number - 1]``; False if it exists."""
     customer = people[(number - 1) % len(people)]
     key = f"demo-order-{number}"
@@ -186,12 +181,12 @@ def _order(
             )
         except Conflict:  # sold out: the next variant
             continue
-        _bring_to(order, STATUS_CYCLE[(number - 1) % len(STATUS_CYCLE)], held)
+        _bring_to(order, STATUS_CYCLE[(number - 1) % len(STATUS_CYCLE)])
         return True
     return False
 
 
-def _bring_to(order: RepairOrder, status: str, held: set[str]) -> None:
+def _bring_to(order: RepairOrder, status: str) -> None:
     if status == OrderStatus.PENDING:
         order_reservation_extend(order_id=order.pk, until=timezone.now() + DEMO_RESERVATION)
         return
@@ -202,13 +197,19 @@ def _bring_to(order: RepairOrder, status: str, held: set[str]) -> None:
         _checkout_event(order, "checkout.session.async_payment_failed", paid=False)
         return
     if status == OrderStatus.PAID:
-        held.add(str(order.pk))
+        # Owed already, due later: the payment's own entry for it is this one.
+        outbox_write(
+            kind=INVOICE_KIND,
+            subject_id=order.pk,
+            due_at=timezone.now() + DEMO_RESERVATION,
+            wake=False,
+        )
     _checkout_event(order, "checkout.session.completed", paid=True)
     if status == OrderStatus.PAID:
         return
-    # Sent here rather than left to the queue, so the order moves on whether or not a consumer
-    # runs; the queued task then finds the invoice sent and sends nothing.
-    invoices.invoice_send(order_id=str(order.pk))
+    # Sent here rather than left to a drainer, so the order moves on whether or not a consumer
+    # runs.
+    outbox_run_now(kind=INVOICE_KIND, subject_id=order.pk)
     order.refresh_from_db()
     if status == OrderStatus.COMPLETED:
         order_complete(order=order, source=ChangeSource.CLI)
@@ -229,27 +230,3 @@ def _checkout_event(order: RepairOrder, event_type: str, *, paid: bool) -> None:
         # Kept in the dummy's own event store, as its checkout page does.
         payload, signature = emit_session_event(session, event_type)
         webhooks.webhook_receive(payload=payload, signature=signature)
-
-
-@contextmanager
-def invoice_tasks_held() -> Iterator[set[str]]:
-    """While open, the invoice task of each order id added to the yielded set is revoked in
-    Huey by its task id as it is enqueued (Huey's ``enqueued`` signal comes first), so neither
-    immediate mode nor a consumer runs it. Other orders' invoices are untouched."""
-    from huey.signals import SIGNAL_ENQUEUED
-
-    held: set[str] = set()
-
-    def hold(signal: str, task: Any, *args: Any, **kwargs: Any) -> None:
-        if (
-            isinstance(task, tasks.send_invoice.task_class)
-            and task.args[:1]
-            and task.args[0] in held
-        ):
-            HUEY.revoke_by_id(task.id)
-
-    HUEY.signal(SIGNAL_ENQUEUED)(hold)
-    try:
-        yield held
-    finally:
-        HUEY.disconnect_signal(hold, SIGNAL_ENQUEUED)

@@ -21,6 +21,7 @@ from marketlink.catalog.models import ServiceVariant
 from marketlink.cli import app
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.services import order_transition
+from marketlink.outbox.models import OutboxEntry
 from marketlink.payments.models import PaymentEvent
 from marketlink.testing.stripe_server import StripeStandIn
 
@@ -72,11 +73,12 @@ def test_a_healthy_embedded_site_is_all_ok_and_prints_a_table(development_site):
         "webhook secret",
         "reservations",
         "invoices",
+        "outbox",
         "events",
         "refunds and disputes",
         "stock",
     ]
-    assert document["summary"]["ok"] == 13
+    assert document["summary"]["ok"] == 14
     table = runner.invoke(app, ["doctor"], catch_exceptions=False)
     assert table.exit_code == 0
     assert "Summary:" in table.stdout
@@ -96,6 +98,10 @@ def test_stuck_orders_flagged_events_and_lost_units_need_a_person(development_si
         source=ChangeSource.CLI,
         paid_at=timezone.now() - timedelta(hours=1),
     )
+    # Its invoice owed for an hour, and no drainer ran it: no consumer.
+    OutboxEntry.objects.filter(subject_id=str(unsent.pk)).update(
+        due_at=timezone.now() - timedelta(hours=1)
+    )
     PaymentEvent.objects.create(
         event_id="evt_flagged", gateway="dummy", event_type="charge.refunded", payload={},
         status="failed", needs_attention=True,
@@ -109,13 +115,15 @@ def test_stuck_orders_flagged_events_and_lost_units_need_a_person(development_si
     assert str(lapsed.pk) in items["reservations"]["detail"]
     assert items["invoices"]["status"] == "fail"
     assert str(unsent.pk) in items["invoices"]["detail"]
+    assert items["outbox"]["status"] == "fail"
+    assert f"invoice:{unsent.pk}" in items["outbox"]["detail"]
     assert items["events"]["status"] == "warn"
     assert "evt_flagged" in items["events"]["detail"]
     assert items["stock"]["status"] == "fail"
     assert str(invented) in items["stock"]["detail"]
-    for name in ("reservations", "invoices", "events", "stock"):
+    for name in ("reservations", "invoices", "outbox", "events", "stock"):
         assert items[name]["fix"], f"{name} has no fix"
-    assert (document["summary"]["warn"], document["summary"]["fail"]) == (2, 2)
+    assert (document["summary"]["warn"], document["summary"]["fail"]) == (2, 3)
 
 
 @pytest.mark.django_db

@@ -101,7 +101,7 @@ def test_with_json_an_email_sent_inline_goes_to_stderr_not_into_the_document(tmp
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)  # the whole of stdout: one document, nothing else
-    assert document["summary"]["enqueued"] == 1
+    assert document["summary"]["sent"] == 1
     assert "Subject: " in result.stderr  # the email was sent, and printed where it belongs
 
 

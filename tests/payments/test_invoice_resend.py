@@ -1,6 +1,9 @@
-"""``marketlink invoices resend``: named orders or ``--stuck`` (the invoices reconcile finds),
-never a second invoice for an order whose invoice was sent unless ``--force``; and both
-``reconcile`` and ``invoices resend`` as the installed console script."""
+"""``marketlink invoices resend``: named orders or ``--stuck`` (the invoices reconcile finds), sent
+now, in the command's own process (no consumer needed), never a second invoice for an order
+whose invoice was sent unless ``--force``; and both ``reconcile`` and ``invoices resend`` as the
+installed console script.
+
+Transactional: the command sends each invoice once its decision commits, as in production."""
 
 from __future__ import annotations
 
@@ -17,19 +20,24 @@ from django.utils import timezone
 from order_helpers import new_order
 
 from marketlink.orders.models import RepairOrder
+from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.services import outbox_write
 from marketlink.payments.models import Invoice, InvoiceStatus
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("dummy_gateway")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("dummy_gateway")]
 
 
-def paid_order(**invoice: object) -> RepairOrder:
-    """An order paid an hour ago, with an invoice in the given state (an hour old), or none."""
+def paid_order(entry: dict[str, object] | None = None, **invoice: object) -> RepairOrder:
+    """An order paid an hour ago, its invoice owed since then (its outbox entry due then, or as
+    ``entry`` says), with an invoice in the given state, or none."""
     order = new_order()
     an_hour_ago = timezone.now() - timedelta(hours=1)
     RepairOrder.objects.filter(pk=order.pk).update(status="paid", paid_at=an_hour_ago)
+    outbox_write(kind="invoice", subject_id=order.pk, wake=False)
+    owed = {"due_at": an_hour_ago, **(entry or {})}
+    OutboxEntry.objects.filter(subject_id=str(order.pk)).update(**owed)
     if invoice:
         Invoice.objects.create(order=order, number=f"ML-TEST-{order.pk.hex[:8]}", **invoice)
-        Invoice.objects.filter(order=order).update(created_at=an_hour_ago)
     return RepairOrder.objects.get(pk=order.pk)
 
 
@@ -37,64 +45,63 @@ def outcomes(document: dict) -> list[tuple[str, str]]:
     return [(i["order"], i["outcome"]) for i in document["items"]]
 
 
-def test_a_sent_invoice_is_not_sent_again_unless_forced(
-    mailoutbox, django_capture_on_commit_callbacks
-):
-    order = paid_order(status=InvoiceStatus.SENT, sent_at=timezone.now())
+def test_a_sent_invoice_is_not_sent_again_unless_forced(mailoutbox):
+    order = paid_order({"status": "done"}, status=InvoiceStatus.SENT, sent_at=timezone.now())
 
-    with django_capture_on_commit_callbacks(execute=True):
-        code, document = invoke_json("invoices", "resend", str(order.pk))
+    code, document = invoke_json("invoices", "resend", str(order.pk))
     assert code == 0
     assert outcomes(document) == [(str(order.pk), "already sent; --force to send a second one")]
     assert (document["summary"]["already_sent"], mailoutbox) == (1, [])
 
-    with django_capture_on_commit_callbacks(execute=True):
-        code, forced = invoke_json("invoices", "resend", str(order.pk), "--force")
+    code, forced = invoke_json("invoices", "resend", str(order.pk), "--force")
     assert code == 0
-    assert forced["summary"]["enqueued"] == 1
+    assert forced["summary"]["sent"] == 1
     assert Invoice.objects.get(order=order).status == InvoiceStatus.SENT
     assert len(mailoutbox) == 1
 
 
-def test_stuck_finds_what_reconcile_finds_and_a_second_run_changes_nothing(
-    mailoutbox, django_capture_on_commit_callbacks
-):
-    lost = paid_order()  # no invoice: its task was lost
-    failed = paid_order(
-        status=InvoiceStatus.FAILED, attempts=9, last_attempt_at=timezone.now() - timedelta(hours=1)
-    )
-    paid_order(status=InvoiceStatus.SENT, sent_at=timezone.now())
-    paid_order(status=InvoiceStatus.PENDING, last_attempt_at=timezone.now())  # retrying
+def test_stuck_finds_what_reconcile_finds_and_a_second_run_changes_nothing(mailoutbox):
+    lost = paid_order()  # owed an hour ago; no drainer ran it
+    failed = paid_order({"status": "failed"}, status=InvoiceStatus.FAILED, attempts=9)
+    paid_order({"status": "done"}, status=InvoiceStatus.SENT, sent_at=timezone.now())
+    retrying = {"due_at": timezone.now() + timedelta(seconds=20)}
+    paid_order(retrying, status=InvoiceStatus.PENDING, last_attempt_at=timezone.now())
 
-    with django_capture_on_commit_callbacks(execute=True):
-        code, dry = invoke_json("invoices", "resend", "--stuck", "--dry-run")
+    code, dry = invoke_json("invoices", "resend", "--stuck", "--dry-run")
     assert code == 0
     assert sorted(i["order"] for i in dry["items"]) == sorted([str(lost.pk), str(failed.pk)])
-    assert dry["summary"]["enqueued"] == 2
+    assert dry["summary"]["sent"] == 2
+    assert {i["outcome"] for i in dry["items"]} == {"would be sent"}
     assert not Invoice.objects.filter(order=lost).exists()
     assert mailoutbox == []
 
-    with django_capture_on_commit_callbacks(execute=True):
-        result = invoke("invoices", "resend", "--stuck")
+    result = invoke("invoices", "resend", "--stuck")
     assert result.exit_code == 0
-    assert "enqueued again" in result.stdout
+    assert "sent" in result.stdout
     assert "exit code" in result.stdout
     assert len(mailoutbox) == 2
     assert {Invoice.objects.get(order=o).status for o in (lost, failed)} == {InvoiceStatus.SENT}
 
-    with django_capture_on_commit_callbacks(execute=True):
-        code, again = invoke_json("invoices", "resend", "--stuck")
+    code, again = invoke_json("invoices", "resend", "--stuck")
     assert (code, again["items"], len(mailoutbox)) == (0, [], 2)
 
 
-def test_a_resend_in_flight_is_not_enqueued_twice(tasks_queued, django_capture_on_commit_callbacks):
-    order = paid_order()
-    with django_capture_on_commit_callbacks(execute=True):
-        assert invoke_json("invoices", "resend", str(order.pk))[0] == 0
-        code, again = invoke_json("invoices", "resend", str(order.pk))
+def test_an_invoice_a_drainer_is_sending_now_is_left_to_it(mailoutbox):
+    claimed = {"status": "running", "claimed_until": timezone.now() + timedelta(minutes=4)}
+    order = paid_order(claimed, status=InvoiceStatus.PENDING)
+    code, again = invoke_json("invoices", "resend", str(order.pk))
     assert code == 0
     assert again["summary"]["in_flight"] == 1
-    assert len(tasks_queued) == 1
+    assert mailoutbox == []
+
+
+def test_a_failed_send_needs_a_person(settings):
+    order = paid_order(status=InvoiceStatus.FAILED)
+    RepairOrder.objects.filter(pk=order.pk).update(customer_email="3@invalid")
+    code, document = invoke_json("invoices", "resend", str(order.pk))
+    assert code == 1
+    assert document["summary"]["not_sent"] == 1
+    assert "3@invalid" in document["items"][0]["outcome"]
 
 
 def test_unknown_orders_need_a_person_and_bad_input_is_a_usage_error():

@@ -1,7 +1,8 @@
 """Invoices as staff and customers meet them: what the email says whatever is stored, what becomes
 of an invoice that cannot be sent, and how staff find it and send it again.
 
-The invoice task's modes (a consumer's retries, immediate mode) are in ``test_invoice_worker.py``.
+How the outbox sends them (a consumer's drainer, retries, immediate mode) is in
+``test_invoice_outbox.py``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from outbox_helpers import send_invoice
 
 from marketlink.catalog.models import Service
 from marketlink.orders.models import RepairOrder
 from marketlink.orders.services import order_place
-from marketlink.payments.invoices import invoice_send
+from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.services import outbox_write
 from marketlink.payments.models import Invoice, InvoiceStatus
 from marketlink.payments.selectors import invoices_needing_attention
 from marketlink.testing.factories import AccountFactory, VariantFactory
@@ -43,7 +46,7 @@ def test_a_line_break_stored_in_a_name_still_gives_a_one_line_subject(mailoutbox
     order = paid_order(vendor_name="Spoke\n& Chain")
     Service.objects.filter(pk=order.variant.service_id).update(name="Bike\r\nrepair\u2028")
 
-    invoice_send(order_id=str(order.id))
+    send_invoice(order)
 
     [email] = mailoutbox
     invoice = Invoice.objects.get(order=order)
@@ -58,7 +61,7 @@ def test_a_placeholder_address_fails_the_invoice_without_mailing_it(mailoutbox, 
     """Host users without an email get ``<pk>@invalid``: a relay would accept it and lose it."""
     order = paid_order(customer_email=address)
 
-    invoice_send(order_id=str(order.id))
+    send_invoice(order)
 
     assert mailoutbox == []
     invoice = Invoice.objects.get(order=order)
@@ -68,11 +71,13 @@ def test_a_placeholder_address_fails_the_invoice_without_mailing_it(mailoutbox, 
     assert RepairOrder.objects.get(pk=order.pk).status == "processing"
 
 
-def test_staff_filter_failed_invoices_and_send_them_again(admin_client, mailoutbox):
+def test_staff_filter_failed_invoices_and_send_them_again(
+    admin_client, mailoutbox, django_capture_on_commit_callbacks
+):
     failed = paid_order(customer_email="7@invalid")
-    invoice_send(order_id=str(failed.id))
+    send_invoice(failed)
     sent = paid_order()
-    invoice_send(order_id=str(sent.id))
+    send_invoice(sent)
     assert len(mailoutbox) == 1
 
     listing = admin_client.get(reverse(CHANGELIST), {"status__exact": "failed"})
@@ -84,9 +89,10 @@ def test_staff_filter_failed_invoices_and_send_them_again(admin_client, mailoutb
     RepairOrder.objects.filter(pk=failed.pk).update(customer_email="real@example.com")
     selected = [str(failed.invoice.pk), str(sent.invoice.pk)]
     for _ in range(2):  # twice: the second time there is nothing left to send
-        answer = admin_client.post(
-            reverse(CHANGELIST), {"action": "send_again", "_selected_action": selected}
-        )
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = admin_client.post(
+                reverse(CHANGELIST), {"action": "send_again", "_selected_action": selected}
+            )
         assert answer.status_code == 302
 
     assert [email.to for email in mailoutbox] == [[sent.customer_email], ["real@example.com"]]
@@ -97,7 +103,7 @@ def test_staff_filter_failed_invoices_and_send_them_again(admin_client, mailoutb
 
 def test_staff_see_the_invoices_needing_attention_and_why(admin_client):
     order = paid_order(customer_email="8@invalid")
-    invoice_send(order_id=str(order.id))
+    send_invoice(order)
     invoice = Invoice.objects.get(order=order)
 
     page = admin_client.get(reverse(CHANGELIST), {"needs_attention": "yes"})
@@ -110,62 +116,64 @@ def test_staff_see_the_invoices_needing_attention_and_why(admin_client):
     assert "8@invalid" in detail.content.decode()
 
 
+def owed_since(order: RepairOrder, when: Any) -> None:
+    """``order``'s invoice owed since ``when`` (its entry due then), and no drainer ran it."""
+    outbox_write(kind="invoice", subject_id=order.pk, wake=False)
+    OutboxEntry.objects.filter(subject_id=str(order.pk)).update(due_at=when)
+
+
 def test_invoices_needing_attention_are_the_failed_and_the_stuck(mailoutbox):
     failed = paid_order(customer_email="9@invalid")
-    invoice_send(order_id=str(failed.id))
+    send_invoice(failed)
     sent = paid_order()
-    invoice_send(order_id=str(sent.id))
+    send_invoice(sent)
     long_ago = timezone.now() - timedelta(hours=2)
-    # Pending: one whose worker died mid-send two hours ago, one being retried right now.
-    stuck = Invoice.objects.create(
-        order=paid_order(), number="ML-STUCK", attempts=1, last_attempt_at=long_ago
-    )
-    Invoice.objects.filter(pk=stuck.pk).update(created_at=long_ago)
-    Invoice.objects.create(order=paid_order(), number="ML-RETRYING", attempts=1)
-    never_tried = Invoice.objects.create(order=paid_order(), number="ML-NEVER")
-    Invoice.objects.filter(pk=never_tried.pk).update(created_at=long_ago)
+    # Owed two hours ago and no drainer ran it (no consumer); one waiting for its retry.
+    stuck = paid_order()
+    Invoice.objects.create(order=stuck, number="ML-STUCK", attempts=1, last_attempt_at=long_ago)
+    owed_since(stuck, long_ago)
+    retrying = paid_order()
+    Invoice.objects.create(order=retrying, number="ML-RETRYING", attempts=1)
+    owed_since(retrying, timezone.now() + timedelta(seconds=20))
 
     numbers = {invoice.number for invoice in invoices_needing_attention()}
 
-    assert numbers == {failed.invoice.number, "ML-STUCK", "ML-NEVER"}
+    assert numbers == {failed.invoice.number, "ML-STUCK"}
     assert Invoice.objects.get(order=sent).status == InvoiceStatus.SENT
 
 
-def test_invoices_no_task_will_send_are_enqueued_again_once_by_the_periodic_job(
-    mailoutbox, tasks_run_inline, django_capture_on_commit_callbacks
-):
-    """A consumer killed mid-send leaves a pending invoice untried; a lost task leaves a paid
-    order with none (the fault suite's consumer case). The periodic ``requeue_owed_invoices``
-    has each sent once, whatever the gateway; a second run finds nothing owed."""
-    from marketlink.payments.periodic import requeue_owed_invoices
+def test_invoices_whose_wake_was_lost_are_sent_once_by_the_periodic_drain(mailoutbox):
+    """The payment's transaction owed the invoice, and the wake that was to tell a consumer was
+    lost (a flushed queue, Redis down): the drainer's run every minute sends each once, whatever
+    the gateway; a second run finds nothing owed."""
+    from marketlink.outbox.tasks import drain_outbox_periodically
     from marketlink.payments.selectors import orders_owing_invoice
 
-    long_ago = timezone.now() - timedelta(hours=1)
-    lost_task, killed_mid_send = paid_order(), paid_order()
-    RepairOrder.objects.filter(pk__in=[lost_task.pk, killed_mid_send.pk]).update(paid_at=long_ago)
-    Invoice.objects.create(order=killed_mid_send, number="ML-KILLED")
-    Invoice.objects.filter(order=killed_mid_send).update(created_at=long_ago)
     sent = paid_order()
-    invoice_send(order_id=str(sent.pk))
+    send_invoice(sent)
     mailoutbox.clear()
-
+    long_ago = timezone.now() - timedelta(hours=1)
+    lost, killed_mid_send = paid_order(), paid_order()
+    owed_since(lost, long_ago)
+    Invoice.objects.create(order=killed_mid_send, number="ML-KILLED", attempts=1)
+    owed_since(killed_mid_send, long_ago)
     assert set(orders_owing_invoice().values_list("pk", flat=True)) == {
-        lost_task.pk,
+        lost.pk,
         killed_mid_send.pk,
     }
-    with django_capture_on_commit_callbacks(execute=True):
-        assert requeue_owed_invoices.call_local() == 2
+
+    assert drain_outbox_periodically.call_local() == {"done": 2}
 
     assert sorted(m.to[0] for m in mailoutbox) == sorted(
-        [lost_task.customer_email, killed_mid_send.customer_email]
+        [lost.customer_email, killed_mid_send.customer_email]
     )
     assert not orders_owing_invoice().exists()
-    assert requeue_owed_invoices.call_local() == 0
+    assert drain_outbox_periodically.call_local() == {}
 
 
 def sent_email(mailoutbox: Any, order: RepairOrder) -> tuple[str, str]:
     """The invoice of ``order`` as the customer reads it: its text body and its HTML body."""
-    invoice_send(order_id=str(order.id))
+    send_invoice(order)
     [email] = mailoutbox
     [(html, _)] = email.alternatives
     return email.body, str(html)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 from order_helpers import history, refreshed, stock_of
+from outbox_helpers import drain
 from payment_events import deliver, event, payment_intent
 from stripe_shop import lapse, status_of
 from webhook_hook import completed, late_and_sold_out
@@ -19,6 +20,7 @@ from webhook_hook import completed, late_and_sold_out
 from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatusChange, RepairOrder
 from marketlink.orders.services import orders_expire
+from marketlink.outbox.models import OutboxEntry
 from marketlink.payments.gateways.base import CheckoutRequest
 from marketlink.payments.gateways.stripe import StripeGateway
 from marketlink.payments.models import Invoice, PaymentEvent, Refund
@@ -263,9 +265,12 @@ def test_a_second_payment_for_a_paid_order_is_refunded(shop, standin, customer_u
     assert status_of(order) == "processing"
 
 
-def test_a_duplicate_payment_whose_refund_cannot_be_made_is_flagged(shop, standin, customer_user):
-    """The second payment's refund fails with Stripe down and no consumer to retry it (Huey's
-    immediate mode): the money is not forgotten, the refund is flagged for staff."""
+def test_a_duplicate_payment_whose_refund_cannot_be_made_yet_is_asked_again(
+    shop, standin, customer_user
+):
+    """The second payment's refund fails with Stripe down: the money is not forgotten. The
+    refund stays asked for, its outbox entry waiting for a retry, which gives it back once
+    Stripe answers."""
 
     variant = VariantFactory(stock=2)
     order, first = shop.opened(customer_user, variant)
@@ -278,8 +283,20 @@ def test_a_duplicate_payment_whose_refund_cannot_be_made_is_flagged(shop, standi
 
     stray_intent = standin.sessions[stray.id]["payment_intent"]
     owed = Refund.objects.get(payment_intent_id=stray_intent)
-    assert (owed.kind, owed.status, owed.needs_attention) == ("duplicate", "requested", True)
+    assert (owed.kind, owed.status, owed.needs_attention) == ("duplicate", "requested", False)
     assert owed.attempts >= 1
     assert "provider" in owed.last_error
     assert standin.refunds == {}
+    assert status_of(order) == "processing"
+    entry = OutboxEntry.objects.get(dedupe_key=f"refund:{owed.pk}")
+    assert (entry.status, entry.due_at > timezone.now()) == ("pending", True)
+
+    standin.down = False
+    OutboxEntry.objects.filter(pk=entry.pk).update(due_at=timezone.now())  # its retry is due
+    drain()
+
+    owed.refresh_from_db()
+    assert (owed.status, owed.needs_attention) == ("succeeded", False)
+    [given_back] = standin.refunds.values()
+    assert given_back["payment_intent"] == stray_intent
     assert status_of(order) == "processing"

@@ -15,6 +15,8 @@ from stripe_shop import history, lapse, status_of, stock_of
 
 from marketlink.orders.models import ChangeSource, RepairOrder
 from marketlink.orders.services import orders_expire
+from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.services import outbox_write
 from marketlink.payments import reconcile
 from marketlink.payments.models import Invoice, InvoiceStatus, Refund
 from marketlink.testing.factories import AccountFactory, VariantFactory
@@ -212,66 +214,60 @@ def test_an_amount_mismatch_needs_a_person_and_changes_nothing(shop, standin, cu
 # --- Invoices not sent --------------------------------------------------------------------------
 
 
-def paid_long_ago(**invoice: object) -> RepairOrder:
-    """A paid order (on the dummy gateway: nothing to ask the provider) paid an hour ago, with an
-    invoice in the given state, or none."""
+def paid_long_ago(entry: str = "pending", **invoice: object) -> RepairOrder:
+    """A paid order (on the dummy gateway: nothing to ask the provider) paid an hour ago, its
+    invoice owed since then (its outbox entry in ``entry``'s status), with an invoice in the
+    given state, or none."""
     order = new_order()
-    RepairOrder.objects.filter(pk=order.pk).update(
-        status="paid", paid_at=timezone.now() - timedelta(hours=1)
-    )
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    RepairOrder.objects.filter(pk=order.pk).update(status="paid", paid_at=an_hour_ago)
+    outbox_write(kind="invoice", subject_id=order.pk, wake=False)
+    OutboxEntry.objects.filter(subject_id=str(order.pk)).update(due_at=an_hour_ago, status=entry)
     if invoice:
         Invoice.objects.create(order=order, number=f"ML-TEST-{order.pk.hex[:8]}", **invoice)
-        Invoice.objects.filter(order=order).update(created_at=timezone.now() - timedelta(hours=1))
     return RepairOrder.objects.get(pk=order.pk)
 
 
+# Transactional: reconcile sends each invoice once its decision commits, as in production.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("dummy_gateway")
-def test_a_lost_invoice_task_is_enqueued_again_once(
-    tasks_queued, django_capture_on_commit_callbacks
-):
-    order = paid_long_ago()  # paid an hour ago, no invoice: its task was lost
+def test_an_invoice_no_drainer_ran_is_sent_by_reconcile_once(mailoutbox):
+    order = paid_long_ago()  # owed an hour ago; no consumer ran its drainer
 
-    with django_capture_on_commit_callbacks(execute=True):
-        code, document = invoke_json("reconcile")
+    code, dry = invoke_json("reconcile", "--dry-run")
+    assert code == 0
+    assert found(dry) == [(str(order.pk), "invoice_not_sent", "paid", "paid")]
+    assert mailoutbox == []  # a dry run sends nothing
+
+    code, document = invoke_json("reconcile")
 
     assert code == 0
-    assert found(document) == [(str(order.pk), "invoice_not_sent", "paid", "paid")]
-    assert len(tasks_queued) == 1
-    invoice = Invoice.objects.get(order=order)
-    assert (invoice.status, invoice.requeued_at is not None) == (InvoiceStatus.PENDING, True)
-
-    with django_capture_on_commit_callbacks(execute=True):
-        code, again = invoke_json("reconcile")  # the task is in flight: not enqueued twice
-    assert (code, nothing_found(again), len(tasks_queued)) == (0, True, 1)
-
-    # The grace period passes and the invoice is still not sent: no consumer runs it.
-    an_hour_ago = timezone.now() - timedelta(hours=1)
-    Invoice.objects.filter(pk=invoice.pk).update(requeued_at=an_hour_ago, created_at=an_hour_ago)
-    with django_capture_on_commit_callbacks(execute=True):
-        code, stuck = invoke_json("reconcile")
-    assert code == 1
-    assert by_kind(stuck, "invoice_not_sent") == (1, 0, 1)
-    assert "is a Huey consumer running?" in stuck["items"][0]["outcome"]
-    assert len(tasks_queued) == 1
+    assert found(document) == [(str(order.pk), "invoice_not_sent", "paid", "processing")]
+    assert [m.to for m in mailoutbox] == [[order.customer_email]]
+    assert Invoice.objects.get(order=order).status == InvoiceStatus.SENT
+    code, again = invoke_json("reconcile")
+    assert (code, nothing_found(again), len(mailoutbox)) == (0, True, 1)
 
 
 @pytest.mark.usefixtures("dummy_gateway")
-def test_a_failed_invoice_is_sent_again_after_the_grace_period(
-    mailoutbox, django_capture_on_commit_callbacks
-):
-    recent = paid_long_ago(status=InvoiceStatus.FAILED, attempts=9, last_attempt_at=timezone.now())
+def test_an_invoice_failed_for_good_needs_a_person(mailoutbox, django_capture_on_commit_callbacks):
     order = paid_long_ago(
+        entry="failed",
         status=InvoiceStatus.FAILED,
         attempts=9,
-        last_attempt_at=timezone.now() - timedelta(hours=1),
         last_error="SMTPException: 451 down",
     )
 
     with django_capture_on_commit_callbacks(execute=True):
         code, document = invoke_json("reconcile")
 
+    assert code == 1
+    assert by_kind(document, "invoice_not_sent") == (1, 0, 1)
+    assert "451 down" in document["items"][0]["outcome"]
+    assert mailoutbox == []
+    # The cause fixed, the operator sends it.
+    with django_capture_on_commit_callbacks(execute=True):
+        code, _ = invoke_json("invoices", "resend", str(order.pk))
     assert code == 0
-    assert [i["order"] for i in document["items"]] == [str(order.pk)]
     assert Invoice.objects.get(order=order).status == InvoiceStatus.SENT
-    assert Invoice.objects.get(order=recent).status == InvoiceStatus.FAILED  # within grace
     assert len(mailoutbox) == 1

@@ -10,6 +10,7 @@ from django.utils import timezone
 from marketlink.operations.findings import Check, Finding
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import stock_ledger_mismatches
+from marketlink.outbox.selectors import OVERDUE_AFTER, entries_failed, entries_overdue
 from marketlink.payments.models import PaymentEvent, RefundStatus
 from marketlink.payments.selectors import (
     disputes_needing_attention,
@@ -48,9 +49,8 @@ def check_reservations() -> Finding:
 
 
 def check_invoices() -> Finding:
-    """Orders whose invoice is not sent and nothing is under way for it past the grace period
-    (``orders_owing_invoice``, reconcile's own rule): pending or failed invoices untouched, and
-    paid orders whose invoice task never ran."""
+    """Orders whose invoice nothing is sending (``orders_owing_invoice``, reconcile's own rule):
+    its outbox entry overdue past the grace period, or failed for good."""
     owing = orders_owing_invoice()
     count = owing.count()
     if not count:
@@ -62,9 +62,40 @@ def check_invoices() -> Finding:
         "fail",
         f"{count} order(s) owe an invoice with nothing under way for over {minutes} minutes: "
         f"{_some(ids, count)}.",
-        "Run `marketlink invoices resend --stuck` (or `marketlink reconcile`) once the mail "
-        "server and a consumer are up; a failed invoice's last error is in the admin.",
+        "Run `marketlink invoices resend --stuck` (or `marketlink reconcile`): it sends them "
+        "in this process; a failed invoice's last error is in the admin.",
     )
+
+
+def check_outbox() -> Finding:
+    """Side effects owed (invoices, refund asks, transfers) that no drainer runs, or that
+    failed for good."""
+    overdue = entries_overdue(by=OVERDUE_AFTER)
+    late = overdue.count()
+    if late:
+        oldest = overdue.order_by("due_at").first()
+        assert oldest is not None
+        minutes = int((timezone.now() - oldest.due_at).total_seconds() // 60)
+        return Finding(
+            "outbox",
+            "fail",
+            f"{late} side effect(s) owed are overdue (the oldest, {oldest.dedupe_key}, by "
+            f"{minutes} minutes): no drainer runs them.",
+            "Start a Huey consumer with its scheduler (`manage.py run_huey`); meanwhile "
+            "`marketlink outbox retry` runs them in this process.",
+        )
+    failed = entries_failed()
+    count = failed.count()
+    if count:
+        keys = list(failed.order_by("-updated_at").values_list("dedupe_key", flat=True)[:SHOWN])
+        return Finding(
+            "outbox",
+            "warn",
+            f"{count} side effect(s) failed for good: {_some(keys, count)}.",
+            "`marketlink outbox list --status failed` says why; fix the cause, then "
+            "`marketlink outbox retry`.",
+        )
+    return Finding("outbox", "ok", "Every side effect owed is done or on its way.")
 
 
 def check_events() -> Finding:
@@ -131,6 +162,7 @@ def check_stock() -> Finding:
 DATA_CHECKS: list[Check] = [
     check_reservations,
     check_invoices,
+    check_outbox,
     check_events,
     check_refunds_and_disputes,
     check_stock,

@@ -1,6 +1,6 @@
-"""``marketlink invoices resend``: enqueue the invoice task again for named orders, or for every
-invoice not sent past the grace period (the ones reconcile finds), never sending a second
-invoice for an order whose invoice was sent unless told to."""
+"""``marketlink invoices resend``: send now, in this process, the invoice of named orders, or of
+every order whose invoice nothing is sending (the ones reconcile finds), never a second invoice
+for an order whose invoice was sent unless told to. A consumer that is down stops nothing."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def invoices_resend(
     as_json: Json = False,
     operator: OperatorAs = None,
 ) -> None:
-    """Enqueue the invoice task again. An invoice that was sent is skipped unless --force, and
-    so is one enqueued again within the grace period, so a second run changes nothing."""
+    """Send the invoice now. An invoice that was sent is skipped unless --force, and so is one a
+    drainer is sending right now, so a second run changes nothing."""
     if not (order_ids or stuck):
         raise typer.BadParameter("name ORDER_IDs, or choose --stuck")
     wanted = [_uuid(value) for value in order_ids or []]
@@ -54,7 +54,7 @@ def invoices_resend(
 
     report = Report(title="Invoices", columns=COLUMNS, dry_run=dry_run)
     with operation(report, as_json=as_json), acting_as(operator):
-        for key in ("enqueued", "already_sent", "in_flight", "not_owed", "not_found"):
+        for key in ("sent", "not_sent", "already_sent", "in_flight", "not_owed", "not_found"):
             report.summary[key] = 0
         chosen = {
             o.pk: o for o in RepairOrder.objects.filter(pk__in=wanted).select_related("invoice")
@@ -66,7 +66,7 @@ def invoices_resend(
         if stuck:
             chosen |= {o.pk: o for o in orders_owing_invoice().order_by("-created_at")}
         say(
-            f"{'Dry run: would enqueue' if dry_run else 'Enqueueing'} the invoice task of up to "
+            f"{'Dry run: would send' if dry_run else 'Sending'} the invoice of up to "
             f"{len(chosen)} order(s){' (sent ones too: --force)' if force else ''}.",
             as_json=as_json,
         )
@@ -76,25 +76,28 @@ def invoices_resend(
 
 def _resend_one(report: Report, order: Any, *, force: bool, dry_run: bool) -> None:
     from marketlink.payments.models import Invoice
-    from marketlink.payments.resend import Requeue, invoice_requeue
+    from marketlink.payments.resend import Resend, invoice_resend
 
     invoice = getattr(order, "invoice", None)
     before = invoice.status if invoice is not None else None
-    outcome = run_maybe_dry(dry_run, partial(invoice_requeue, order=order, force=force))
+    outcome = run_maybe_dry(dry_run, partial(invoice_resend, order=order, force=force))
     after = Invoice.objects.filter(order=order).values_list("status", flat=True).first()
-    report.count(
-        {
-            Requeue.ENQUEUED: "enqueued",
-            Requeue.ALREADY_SENT: "already_sent",
-            Requeue.IN_FLIGHT: "in_flight",
-            Requeue.NOT_OWED: "not_owed",
-        }[outcome]
-    )
-    detail = str(outcome)
-    if outcome == Requeue.ALREADY_SENT:
+    counted = {
+        Resend.SENT: "sent",
+        Resend.SENDING: "sent",
+        Resend.NOT_SENT: "not_sent",
+        Resend.ALREADY_SENT: "already_sent",
+        Resend.IN_FLIGHT: "in_flight",
+        Resend.NOT_OWED: "not_owed",
+    }[outcome]
+    report.count(counted)
+    detail = "would be sent" if dry_run and outcome == Resend.SENDING else str(outcome)
+    if outcome == Resend.ALREADY_SENT:
         detail += "; --force to send a second one"
-    elif outcome == Requeue.IN_FLIGHT:
-        detail += "; --force to enqueue it anyway"
+    elif outcome == Resend.NOT_SENT:
+        error = Invoice.objects.filter(order=order).values_list("last_error", flat=True).first()
+        detail += f": {error}" if error else ""
+        report.needs_attention("some invoices could not be sent: see their outcome")
     report.add(
         order=str(order.pk),
         order_status=order.status,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,6 +139,62 @@ def order_transition(
         },
     )
     return order
+
+
+def orders_advance(
+    *, order_ids: Sequence[uuid.UUID], to: str, expected: str, source: str, note: str = ""
+) -> list[RepairOrder]:
+    """Move many orders from ``expected`` to ``to`` at once (the invoice batch's paid ->
+    processing): one locking read, one update and one insert of history rows for the lot. Only
+    for a change that moves no unit and that no public signal announces; each order still goes
+    through the state machine's rules and its in-transaction hook. Returns the orders that moved
+    (the others had left ``expected`` already)."""
+    moves_stock = (expected in HOLDS_STOCK) != (to in HOLDS_STOCK | USED_STOCK)
+    if to not in TRANSITIONS.get(expected, frozenset()) or moves_stock or to in SIGNALS_ON_ENTERING:
+        raise ValueError(f"{expected} -> {to} is not a change orders_advance makes")
+    actor = audit.current()
+    with transaction.atomic():
+        moving = list(
+            RepairOrder.objects.select_for_update().filter(pk__in=order_ids, status=expected)
+        )
+        now = timezone.now()
+        moved = RepairOrder.objects.filter(
+            pk__in=[order.pk for order in moving], status=expected
+        ).update(status=to, updated_at=now)
+        if moved != len(moving):  # SQLite has no row locks: one changed under us; try again
+            raise TransitionRefused("Orders changed while they were moved; try again.")
+        OrderStatusChange.objects.bulk_create(
+            OrderStatusChange(
+                order_id=order.pk,
+                from_status=expected,
+                to_status=to,
+                source=source,
+                note=note[:500],
+                actor_id=_user_if_present(actor.user_pk),
+                operator=actor.operator[: audit.OPERATOR_MAX_LENGTH],
+            )
+            for order in moving
+        )
+        for order in moving:
+            order.status, order.updated_at = to, now
+            signals.send_in_transaction(order=order, previous=expected, to=to, source=source)
+    for order in moving:
+        logger.info(
+            "order %s: %s -> %s (%s)",
+            order.pk,
+            expected,
+            to,
+            source,
+            extra={
+                "event": "order.status_changed",
+                "order_id": order.pk,
+                "variant_id": order.variant_id,
+                "from_status": expected,
+                "to_status": to,
+                "source": source,
+            },
+        )
+    return moving
 
 
 def _user_if_present(pk: Any) -> Subquery | None:

@@ -46,12 +46,14 @@ def drain(
     kinds: Collection[str] | None = None,
     only: Collection[uuid.UUID] | None = None,
     limit: int | None = None,
+    batch: int = CLAIM_BATCH,
 ) -> Counter[str]:
-    """Run what is due, batch after batch, until nothing is (or ``limit`` entries ran). Counts
-    the outcomes: ``done``, ``retry``, ``failed``. ``kinds`` / ``only``: just those."""
+    """Run what is due, ``batch`` claimed at a time, until nothing is (or ``limit`` entries
+    ran). Counts the outcomes: ``done``, ``retry``, ``failed``. ``kinds`` / ``only``: just
+    those."""
     counts: Counter[str] = Counter()
     while limit is None or counts.total() < limit:
-        size = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - counts.total())
+        size = batch if limit is None else min(batch, limit - counts.total())
         claimed = claim(size, kinds=kinds, only=only)
         if not claimed:
             break
@@ -125,7 +127,7 @@ def record(entry: OutboxEntry, outcome: Outcome, kind: Kind | None) -> str:
     mine = OutboxEntry.objects.filter(
         pk=entry.pk, status=EntryStatus.RUNNING, claimed_until=entry.claimed_until
     )
-    if isinstance(outcome, Retry) and kind is not None and entry.attempts >= kind.max_attempts:
+    if isinstance(outcome, Retry) and kind is not None and entry.attempts > kind.retries:
         outcome = Failed(f"{outcome.error} (gave up after {entry.attempts} attempts)")
     if isinstance(outcome, Done):
         mine.update(

@@ -50,14 +50,14 @@ class Kind:
     """One kind of side effect: its handler and how it is retried.
 
     The defaults retry 8 times, 10 s after the first failure and twice as long each time (about
-    21 minutes in all), as marketlink's tasks always have. ``on_give_up`` tells the owning app
+    21 minutes in all), as marketlink's tasks always have: the ninth failure is final. ``on_give_up`` tells the owning app
     the effect failed for good (an invoice marked failed, say), in the transaction that flags
     the entry."""
 
     name: str
     handle: BatchHandler
     batch_size: int = 50
-    max_attempts: int = 8
+    retries: int = 8
     first_retry: timedelta = timedelta(seconds=10)
     on_give_up: Callable[[OutboxEntry, str], None] | None = field(default=None)
 

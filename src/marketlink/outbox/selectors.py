@@ -10,6 +10,9 @@ from django.utils import timezone
 from marketlink.outbox.drainer import due
 from marketlink.outbox.models import EntryStatus, OutboxEntry
 
+# The drainer runs every minute: an entry due for longer has no drainer running it.
+OVERDUE_AFTER = timedelta(minutes=5)
+
 
 def entries_overdue(*, by: timedelta, kinds: list[str] | None = None) -> QuerySet[OutboxEntry]:
     """Entries due for longer than ``by``: no drainer has run them (no consumer, or its
@@ -34,5 +37,6 @@ def entries_listed(
     return OutboxEntry.objects.filter(query).order_by("-created_at")
 
 
-def entry_for(kind: str, subject_id: object) -> OutboxEntry | None:
-    return OutboxEntry.objects.filter(dedupe_key=f"{kind}:{subject_id}").first()
+def entries_of(kind: str, *subject_ids: object) -> QuerySet[OutboxEntry]:
+    """The entries ``kind`` owes for these subjects (one each at most)."""
+    return OutboxEntry.objects.filter(dedupe_key__in=[f"{kind}:{s}" for s in subject_ids])

@@ -7,7 +7,6 @@ from django.http import HttpRequest
 from marketlink.exceptions import MarketlinkError
 from marketlink.orders.admin import ActingAdmin, RepairOrderAdmin
 from marketlink.orders.models import ChangeSource
-from marketlink.payments.invoices import invoice_send
 from marketlink.payments.models import (
     Dispute,
     DummyCheckoutSession,
@@ -17,6 +16,7 @@ from marketlink.payments.models import (
     PaymentEvent,
     Refund,
 )
+from marketlink.payments.resend import Resend, invoice_resend
 from marketlink.payments.selectors import invoices_needing_attention
 from marketlink.payments.webhooks import event_process
 
@@ -78,8 +78,10 @@ class InvoiceAdmin(ActingAdmin):
     def send_again(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         # One try each, now, so staff see the outcome; a sent invoice is never sent again.
         sent = 0
-        for invoice in queryset.exclude(status=InvoiceStatus.SENT):
-            invoice_send(order_id=str(invoice.order_id))
+        for invoice in queryset.exclude(status=InvoiceStatus.SENT).select_related("order"):
+            if invoice_resend(order=invoice.order) == Resend.SENT:
+                sent += 1
+                continue
             invoice.refresh_from_db()
             if invoice.status == InvoiceStatus.SENT:
                 sent += 1

@@ -21,6 +21,8 @@ from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.selectors import return_urls
 from marketlink.orders.services import order_payment_columns_set, order_transition
+from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.registry import Done, Failed, Outcome, Retry
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import (
     CHECKOUT_EXPIRY_STEP,
@@ -124,17 +126,18 @@ def checkout_url_for_customer(*, order: RepairOrder, base_url: str) -> None:
         raise Conflict("This order's reservation has expired; please book again.")
 
 
-def checkout_expire(*, order_id: str) -> str:
-    """Close the provider's checkout of a released order (cancelled, or its reservation lapsed),
-    so the unit it no longer holds cannot be paid for. Raises ``GatewayError`` for the task to
-    retry; a payment that still gets through is handled as a late payment."""
-    order = RepairOrder.objects.filter(pk=order_id).first()
-    if order is None or not order.checkout_session_id:
-        return "no checkout to close"
-    if order.status not in RELEASED_STATUSES:
-        return f"order is {order.status}; its checkout stays"
-    get_gateway().expire_checkout(order.checkout_session_id)
-    return f"checkout {order.checkout_session_id} closed"
+def checkout_close(entry: OutboxEntry) -> Outcome:
+    """The outbox's ``checkout_expiry`` handler: close the provider's checkout (the entry's
+    subject) of a released order (cancelled, or its reservation lapsed), so the unit it no
+    longer holds cannot be paid for. A payment that still gets through is a late payment."""
+    order = RepairOrder.objects.filter(pk=entry.payload.get("order_id")).first()
+    if order is not None and order.status not in RELEASED_STATUSES:
+        return Done(f"order is {order.status}; its checkout stays")
+    try:
+        get_gateway().expire_checkout(entry.subject_id)
+    except GatewayError as exc:
+        return Failed(exc.message) if exc.answered else Retry(exc.message)
+    return Done(f"checkout {entry.subject_id} closed")
 
 
 def provider_says_paid(session_id: str) -> bool:

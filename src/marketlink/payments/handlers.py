@@ -26,7 +26,7 @@ from marketlink.orders.services import (
     order_payment_columns_set,
     order_transition,
 )
-from marketlink.payments import refunds, tasks
+from marketlink.payments import refunds
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import EventKind, ProviderEvent
 from marketlink.payments.models import Dispute, DisputeOutcome, RefundKind
@@ -57,13 +57,11 @@ def _remember_session(order: RepairOrder, event: ProviderEvent) -> None:
 
 
 def _refund_extra_payment(order: RepairOrder, intent: str | None, kind: str) -> None:
-    """Money we must not keep: record its refund now, in this transaction, and ask for it once
-    committed. The row is what finds the refund again if the task never gets through."""
+    """Money we must not keep: its refund, and the outbox entry owing the ask, written now, in
+    this transaction: once committed it is asked for, whatever becomes of this process."""
     if not intent:
         raise PermanentProblem("a payment to give back, without a payment intent to refund")
-    refund = refunds.refund_requested(order=order, payment_intent_id=intent, kind=kind)
-    refund_pk = str(refund.pk)
-    transaction.on_commit(lambda: tasks.refund_payment(refund_pk), robust=True)
+    refunds.refund_requested(order=order, payment_intent_id=intent, kind=kind)
 
 
 def mark_paid(order: RepairOrder, event: ProviderEvent, source: str) -> str:

@@ -4,8 +4,10 @@
 ordinary Django templates: a host overrides them by putting its own at the same path in a
 template directory that comes first.
 
-The order never waits for the email. One transaction writes the pending invoice and moves the
-order from paid to processing; only then is the email tried. So a mail server that is down, an
+An invoice is owed by the transaction that pays its order (an outbox entry of kind
+``invoice``), and sent by the outbox's drainer in batches. The order never waits for the email:
+one transaction writes the pending invoice and moves the order from paid to processing; only
+then is the email tried. So a mail server that is down, an
 address nobody can deliver to, or a worker that dies mid-send leaves a processing order (the
 vendor can complete it) with a pending or failed invoice, which is a queryable record of the
 email still owed, never a paid order with nothing left to move it.
@@ -16,26 +18,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
+import uuid
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core import mail
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import transaction
-from django.template.loader import render_to_string
+from django.db.models import F
+from django.template.loader import get_template
 from django.utils import timezone
 
 from marketlink import conf, money
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
-from marketlink.orders.services import TransitionRefused, order_transition
+from marketlink.orders.services import orders_advance
+from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.registry import Done, Failed, Outcome, Retry
 from marketlink.payments.models import Invoice, InvoiceStatus
 
 logger = logging.getLogger(__name__)
 
 ERROR_LIMIT = 2000
-
-
-class InvoiceNotSent(Exception):
-    """A try failed and another may succeed: the invoice stays pending for the next one."""
 
 
 class UndeliverableAddress(ValueError):
@@ -47,91 +52,134 @@ def invoice_number(order: RepairOrder) -> str:
     return f"ML-{paid:%Y%m%d}-{order.id.hex[:10].upper()}"
 
 
-def invoice_send(*, order_id: str, last_try: bool = True) -> str:
-    """Move a paid order to processing, then send its invoice unless it was sent.
+def invoices_send(entries: Sequence[OutboxEntry]) -> dict[uuid.UUID, Outcome]:
+    """The outbox's ``invoice`` handler: send the invoices a batch of entries owes (one per
+    order), unless sent (``payload["force"]``: an operator's resend sends a sent one again).
 
-    A failed try is recorded on the invoice (attempts, when, the error). When ``last_try`` is
-    false and the failure may pass (a mail server down, say), :class:`InvoiceNotSent` is raised
-    for the caller to retry; otherwise the invoice becomes ``failed`` for staff.
-
-    The invoice row is locked while the email goes out: a second worker running the same task
-    waits, then sees it sent and sends nothing. (An email that left just before a crash, before
-    the commit, would be sent again on retry: at-least-once is what SMTP allows.)
-    """
-    order = RepairOrder.objects.select_related("variant__service").get(pk=order_id)
-    _open(order)
-    failure: Exception | None = None
-    with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(order=order)
-        if invoice.status == InvoiceStatus.SENT:
-            outcome = f"invoice {invoice.number} was already sent"
-            _report(logging.INFO, "already_sent", order, invoice, outcome)
-            return outcome
-        invoice.attempts += 1
-        invoice.last_attempt_at = timezone.now()
-        try:
-            _email(order, invoice)
-        except Exception as exc:
-            failure = exc
-            gives_up = last_try or _permanent(exc)
-            invoice.status = InvoiceStatus.FAILED if gives_up else InvoiceStatus.PENDING
-            invoice.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
-        else:
-            invoice.status = InvoiceStatus.SENT
-            invoice.sent_at = invoice.last_attempt_at
-            invoice.last_error = ""
-        # Saved with the try it records, failed or not, in the transaction that holds the lock.
-        invoice.save(
-            update_fields=["status", "attempts", "last_attempt_at", "last_error", "sent_at"]
+    One read for the batch, one transaction moving its paid orders to processing with their
+    pending invoices, templates loaded once and one mail connection for all. Each invoice is
+    marked sent as soon as its message is accepted, so a drainer killed mid-batch sends again
+    only the message that was in flight (at-least-once is what SMTP allows); a failed try is
+    recorded on the invoice and answered ``Retry`` (may pass) or ``Failed`` (will not)."""
+    by_order = {uuid.UUID(entry.subject_id): entry for entry in entries}
+    _open(list(by_order))
+    orders = {
+        order.pk: order
+        for order in RepairOrder.objects.filter(pk__in=list(by_order)).select_related(
+            "variant__service", "invoice"
         )
-    if failure is None:
-        outcome = f"invoice {invoice.number} sent"
-        _report(logging.INFO, "sent", order, invoice, outcome)
-        return outcome
-    if invoice.status == InvoiceStatus.PENDING:
-        _report(logging.WARNING, "retrying", order, invoice, invoice.last_error)
-        raise InvoiceNotSent(f"invoice {invoice.number}: {invoice.last_error}") from failure
-    outcome = f"invoice {invoice.number} not sent, needs staff: {invoice.last_error}"
-    _report(logging.ERROR, "failed", order, invoice, outcome)
-    return outcome
+    }
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    templates = _Templates()
+    with _mailer() as mailer:
+        for order_id, entry in by_order.items():
+            order = orders.get(order_id)
+            if order is None:
+                outcomes[entry.pk] = Failed("no such order")
+                continue
+            outcomes[entry.pk] = _send_one(
+                order, order.invoice, mailer, templates, force=bool(entry.payload.get("force"))
+            )
+    return outcomes
+
+
+def _send_one(
+    order: RepairOrder, invoice: Invoice, mailer: Any, templates: _Templates, *, force: bool
+) -> Outcome:
+    if invoice.status == InvoiceStatus.SENT and not force:
+        _report(logging.INFO, "already_sent", order, invoice, "already sent")
+        return Done(f"invoice {invoice.number} was already sent")
+    tried = timezone.now()
+    try:
+        mailer.send_messages([_message(order, invoice, templates)])
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+        permanent = _permanent(exc)
+        Invoice.objects.filter(pk=invoice.pk).update(
+            attempts=F("attempts") + 1,
+            last_attempt_at=tried,
+            last_error=error,
+            **({"status": InvoiceStatus.FAILED} if permanent else {}),
+        )
+        if permanent:
+            _report(logging.ERROR, "failed", order, invoice, error)
+            return Failed(f"invoice {invoice.number}: {error}")
+        _report(logging.WARNING, "retrying", order, invoice, error)
+        return Retry(f"invoice {invoice.number}: {error}")
+    Invoice.objects.filter(pk=invoice.pk).update(
+        status=InvoiceStatus.SENT,
+        sent_at=tried,
+        attempts=F("attempts") + 1,
+        last_attempt_at=tried,
+        last_error="",
+    )
+    _report(logging.INFO, "sent", order, invoice, "sent")
+    return Done(f"invoice {invoice.number} sent")
+
+
+def invoice_gave_up(entry: OutboxEntry, error: str) -> None:
+    """The outbox gave up on an invoice (its retries spent): it is ``failed``, for staff."""
+    unsent = Invoice.objects.filter(order__pk=entry.subject_id).exclude(status=InvoiceStatus.SENT)
+    unsent.update(status=InvoiceStatus.FAILED, last_error=error[:ERROR_LIMIT])
 
 
 def _report(level: int, outcome: str, order: RepairOrder, invoice: Invoice, detail: str) -> None:
     logger.log(
         level,
-        "order %s: %s (attempt %d)",
+        "order %s: invoice %s %s",
         order.id,
+        invoice.number,
         detail,
-        invoice.attempts,
         extra={
             "event": f"invoice.{outcome}",
             "order_id": order.id,
             "variant_id": order.variant_id,
             "invoice_number": invoice.number,
-            "attempts": invoice.attempts,
         },
     )
 
 
-def _open(order: RepairOrder) -> None:
-    """The pending invoice and the order's move to processing, in one transaction: before it
-    commits nothing changed (a retry starts over), after it the order is no longer waiting."""
+def _open(order_ids: list[uuid.UUID]) -> None:
+    """The pending invoices and the orders' move to processing, in one transaction: before it
+    commits nothing changed (a retry starts over), after it no order is left waiting. An order
+    refunded meanwhile (or moved by an earlier try) stays as it is."""
     with transaction.atomic():
-        # One statement; a twin task's row (or a retry's own) stays as it is.
+        paid = RepairOrder.objects.filter(pk__in=order_ids).only("pk", "paid_at", "created_at")
+        # A retry's own rows stay as they are.
         Invoice.objects.bulk_create(
-            [Invoice(order=order, number=invoice_number(order))], ignore_conflicts=True
+            [Invoice(order_id=order.pk, number=invoice_number(order)) for order in paid],
+            ignore_conflicts=True,
         )
-        # Refunded meanwhile, or a twin task moved it already: either way there is nothing to do.
-        if order.status == OrderStatus.PAID:
-            with contextlib.suppress(TransitionRefused):
-                order_transition(
-                    order_id=order.id,
-                    to=OrderStatus.PROCESSING,
-                    source=ChangeSource.TASK,
-                    expected=OrderStatus.PAID,
-                    note="invoice task",
-                    known=order,
-                )
+        orders_advance(
+            order_ids=order_ids,
+            to=OrderStatus.PROCESSING,
+            expected=OrderStatus.PAID,
+            source=ChangeSource.TASK,
+            note="invoice sent",
+        )
+
+
+class _Templates:
+    """The three invoice templates, loaded once for a batch (a host's overrides included)."""
+
+    def __init__(self) -> None:
+        self.subject = get_template("marketlink/email/invoice_subject.txt")
+        self.text = get_template("marketlink/email/invoice.txt")
+        self.html = get_template("marketlink/email/invoice.html")
+
+
+@contextlib.contextmanager
+def _mailer() -> Iterator[Any]:
+    """One open connection of the configured mailer for the batch: Django 6.1's ``mailers``,
+    ``get_connection()`` (deprecated there) before."""
+    mailers = getattr(mail, "mailers", None)
+    connection = mailers.default if mailers is not None else mail.get_connection()
+    connection.open()
+    try:
+        yield connection
+    finally:
+        with contextlib.suppress(Exception):  # a server that hung up: nothing left to close
+            connection.close()
 
 
 def _permanent(exc: Exception) -> bool:
@@ -167,7 +215,7 @@ def _zone_label(shown: datetime) -> str:
     return f"{name} (UTC{offset[:3]}:{offset[3:5]})"
 
 
-def _email(order: RepairOrder, invoice: Invoice) -> None:
+def _message(order: RepairOrder, invoice: Invoice, templates: _Templates) -> EmailMessage:
     if _undeliverable(order.customer_email):
         raise UndeliverableAddress(f"no deliverable address: {order.customer_email!r}")
     paid_at = _shown(order.paid_at or timezone.now())
@@ -185,14 +233,12 @@ def _email(order: RepairOrder, invoice: Invoice) -> None:
     }
     # One line whatever the stored names or a host's template hold: a line break in a header
     # makes Django refuse the message, on every try.
-    subject = " ".join(render_to_string("marketlink/email/invoice_subject.txt", context).split())
+    subject = " ".join(templates.subject.render(context).split())
     message = EmailMultiAlternatives(
         subject=subject,
-        body=render_to_string("marketlink/email/invoice.txt", context),
+        body=templates.text.render(context),
         from_email=conf.get().INVOICE_FROM_EMAIL or settings.DEFAULT_FROM_EMAIL,
         to=[order.customer_email],
     )
-    message.attach_alternative(
-        render_to_string("marketlink/email/invoice.html", context), "text/html"
-    )
-    message.send()
+    message.attach_alternative(templates.html.render(context), "text/html")
+    return message

@@ -67,9 +67,10 @@ class InvoiceStatus(models.TextChoices):
 class Invoice(models.Model):
     """The invoice emailed for a paid order; one per order, sent at most once.
 
-    Its row is written in the same transaction that moves the order to processing, so a pending
-    invoice is the record of an email still owed, whatever happens to the task. ``failed`` means
-    marketlink gave up (retries spent, or an address no mail server can deliver to): staff look.
+    It is owed by the transaction that pays the order (an outbox entry of kind ``invoice``); its
+    row is written in the transaction that moves the order to processing, before the email is
+    tried. ``failed`` means marketlink gave up (retries spent, or an address no mail server can
+    deliver to): staff look.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -82,9 +83,6 @@ class Invoice(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    # When reconcile or ``marketlink invoices resend`` last enqueued the task again: what keeps a
-    # second run from enqueueing it again while the first is in flight.
-    requeued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

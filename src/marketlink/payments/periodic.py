@@ -1,13 +1,13 @@
 """The periodic reconcile (Huey): recent orders checked against the provider on a schedule, so
-a lost webhook or a lost invoice task is mended without an operator; and, with any gateway, the
-invoices nothing will send by itself enqueued again, and the refunds that went quiet followed up.
+a lost webhook is mended without an operator; and, with any gateway, the pending refunds that
+went quiet read again. (What a change owes, an invoice or a refund's ask, is the outbox's: its
+drainer runs every minute.)
 
 On by default with the Stripe gateway only (``PERIODIC_RECONCILE``): the dummy gateway's events
 never leave the site, so nothing can be lost on the way. It runs every
 ``PERIODIC_RECONCILE_MINUTES`` minutes (on the minutes divisible by it), read live by the
 schedule's test, and writes the consumer's heartbeat like every periodic job. It is imported by
-``PaymentsConfig.ready()`` (Huey's autodiscovery only imports ``tasks`` modules, and
-``payments.tasks`` cannot import reconciliation, which enqueues its tasks).
+``PaymentsConfig.ready()`` (Huey's autodiscovery only imports ``tasks`` modules).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from marketlink import conf
 from marketlink.heartbeat import beat
 from marketlink.orders.models import ChangeSource
 from marketlink.payments.gateways.base import GatewayError
+from marketlink.payments.models import RefundStatus
 from marketlink.payments.reconcile import LimitReached, Result, reconcile_orders
 from marketlink.payments.refunds import refund_follow_up
-from marketlink.payments.resend import Requeue, invoice_requeue
 from marketlink.payments.rules import PermanentProblem
-from marketlink.payments.selectors import orders_owing_invoice, refunds_to_follow_up
+from marketlink.payments.selectors import refunds_to_follow_up
 
 logger = logging.getLogger(__name__)
 
@@ -73,24 +73,14 @@ def reconcile_recent_orders() -> dict[str, int]:
 
 
 @db_periodic_task(crontab(minute="*/10"))
-def requeue_owed_invoices() -> int:
-    """Enqueue again the invoice task of each order whose invoice nothing will send by itself
-    (its consumer was killed mid-send, or the queue lost the task), whatever the gateway: the
-    same rule and the same once-only re-enqueue as reconcile's invoice check, so the two never
-    stack twin tasks."""
-    beat()
-    requeued = [invoice_requeue(order=order) for order in orders_owing_invoice()]
-    return requeued.count(Requeue.ENQUEUED)
-
-
-@db_periodic_task(crontab(minute="*/10"))
 def follow_up_refunds() -> int:
-    """Follow up each refund asked for (or pending) and untouched past the grace period, whatever
-    the gateway: its ask may have been lost with the queue, and money owed back to a customer is
-    never left to wait for a person."""
+    """Read again each refund pending at the provider and untouched past the grace period,
+    whatever the gateway: its events may have been lost, and money owed back to a customer is
+    never left to wait for a person. (A refund asked for and not made yet is the outbox's.)"""
     beat()
     followed = 0
-    for refund in refunds_to_follow_up().order_by("updated_at")[:LIMIT]:
+    quiet = refunds_to_follow_up().exclude(status=RefundStatus.REQUESTED)
+    for refund in quiet.order_by("updated_at")[:LIMIT]:
         try:
             outcome = refund_follow_up(refund=refund, source=ChangeSource.TASK)
         except (GatewayError, PermanentProblem) as exc:

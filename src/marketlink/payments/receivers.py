@@ -1,25 +1,35 @@
-"""How payments follows orders without orders knowing of payments: receivers of the public order
+"""How payments follows orders without orders knowing of payments: receivers of the order
 signals (``marketlink.orders.signals``), connected when the app is ready."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from marketlink.orders.models import RepairOrder
-from marketlink.payments import tasks
+from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.outbox.services import outbox_write
+from marketlink.payments.rules import RELEASED_STATUSES
+
+INVOICE_KIND = "invoice"
+CHECKOUT_EXPIRY_KIND = "checkout_expiry"
 
 
-def close_checkout_of_released_order(sender: Any, order: RepairOrder, **kwargs: Any) -> None:
-    """A released order's unit may be sold again: its checkout must not stay payable. Stripe
-    keeps a session open at least 30 minutes, so one opened late in a reservation outlives it.
-    Closed by a task, so neither a booking that reclaims lapsed reservations nor the expiry job
-    waits on the provider."""
-    if order.checkout_session_id:
-        tasks.expire_checkout(str(order.id))
+def owe_what_the_change_does(
+    sender: Any, order: RepairOrder, previous: str, to: str, **kwargs: Any
+) -> None:
+    """In the transaction of the order's change, the side effects it owes, as outbox entries:
 
-
-def invoice_paid_order(sender: Any, order: RepairOrder, **kwargs: Any) -> None:
-    """Every order that was paid owes one invoice, whichever event told us of the payment: a
-    confirmation, or a refund seen first (the order is paid, then refunded, in one step). The
-    invoice records the money taken; a refund afterwards does not take it back."""
-    tasks.send_invoice(str(order.id))
+    - every order that was paid owes one invoice, whichever event told us of the payment (a
+      confirmation, or a refund seen first: the order is paid, then refunded). The invoice
+      records the money taken; a refund afterwards does not take it back;
+    - a released order's checkout must not stay payable, since its unit may be sold again:
+      Stripe keeps a session open at least 30 minutes, so one opened late in a reservation
+      outlives it. Closed by the drainer, so neither a booking that reclaims lapsed
+      reservations nor the expiry job waits on the provider."""
+    if to == OrderStatus.PAID:
+        outbox_write(kind=INVOICE_KIND, subject_id=order.pk)
+    elif previous == OrderStatus.PENDING and to in RELEASED_STATUSES and order.checkout_session_id:
+        outbox_write(
+            kind=CHECKOUT_EXPIRY_KIND,
+            subject_id=order.checkout_session_id,
+            payload={"order_id": str(order.pk)},
+        )

@@ -11,11 +11,13 @@ repeat nor shift the pages):
   provider after all (the late payment takes its unit again, or is refunded);
 - ``paid``: paid or processing orders paid in the window: refunded at the provider (e.g. in its
   dashboard) without marketlink hearing of it;
-- ``invoices``: orders whose invoice is not sent past the grace period, whatever their status:
-  the invoice task is enqueued again, once; still unsent after that, a person looks;
+- ``invoices``: orders whose invoice nothing is sending (its outbox entry overdue past the grace
+  period: no drainer runs; or failed for good): sent now, in this process (after the commit, so
+  a dry run sends nothing); one that failed for good, or fails again, is for a person;
 - ``refunds``: orders with a refund asked for (or pending) and untouched past the grace period:
-  the provider's refunds of the payment are read and recorded, and a refund never made is asked
-  again (after the commit, so a dry run never asks the provider for money).
+  the provider's refunds of the payment are read and recorded, and a refund still never made is
+  asked again now, in this process, through its outbox entry (after the commit, so a dry run
+  never asks the provider for money).
 
 The provider is asked first, outside any transaction; what its answer changes is then written
 by the handlers a webhook would run, in a transaction the caller may roll back (a dry run).
@@ -36,6 +38,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
+from marketlink.outbox.selectors import entries_of
+from marketlink.outbox.services import outbox_retry, outbox_run_now
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import (
     CheckoutSession,
@@ -45,9 +49,9 @@ from marketlink.payments.gateways.base import (
     ProviderRefund,
 )
 from marketlink.payments.handlers import HANDLERS, release_if_pending
-from marketlink.payments.models import Refund, RefundStatus
-from marketlink.payments.refunds import refund_ask_again
-from marketlink.payments.resend import Requeue, invoice_requeue
+from marketlink.payments.models import Invoice, InvoiceStatus, Refund, RefundStatus
+from marketlink.payments.refunds import REFUND_KIND
+from marketlink.payments.resend import Resend, invoice_resend
 from marketlink.payments.rules import RELEASED_STATUSES, PermanentProblem
 from marketlink.payments.selectors import (
     orders_owing_invoice,
@@ -313,7 +317,11 @@ def _fix_quiet_refunds(
     asked: list[str] = []
 
     def ask_again(refund_pk: uuid.UUID) -> None:
-        asked.append(refund_ask_again(refund_pk=refund_pk, source=source))
+        entry = entries_of(REFUND_KIND, refund_pk).values_list("pk", flat=True)
+        outbox_retry(ids=list(entry), wake=False)
+        outbox_run_now(kind=REFUND_KIND, subject_id=refund_pk)
+        status = Refund.objects.values_list("status", flat=True).get(pk=refund_pk)
+        asked.append(f"refund {refund_pk} asked again: {status}")
 
     for refund_pk in never_made:
         # A provider write: after the commit, so a dry run's rollback never asks for money.
@@ -329,18 +337,26 @@ def _owing_invoice(since: datetime) -> QuerySet[RepairOrder]:
 
 def _fix_invoice(order: RepairOrder, _: None, source: str) -> Finding:
     invoice = getattr(order, "invoice", None)
-    if invoice is not None and invoice.requeued_at is not None:
-        error = f" (last error: {invoice.last_error[:200]})" if invoice.last_error else ""
+    if invoice is not None and invoice.status == InvoiceStatus.FAILED:
+        error = f" ({invoice.last_error[:200]})" if invoice.last_error else ""
         return (
             Kind.INVOICE_NOT_SENT,
             Result.NEEDS_ATTENTION,
-            f"invoice {invoice.status} although its task was enqueued again at "
-            f"{invoice.requeued_at:%Y-%m-%d %H:%M} UTC{error}: is a Huey consumer running? "
-            "`marketlink invoices resend ORDER_ID` after fixing the cause",
+            f"invoice failed for good{error}: `marketlink invoices resend ORDER_ID` after "
+            "fixing the cause",
         )
-    if invoice_requeue(order=order) != Requeue.ENQUEUED:
-        return None  # sent, or enqueued by another run, meanwhile
-    return Kind.INVOICE_NOT_SENT, Result.FIXED, "invoice task enqueued again"
+    # Due, and no drainer ran it (no consumer, or no scheduler): sent here instead.
+    outcome = invoice_resend(order=order)
+    if outcome in (Resend.ALREADY_SENT, Resend.IN_FLIGHT, Resend.NOT_OWED):
+        return None  # sent, or being sent, meanwhile
+    if outcome == Resend.NOT_SENT:
+        invoice = Invoice.objects.get(order=order)
+        return (
+            Kind.INVOICE_NOT_SENT,
+            Result.NEEDS_ATTENTION,
+            f"invoice not sent: {invoice.last_error[:200]}; it is tried again with a back-off",
+        )
+    return Kind.INVOICE_NOT_SENT, Result.FIXED, f"invoice {outcome} (no drainer had run it)"
 
 
 CHECKS = (

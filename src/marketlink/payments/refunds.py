@@ -2,9 +2,10 @@
 payment's and a late payment's; and asking again until the provider has answered.
 
 Every refund marketlink asks for has a :class:`Refund` row, written before the provider is asked,
-so a refund that could not be made is never forgotten: it stays ``requested`` with its attempts
-and last error, and is asked again (:func:`refund_follow_up`) once it has gone untouched for
-``REFUND_GRACE_PERIOD``, whatever became of the task that was to ask. What the provider answers
+with an outbox entry (kind ``refund``) owing the ask, in one transaction: the drainer asks
+(:func:`refund_outbox_handle`), with a back-off while the provider fails, and nothing is lost
+with a queue or a worker. A pending refund whose last word never reached us is read again
+(:func:`refund_follow_up`) once untouched for ``REFUND_GRACE_PERIOD``. What the provider answers
 is recorded by ``refund_records``, as its events are.
 
 No function here holds a transaction or a lock across a call to the provider.
@@ -25,6 +26,10 @@ from marketlink.exceptions import Conflict
 from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.services import TransitionRefused
+from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.registry import Done, Failed, Outcome, Retry
+from marketlink.outbox.selectors import entries_of
+from marketlink.outbox.services import outbox_retry, outbox_run_now, outbox_write
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import GatewayError, RefundRequest
 from marketlink.payments.models import UNSETTLED_REFUND_STATUSES, Refund, RefundKind, RefundStatus
@@ -33,6 +38,7 @@ from marketlink.payments.rules import PAID_STATUSES
 
 logger = logging.getLogger(__name__)
 
+REFUND_KIND = "refund"
 # Stripe keeps an idempotency key 24 hours: an ask under an older key could make a second
 # refund, so the refund is looked up by its reference first.
 KEY_MEMORY = timedelta(hours=24)
@@ -62,16 +68,27 @@ def order_refund(*, order: RepairOrder, source: str = ChangeSource.API) -> Repai
     order.refresh_from_db()
     if order.status == OrderStatus.REFUNDED:
         return order
-    refund = _remainder_requested(order, intent)
-    if refund is not None and refund.status == RefundStatus.REQUESTED:
-        refund_ask(refund=refund, source=source)
+    refund = _remainder_requested(order, intent, source)
+    if refund is not None:
+        # Asked now, in this request, so it answers with the outcome.
+        outbox_run_now(kind=REFUND_KIND, subject_id=refund.pk)
+        refund.refresh_from_db()
+        if refund.status == RefundStatus.REQUESTED:
+            raise GatewayError(
+                f"The payment provider failed to refund the payment; it is asked again "
+                f"shortly ({refund.last_error or 'no answer'})."
+            )
     order.refresh_from_db()
     return order
 
 
-def _new_refund(order: RepairOrder, intent: str, kind: str, amount_minor: int) -> Refund:
+def _new_refund(
+    order: RepairOrder, intent: str, kind: str, amount_minor: int, *, source: str, wake: bool
+) -> Refund:
+    """The refund's row and the outbox entry owing its ask, in the caller's transaction (which
+    ``source`` the order's history names when the ask refunds it)."""
     pk = uuid.uuid4()
-    return Refund.objects.create(
+    refund = Refund.objects.create(
         id=pk,
         order=order,
         kind=kind,
@@ -81,9 +98,11 @@ def _new_refund(order: RepairOrder, intent: str, kind: str, amount_minor: int) -
         # One key per refund: each row is one refund at the provider.
         idempotency_key=f"marketlink-refund-{pk}",
     )
+    outbox_write(kind=REFUND_KIND, subject_id=pk, payload={"source": source}, wake=wake)
+    return refund
 
 
-def _remainder_requested(order: RepairOrder, intent: str) -> Refund | None:
+def _remainder_requested(order: RepairOrder, intent: str, source: str) -> Refund | None:
     """The order's refund to ask for: one asked before whose answer never came, else a new one
     for what no refund covers yet (None: pending or succeeded refunds cover it all)."""
     with transaction.atomic():
@@ -91,6 +110,9 @@ def _remainder_requested(order: RepairOrder, intent: str) -> Refund | None:
         rows = list(Refund.objects.filter(order=order, payment_intent_id=intent))
         waiting = [row for row in rows if row.status == RefundStatus.REQUESTED]
         if waiting:
+            # Asked before, no answer yet: its entry is asked again now.
+            waiting_entry = entries_of(REFUND_KIND, waiting[0].pk).values_list("pk", flat=True)
+            outbox_retry(ids=list(waiting_entry), wake=False)
             return waiting[0]
         covered = sum(
             row.amount_minor
@@ -100,13 +122,14 @@ def _remainder_requested(order: RepairOrder, intent: str) -> Refund | None:
         remainder = to_minor_units(order.total_amount, order.currency) - covered
         if remainder <= 0:
             return None
-        return _new_refund(order, intent, RefundKind.ORDER, remainder)
+        return _new_refund(order, intent, RefundKind.ORDER, remainder, source=source, wake=False)
 
 
 def refund_requested(*, order: RepairOrder, payment_intent_id: str, kind: str) -> Refund:
     """The refund of a payment marketlink must not keep (``kind``: a duplicate or a late one),
-    recorded as asked for, before the provider is asked. One that is under way or done is
-    returned as it is; after one failed or was canceled, a new one is recorded."""
+    recorded as asked for with the outbox entry owing the ask, in the caller's transaction (the
+    event's that decided it). One that is under way or done is returned as it is; after one
+    failed or was canceled, a new one is recorded."""
     with transaction.atomic():
         RepairOrder.objects.select_for_update().filter(pk=order.pk).first()
         live = (
@@ -117,7 +140,9 @@ def refund_requested(*, order: RepairOrder, payment_intent_id: str, kind: str) -
         if live is not None:
             return live
         amount = to_minor_units(order.total_amount, order.currency)
-        return _new_refund(order, payment_intent_id, kind, amount)
+        return _new_refund(
+            order, payment_intent_id, kind, amount, source=ChangeSource.TASK, wake=True
+        )
 
 
 def refund_ask(*, refund: Refund, source: str) -> str:
@@ -163,44 +188,54 @@ def refund_ask(*, refund: Refund, source: str) -> str:
     )
 
 
-def refund_gave_up(*, refund_pk: uuid.UUID | str, error: str) -> None:
-    """The retries of one ask are spent: flag the refund for staff. It is still asked again
-    after the grace period (:func:`refund_follow_up`): money owed back is never dropped."""
-    Refund.objects.filter(pk=refund_pk, status=RefundStatus.REQUESTED).update(
+def refund_gave_up(entry: OutboxEntry, error: str) -> None:
+    """The outbox gave up asking (its retries spent, or the provider refused): the refund is
+    flagged for staff. Money owed back is never dropped silently."""
+    Refund.objects.filter(pk=entry.subject_id, status=RefundStatus.REQUESTED).update(
         needs_attention=True, last_error=error[:2000], updated_at=timezone.now()
     )
     logger.error(
         "refund %s could not be made and needs attention: %s",
-        refund_pk,
+        entry.subject_id,
         error,
-        extra={"event": "refund.gave_up", "refund_id": refund_pk},
+        extra={"event": "refund.gave_up", "refund_id": entry.subject_id},
     )
+
+
+def refund_outbox_handle(entry: OutboxEntry) -> Outcome:
+    """The outbox's ``refund`` handler: ask for a requested refund. Under a key the provider may
+    have forgotten (older than a day), the refund is looked up by its reference first and
+    recorded if it was made."""
+    refund = Refund.objects.select_related("order").filter(pk=entry.subject_id).first()
+    if refund is None or refund.status != RefundStatus.REQUESTED:
+        return Done("nothing to ask for")
+    source = entry.payload.get("source", ChangeSource.TASK)
+    try:
+        asked = refund.first_asked_at
+        if asked is not None and asked < timezone.now() - KEY_MEMORY:
+            listed = get_gateway().fetch_refunds(refund.payment_intent_id)
+            found = [seen for seen in listed if seen.reference == str(refund.pk)]
+            if found:
+                return Done(
+                    refunds_record(
+                        order=refund.order,
+                        payment_intent_id=refund.payment_intent_id,
+                        seen=found,
+                        source=source,
+                    )
+                )
+            # Never made: ask anew, counting the key's day from now.
+            Refund.objects.filter(pk=refund.pk).update(first_asked_at=None)
+        return Done(refund_ask(refund=refund, source=source))
+    except GatewayError as exc:
+        return Failed(exc.message) if exc.answered else Retry(exc.message)
 
 
 def refund_follow_up(*, refund: Refund, source: str) -> str:
-    """One step further for a refund that went quiet. The provider's refunds of its payment are
-    read and recorded first (a pending refund is only read again, never asked again; a requested
-    one whose answer was lost is found by its reference); one still requested after that was
-    never made, and is asked again."""
+    """A pending refund whose last word never reached us (its events lost): the provider's
+    refunds of its payment are read and recorded. It is never asked again: it was made."""
     listed = get_gateway().fetch_refunds(refund.payment_intent_id)
-    said = refunds_record(
+    Refund.objects.filter(pk=refund.pk).update(updated_at=timezone.now())
+    return refunds_record(
         order=refund.order, payment_intent_id=refund.payment_intent_id, seen=listed, source=source
     )
-    Refund.objects.filter(pk=refund.pk).update(updated_at=timezone.now())
-    return f"{said}; {refund_ask_again(refund_pk=refund.pk, source=source)}"
-
-
-def refund_ask_again(*, refund_pk: uuid.UUID, source: str) -> str:
-    """Ask again for a refund the provider's listing did not show: it was never made. A key
-    older than the provider's memory of it starts its day anew (the lookup just done is what
-    makes asking under it safe)."""
-    refund = Refund.objects.select_related("order").filter(pk=refund_pk).first()
-    if refund is None or refund.status != RefundStatus.REQUESTED:
-        return "nothing to ask again"
-    asked = refund.first_asked_at
-    if asked is not None and asked < timezone.now() - KEY_MEMORY:
-        Refund.objects.filter(pk=refund.pk).update(first_asked_at=None)
-    try:
-        return "asked again: " + refund_ask(refund=refund, source=source)
-    except GatewayError as exc:
-        return f"asked again, the provider failed: {exc.message}"

@@ -1,67 +1,66 @@
-"""Enqueueing an order's invoice task again, once: for reconcile, the periodic job and
-``marketlink invoices resend``.
+"""Sending an order's invoice again, now, in this process: for ``marketlink invoices resend``
+and reconcile, so a consumer that is down stops neither.
 
-The re-enqueue is recorded on the invoice (``requeued_at``) in the transaction that decides it,
-under the invoice's row lock, so a second run (or a concurrent one) finds it in flight and
-enqueues nothing more until the grace period has passed. The task itself still sends at most
-once (``invoices.invoice_send``).
+The invoice's outbox entry is made due again (or written, for a paid order that has none: one
+from before the outbox) and run right after the decision commits. A dry run's rollback takes the
+decision back, and with it the sending: nothing is sent. An invoice that was sent is sent again
+only when told to (``force``), and an entry a drainer holds right now is left to it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from marketlink.orders.models import RepairOrder
-from marketlink.payments import tasks
-from marketlink.payments.invoices import invoice_number
+from marketlink.outbox.models import EntryStatus, OutboxEntry
+from marketlink.outbox.services import outbox_run_now, outbox_write
 from marketlink.payments.models import Invoice, InvoiceStatus
-from marketlink.payments.selectors import invoice_grace_period
+from marketlink.payments.receivers import INVOICE_KIND
 
 
-class Requeue(StrEnum):
-    ENQUEUED = "enqueued again"
+class Resend(StrEnum):
+    SENT = "sent"
+    NOT_SENT = "tried, not sent (its last error is on the invoice)"
+    SENDING = "to be sent once committed"
     ALREADY_SENT = "already sent"
-    IN_FLIGHT = "enqueued again recently; still in flight"
+    IN_FLIGHT = "a drainer is sending it now"
     NOT_OWED = "never paid: no invoice owed"
 
 
-def invoice_requeue(*, order: RepairOrder, force: bool = False) -> Requeue:
-    """Enqueue the invoice task of ``order`` again, unless its invoice was sent or was enqueued
-    again within the grace period; ``force`` does both anyway (an operator's decision: a sent
-    invoice is then sent a second time)."""
-    if order.paid_at is None and not Invoice.objects.filter(order=order).exists():
-        return Requeue.NOT_OWED
+def invoice_resend(*, order: RepairOrder, force: bool = False) -> Resend:
+    """Send ``order``'s invoice now unless it was sent (``force``: anyway, a second one)."""
+    invoice = Invoice.objects.filter(order=order).first()
+    if order.paid_at is None and invoice is None:
+        return Resend.NOT_OWED
+    if invoice is not None and invoice.status == InvoiceStatus.SENT and not force:
+        return Resend.ALREADY_SENT
     now = timezone.now()
     with transaction.atomic():
-        # A paid order whose task was lost has no invoice yet: the row is what records this.
-        Invoice.objects.bulk_create(
-            [Invoice(order=order, number=invoice_number(order))], ignore_conflicts=True
+        entry = (
+            OutboxEntry.objects.select_for_update()
+            .filter(dedupe_key=f"{INVOICE_KIND}:{order.pk}")
+            .first()
         )
-        invoice = Invoice.objects.select_for_update().get(order=order)
-        if invoice.status == InvoiceStatus.SENT and not force:
-            return Requeue.ALREADY_SENT
-        recently = invoice.requeued_at and invoice.requeued_at > now - invoice_grace_period()
-        if recently and not force:
-            return Requeue.IN_FLIGHT
-        previous = invoice.requeued_at
-        invoice.requeued_at = now
-        if invoice.status == InvoiceStatus.SENT:
-            invoice.status = InvoiceStatus.PENDING
-        invoice.save(update_fields=["requeued_at", "status"])
-        order_id = str(order.pk)
-        transaction.on_commit(lambda: _enqueue(order_id, now, previous))
-    return Requeue.ENQUEUED
-
-
-def _enqueue(order_id: str, stamp: datetime, previous: datetime | None) -> None:
-    """The task, after the commit. If the queue cannot take it (Redis down), the record of the
-    re-enqueue is taken back, so the next run tries again, and the error reaches the caller."""
-    try:
-        tasks.send_invoice(order_id)
-    except Exception:
-        Invoice.objects.filter(order__pk=order_id, requeued_at=stamp).update(requeued_at=previous)
-        raise
+        held = entry is not None and entry.status == EntryStatus.RUNNING
+        if entry is None:
+            owed = {"force": force}
+            outbox_write(kind=INVOICE_KIND, subject_id=order.pk, payload=owed, wake=False)
+        elif held and entry.claimed_until is not None and entry.claimed_until > now:
+            return Resend.IN_FLIGHT
+        else:
+            OutboxEntry.objects.filter(pk=entry.pk).update(
+                status=EntryStatus.PENDING,
+                due_at=now,
+                attempts=0,
+                needs_attention=False,
+                payload={**entry.payload, "force": force},
+                updated_at=now,
+            )
+        transaction.on_commit(lambda: outbox_run_now(kind=INVOICE_KIND, subject_id=order.pk))
+    if connection.in_atomic_block:  # a dry run's transaction: nothing is sent before it ends
+        return Resend.SENDING
+    sent = Invoice.objects.filter(order=order, status=InvoiceStatus.SENT, sent_at__gte=now)
+    return Resend.SENT if sent.exists() else Resend.NOT_SENT

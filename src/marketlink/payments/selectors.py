@@ -4,7 +4,7 @@ needs staff's attention (invoices, refunds, disputes)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.core import signing
@@ -15,6 +15,7 @@ from django.utils import timezone
 from marketlink import conf
 from marketlink.exceptions import NotFound
 from marketlink.orders.models import OrderStatus, RepairOrder
+from marketlink.outbox.selectors import entries_failed, entries_overdue
 from marketlink.payments.gateways.base import ProviderEvent
 from marketlink.payments.models import (
     UNSETTLED_REFUND_STATUSES,
@@ -24,11 +25,9 @@ from marketlink.payments.models import (
     Refund,
     RefundKind,
 )
+from marketlink.payments.receivers import INVOICE_KIND
 
 LINK_SALT = "marketlink.payments.link"
-# The invoice task's longest wait between two retries is about 21 minutes: a pending invoice
-# untried for longer has no retry coming (its worker died, or the task was lost).
-INVOICE_STUCK_AFTER = timedelta(minutes=30)
 
 
 def payment_link_path(order: RepairOrder) -> str:
@@ -119,49 +118,31 @@ def disputes_needing_attention() -> QuerySet[Dispute]:
     return Dispute.objects.filter(needs_attention=True).select_related("order")
 
 
-def invoices_needing_attention(
-    *, stuck_after: timedelta = INVOICE_STUCK_AFTER
-) -> QuerySet[Invoice]:
-    """Invoices no task will send by itself: the failed ones, and pending ones untried (or never
-    tried) for ``stuck_after``."""
-    return Invoice.objects.filter(Q(status=InvoiceStatus.FAILED) | _stuck_pending(stuck_after))
-
-
-def _stuck_pending(stuck_after: timedelta) -> Q:
-    cutoff = timezone.now() - stuck_after
-    stuck = Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff)
-    return Q(status=InvoiceStatus.PENDING) & stuck
+def invoices_needing_attention() -> QuerySet[Invoice]:
+    """Invoices nothing will send by itself: the failed ones, and those of orders whose invoice
+    nothing is sending (``orders_owing_invoice``)."""
+    return Invoice.objects.filter(
+        Q(status=InvoiceStatus.FAILED) | Q(order__in=orders_owing_invoice().values("pk"))
+    )
 
 
 def invoice_grace_period() -> timedelta:
-    """How long an unsent invoice may go untouched before it counts as stuck
-    (``INVOICE_GRACE_PERIOD``, default 30 minutes: the invoice task's longest wait between two
-    retries is about 21 minutes, so past it no retry is coming: its worker died, or the task
-    was lost)."""
+    """How long an owed invoice may wait to be sent before it counts as stuck
+    (``INVOICE_GRACE_PERIOD``, default 30 minutes): the drainer runs every minute and its
+    retries of one invoice take about 21 minutes, so past it no drainer is running it (no
+    consumer, or no scheduler)."""
     return timedelta(seconds=conf.get().INVOICE_GRACE_PERIOD)
 
 
-def _untouched_since(cutoff: datetime, path: str = "") -> Q:
-    """An invoice nothing has happened to since ``cutoff``: written, tried and re-enqueued
-    (each if ever) before it."""
-    return (
-        Q(**{f"{path}created_at__lt": cutoff})
-        & (
-            Q(**{f"{path}last_attempt_at__isnull": True})
-            | Q(**{f"{path}last_attempt_at__lt": cutoff})
-        )
-        & (Q(**{f"{path}requeued_at__isnull": True}) | Q(**{f"{path}requeued_at__lt": cutoff}))
-    )
-
-
 def orders_owing_invoice(*, grace: timedelta | None = None) -> QuerySet[RepairOrder]:
-    """Orders whose invoice is not sent and nothing is under way for it past the grace period,
-    whatever their status: a pending or failed invoice untouched since, or an order that was
-    paid (refunded since or not) with no invoice at all: its task was lost before it ever ran.
-    Shared by reconcile and ``marketlink invoices resend --stuck``."""
-    cutoff = timezone.now() - (invoice_grace_period() if grace is None else grace)
-    unsent = Q(invoice__status__in=[InvoiceStatus.PENDING, InvoiceStatus.FAILED]) & (
-        _untouched_since(cutoff, "invoice__")
+    """Orders whose invoice nothing is sending: its outbox entry due for longer than the grace
+    period, or failed for good, and the invoice not sent. Shared by reconcile, doctor and
+    ``marketlink invoices resend --stuck``."""
+    by = invoice_grace_period() if grace is None else grace
+    stuck = entries_overdue(by=by, kinds=[INVOICE_KIND]) | entries_failed(kinds=[INVOICE_KIND])
+    order_ids = [uuid.UUID(subject) for subject in stuck.values_list("subject_id", flat=True)]
+    return (
+        RepairOrder.objects.filter(pk__in=order_ids)
+        .exclude(invoice__status=InvoiceStatus.SENT)
+        .select_related("invoice")
     )
-    lost = Q(invoice__isnull=True, paid_at__lt=cutoff)
-    return RepairOrder.objects.filter(unsent | lost).select_related("invoice")
