@@ -50,9 +50,9 @@ class Kind:
     """One kind of side effect: its handler and how it is retried.
 
     The defaults retry 8 times, 10 s after the first failure and twice as long each time (about
-    21 minutes in all), as marketlink's tasks always have: the ninth failure is final. ``on_give_up`` tells the owning app
-    the effect failed for good (an invoice marked failed, say), in the transaction that flags
-    the entry."""
+    21 minutes in all), as marketlink's tasks always have: the ninth failure is final.
+    ``on_give_up`` tells the owning app the effect failed for good (an invoice marked failed,
+    say), in the transaction that flags the entry."""
 
     name: str
     handle: BatchHandler
