@@ -16,6 +16,7 @@ does for a load test or a fault rig firing from one address; docs/security.md).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -150,6 +151,8 @@ MARKETLINK: dict[str, Any] = {
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": os.environ.get("STRIPE_WEBHOOK_SECRET_PREVIOUS", ""),
     "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
 }
+# Any other MARKETLINK keys, as a JSON object (the test rigs' way to tune the site).
+MARKETLINK |= json.loads(os.environ.get("MARKETLINK_JSON", "{}"))
 if os.environ.get("MARKETLINK_ABUSE_LIMITS") == "off":
     from marketlink.conf import ABUSE_LIMITS_OFF
 

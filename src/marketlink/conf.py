@@ -129,6 +129,13 @@ class MarketlinkSettings(BaseModel):
         ge=60,
         description="Seconds an unsent invoice may go untouched before reconcile sends it again.",
     )
+    OUTBOX_CLAIM_SECONDS: int = Field(
+        300,
+        ge=5,
+        le=3600,
+        description="Seconds a drainer holds the outbox entries it claimed: longer than a batch "
+        "takes; an entry whose drainer died is due again after it.",
+    )
     REFUND_GRACE_PERIOD: int = Field(
         30 * 60,
         ge=60,

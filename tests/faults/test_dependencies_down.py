@@ -7,11 +7,12 @@ import time
 from collections import Counter
 
 from fault_rig import call, children
-from fault_shop import book, booking_loop, storm, tokens, variant
+from fault_shop import book, booking_loop, paid_at_provider, status_of, storm, tokens, variant
 from invariants import assert_invariants
 from live_site import wait_for
 
 from marketlink.orders.models import RepairOrder
+from marketlink.payments.models import Invoice
 
 STOCK = 5
 CLIENTS = 6
@@ -59,4 +60,37 @@ def test_postgres_restarted_mid_storm(rig):
     assert seen[201] == RepairOrder.objects.filter(variant=target).count() <= STOCK
     assert book(rig.site, tokens(1)[0], variant(1).id)[0] == 201
     assert children(rig.gunicorn.pid) == workers
+    assert_invariants(standin=rig.standin)
+
+
+def test_redis_stopped_while_invoices_are_owed_then_back(rig):
+    """Payments confirmed while Redis is down: their wakes cannot reach the queue, but the
+    invoices they owe are rows in PostgreSQL, and the consumer's periodic drain sends them once
+    Redis is back, with no command run by hand."""
+    paid = []
+    for _ in range(2):
+        token = tokens(1)[0]
+        status, body = book(rig.site, token, variant(1).id)
+        assert status == 201
+        paid.append((token, body["data"]["id"]))
+    events = [paid_at_provider(rig, token, order_id) for token, order_id in paid]
+    rig.redis.stop()
+    try:
+        for batch in events:
+            for event in batch:
+                assert rig.deliver(event) == 200
+        assert {status_of(order_id) for _, order_id in paid} == {"paid"}
+    finally:
+        rig.redis.start()
+
+    wait_for(
+        lambda: {status_of(order_id) for _, order_id in paid} == {"processing"},
+        150,
+        "the owed invoices drained",
+    )
+    numbers = Invoice.objects.filter(order_id__in=[o for _, o in paid]).values_list(
+        "number", flat=True
+    )
+    mail = [path.read_text() for path in rig.outbox.iterdir()]
+    assert all(sum(number in text for text in mail) == 1 for number in numbers)
     assert_invariants(standin=rig.standin)

@@ -21,14 +21,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from marketlink import conf
 from marketlink.outbox.models import EntryStatus, OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Kind, Outcome, Retry, kind_named
 
 logger = logging.getLogger(__name__)
 
-# How long a drainer holds what it claimed: longer than any batch takes (a mail server or a
-# provider slow to answer), short enough that a killed drainer's entries are soon due again.
-CLAIM_FOR = timedelta(minutes=5)
 CLAIM_BATCH = 100
 ERROR_LIMIT = 2000
 
@@ -67,7 +65,9 @@ def claim(
 ) -> list[OutboxEntry]:
     """Claim up to ``size`` due entries for this drainer, sorted by kind (then due time)."""
     now = timezone.now()
-    stamp = now + CLAIM_FOR
+    # Longer than any batch takes (a mail server or a provider slow to answer), short enough
+    # that a killed drainer's entries are soon due again (``OUTBOX_CLAIM_SECONDS``).
+    stamp = now + timedelta(seconds=conf.get().OUTBOX_CLAIM_SECONDS)
     candidates = OutboxEntry.objects.filter(due(now))
     if kinds is not None:
         candidates = candidates.filter(kind__in=list(kinds))
