@@ -211,7 +211,7 @@ def test_an_event_for_no_known_order_is_flagged(hook):
 def lock_store_down(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Taking a unit needs the variant lock; make its store unavailable until ``.undo()``."""
 
-    def unavailable(name: Any, *_: Any) -> Any:
+    def unavailable(name: Any, *_: Any, **__: Any) -> Any:
         raise ServiceUnavailable("the lock store is unavailable")
 
     monkeypatch.setattr(locking, "lock", unavailable)

@@ -162,19 +162,12 @@ def order_place(
         replay = _replay(customer, idempotency_key, variant_id)
         if replay is not None:
             return replay, False
-    variant = stock.variant_for_booking(variant_id=variant_id)
-    if variant.stock < 1 and not stock.expired_pending_ids(variant_id=variant_id):
-        raise _sold_out(variant_id)
     config = conf.get()
+    # What it copies from the variant (names, price, vendor) the write fills in.
     order = RepairOrder(
         customer=customer,
-        vendor_id=variant.vendor_id,
         variant_id=variant_id,
         customer_email=customer_email,
-        vendor_name=variant.vendor_name,
-        variant_name=variant.name,
-        unit_price=variant.price,
-        total_amount=variant.price,
         currency=config.CURRENCY,
         payment_method=config.PAYMENT_GATEWAY,
         expires_at=timezone.now() + timedelta(seconds=config.RESERVATION_TTL),
@@ -183,29 +176,29 @@ def order_place(
     limited = limits.limits_apply()
     try:
         # With limits, the customer's lock and count come first, outside the variant's lock, so
-        # the variant stays locked for the one statement that takes its unit (the commit
-        # follows; a booker behind it waits on the row that long, as the database decides).
+        # the variant stays locked for the one statement that takes its unit; a variant that
+        # cannot be booked is refused before them.
         with transaction.atomic() if limited else nullcontext():
             if limited:
+                stock.bookable_now(variant_id)
                 limits.lock_customer(customer)
                 # A retry with this key that waited on the customer's lock finds its order now.
                 replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None
                 if replay is not None:
                     return replay, False
                 limits.refuse_over_limits(customer=customer, variant_id=variant_id)
-            with stock.variant_lock(variant_id):
-                # The common case in one statement; the slow path when there is no free unit. A
-                # duplicate key fails the whole transaction here, so it needs no savepoint.
-                if not stock.take_unit_into(
-                    order, variant_id, "stock_after_reservation", savepoint=not limited
-                ):
-                    _place_after_reclaiming(order, variant_id)
+            # A duplicate key fails the whole limited transaction, so it needs no savepoint.
+            released = stock.reserve(order, variant_id, savepoint=not limited)
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won; our unit went back on rollback.
         replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None
         if replay is None:
             raise
         return replay, False
+    except stock.SoldOut:
+        _report_sold_out(variant_id)
+        raise
+    _announce_released(released, variant_id)
     signals.send_on_commit(signals.order_placed, order=order, source=ChangeSource.API)
     logger.info(
         "order %s placed for variant %s (%d left)",
@@ -223,46 +216,38 @@ def order_place(
     return order, True
 
 
-def _sold_out(variant_id: uuid.UUID) -> Conflict:
+def _report_sold_out(variant_id: uuid.UUID) -> None:
     logger.info(
         "variant %s is sold out",
         variant_id,
         extra={"event": "reservation.sold_out", "variant_id": variant_id},
     )
     metrics.booking_answered("sold_out")
-    return Conflict("This variant is out of stock.")
 
 
-def _place_after_reclaiming(order: RepairOrder, variant_id: uuid.UUID) -> None:
-    """Take a unit (after releasing lapsed reservations if none is free) and save the order, in
-    one transaction; :class:`Conflict` when the variant is really sold out."""
-    with transaction.atomic():
-        stock_left = stock.take_unit(variant_id)
-        if stock_left is None and _reclaim_expired(variant_id):
-            stock_left = stock.take_unit(variant_id)
-        if stock_left is None:
-            raise _sold_out(variant_id)
-        order.stock_after_reservation = stock_left
-        order.save(force_insert=True)
-
-
-def _reclaim_expired(variant_id: uuid.UUID) -> int:
-    """Release this variant's lapsed reservations now, so a late expiry job never keeps a
-    customer from a unit that is really free. Returns how many came back."""
-    reclaimed = 0
-    for order_id in stock.expired_pending_ids(variant_id=variant_id):
-        try:
-            order_transition(
-                order_id=order_id,
-                to=OrderStatus.CANCELLED,
-                source=ChangeSource.API,
-                expected=OrderStatus.PENDING,
-                note="reservation expired (reclaimed at booking)",
-            )
-        except TransitionRefused:
-            continue  # paid or cancelled meanwhile
-        reclaimed += 1
-    return reclaimed
+def _announce_released(released: list[RepairOrder], variant_id: uuid.UUID) -> None:
+    """What a release owes once committed, for the lapsed reservations a booking released."""
+    if not released:
+        return
+    for order in released:
+        signals.send_on_commit(
+            signals.order_cancelled,
+            order=order,
+            previous=OrderStatus.PENDING,
+            source=ChangeSource.API,
+        )
+    logger.info(
+        "released %d lapsed reservations of variant %s at booking",
+        len(released),
+        variant_id,
+        extra={
+            "event": "reservations.expired",
+            "count": len(released),
+            "source": ChangeSource.API,
+            "variant_id": variant_id,
+            "order_ids": [order.id for order in released],
+        },
+    )
 
 
 def order_cancel(*, order: RepairOrder, source: str = ChangeSource.API) -> RepairOrder:
