@@ -1,5 +1,7 @@
-"""A small closed-loop HTTP/1.1 load client: N connections, each sending its next request as soon
-as the previous answer is in (keep-alive), on one asyncio loop, with no dependency.
+"""A small HTTP/1.1 load client on one asyncio loop, with no dependency: closed-loop
+(:func:`run_load`: N connections, each sending its next request as soon as the previous answer
+is in, keep-alive) and open-loop (:func:`run_open_loop`: requests started at a fixed rate,
+whatever the answers, as independent users would).
 
 It is deliberately thin — prebuilt request bytes, a hand-written response parser that reads only
 the status line and the framing headers — so that on a 2-core machine shared with the server it
@@ -145,8 +147,7 @@ async def _load(
                         status, body, keep = 0, b"", False
                     received = time.monotonic()
                     responses.append(Response(status, sent, received, tag))
-                    if status >= 500 or status == 0 or status not in (200, 201, 409):
-                        samples.setdefault(status, body[:500])
+                    _keep_sample(samples, status, body)
                     if not keep:
                         writer.close()
                         reader = writer = None
@@ -170,6 +171,16 @@ async def _load(
 
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.gather(*(client(position) for position in range(concurrency)))
+    return _result(responses, started, cpu_before, reconnects, samples)
+
+
+def _result(
+    responses: list[Response],
+    started: float,
+    cpu_before: Any,
+    reconnects: int,
+    samples: dict[int, bytes],
+) -> LoadResult:
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     last = max((r.received for r in responses), default=started)
     return LoadResult(
@@ -181,6 +192,12 @@ async def _load(
         reconnects=reconnects,
         samples=samples,
     )
+
+
+def _keep_sample(samples: dict[int, bytes], status: int, body: bytes) -> None:
+    """One body per unexpected status (0: the connection failed)."""
+    if status >= 500 or status == 0 or status not in (200, 201, 409):
+        samples.setdefault(status, body[:500])
 
 
 def run_load(
@@ -205,6 +222,78 @@ def run_load(
     return asyncio.run(
         _load(host, port, factory, concurrency, total, duration, timeout, stagger, rendezvous)
     )
+
+
+async def _open_loop(
+    host: str,
+    port: int,
+    factory: RequestFactory,
+    rate: float,
+    duration: float,
+    max_connections: int,
+    timeout: float,
+) -> LoadResult:
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    slots = asyncio.Semaphore(max_connections)
+    responses: list[Response] = []
+    samples: dict[int, bytes] = {}
+    reconnects = 0
+
+    async def one(number: int, due: float) -> None:
+        nonlocal reconnects
+        request, tag = factory(number)
+        if isinstance(request, list):
+            raise ValueError("an open loop sends one request per slot")
+        async with slots:  # past max_connections a request waits here, and that wait counts
+            connection = idle.pop() if idle else None
+            keep = False
+            try:
+                if connection is None:
+                    connection = await asyncio.open_connection(host, port)
+                connection[1].write(request)
+                answer = _read_response(connection[0])
+                status, body, keep = await asyncio.wait_for(answer, timeout)
+            except (OSError, _Closed, TimeoutError, asyncio.IncompleteReadError):
+                status, body = 0, b""
+            responses.append(Response(status, due, time.monotonic(), tag))
+            _keep_sample(samples, status, body)
+            if keep and connection is not None:
+                idle.append(connection)  # the most recently freed is reused first, as a proxy does
+            elif connection is not None:
+                connection[1].close()
+                reconnects += 1
+
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    tasks = []
+    for number in range(max(1, round(rate * duration))):
+        due = started + number / rate
+        if (delay := due - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(number, due)))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
+    return _result(responses, started, cpu_before, reconnects, samples)
+
+
+def run_open_loop(
+    host: str,
+    port: int,
+    factory: RequestFactory,
+    *,
+    rate: float,
+    duration: float,
+    max_connections: int = 256,
+    timeout: float = 30.0,
+) -> LoadResult:
+    """Start ``rate`` requests a second for ``duration`` seconds, each at its due time whatever
+    the answers (an open loop: what independent users do), on keep-alive connections taken from
+    an idle pool or opened as needed, at most ``max_connections`` at once. A response's ``sent``
+    is the request's *due* time, so a request the client could not send on time (no connection
+    free) counts that wait: no coordinated omission. When the server cannot keep up, the latency
+    grows with the run instead of the rate falling."""
+    return asyncio.run(_open_loop(host, port, factory, rate, duration, max_connections, timeout))
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

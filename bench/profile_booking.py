@@ -37,7 +37,7 @@ def instrument() -> None:
 
     from marketlink import locking
     from marketlink.accounts import auth
-    from marketlink.orders import services, stock
+    from marketlink.orders import services, sql, stock
 
     wrap = PHASES.wrap
     wrap(BaseHandler, "get_response", "Django request, in all")
@@ -49,11 +49,12 @@ def instrument() -> None:
     wrap(auth, "account_for_user", "        account_for_user")
     wrap(Operation, "_get_values", "    body parse + validation (pydantic)")
     wrap(services, "order_place", "    order_place, in all")
-    wrap(stock, "variant_for_booking", "      variant SELECT (variant_for_booking)")
-    wrap(stock, "expired_pending_ids", "      expired reservations SELECT (sold out only)")
-    wrap(locking, "_acquire", "      Redis lock acquire (SET NX)")
-    wrap(Redis, "eval", "      Redis lock release (EVAL)")
-    wrap(stock, "take_unit_into", "      stock UPDATE + order INSERT (take_unit_into)")
+    wrap(stock, "reserve", "      stock.reserve (lock, write, release of lapsed ones)")
+    wrap(locking, "_acquire", "        Redis lock acquire (SET NX)")
+    wrap(sql, "availability", "        availability read (lock busy, or no free unit)")
+    wrap(sql, "take_unit_into", "        unit + order in one statement (sql.take_unit_into)")
+    wrap(stock, "_release_lapsed", "        release of lapsed reservations (no free unit)")
+    wrap(Redis, "eval", "        Redis lock release (EVAL)")
     wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
     wrap(services.signals, "send_on_commit", "      order_placed signal (on commit)")
     wrap(services.logger, "info", "      logger.info")

@@ -160,7 +160,10 @@ LEGEND = (
     "by the\nHuey consumer on the first try / orders; cpu ms/req: CPU per request of the "
     "gunicorn workers, PostgreSQL, Redis and the Huey consumer;\nclient: the runner's CPU (load "
     "client, Stripe stand-in), % of one core; other: the machine's CPU spent elsewhere, % of "
-    "all cores;\nconns/worker: the client's connections each gunicorn worker held 1 s in"
+    "all cores;\nconns/worker: the client's connections each gunicorn worker held 1 s in; "
+    "baseline open / spread open: an open loop at half the round's\nbaseline rate (requests "
+    "started on time whatever the answers, latency from each one's due time); spread steady: "
+    "the same at half\nthe round's spread rate"
 )
 
 
@@ -170,6 +173,33 @@ def _server_cpu(outcome: Outcome) -> float:
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+# The open loops: scenario -> (what it is, the closed-loop scenario whose rate it offers half of).
+OPEN_LOOPS = {
+    "baseline open": ("bare view", "baseline"),
+    "spread open": ("bookings", "baseline"),
+    "spread steady": ("bookings", "spread"),
+}
+
+
+def _open_loop(mine: list[Outcome]) -> list[str]:
+    """The open loops' medians over rounds, beside the closed loop's (reported, no target)."""
+    rates = {(o.scenario, o.round): o.rate_per_s for o in mine}
+    lines = []
+    for scenario, (what, reference) in OPEN_LOOPS.items():
+        runs = [o for o in mine if o.scenario == scenario and rates.get((reference, o.round))]
+        if not runs:
+            continue
+        offered = [rates[reference, o.round] / 2 for o in runs]
+        kept = _median([o.rate_per_s / rate for o, rate in zip(runs, offered, strict=True)])
+        lines.append(
+            f"  open loop ({scenario}): {what} at {_median(offered):.0f}/s, half the {reference}'s "
+            f"rate: p50 {_median([o.p50_ms for o in runs]):.0f} / p95 "
+            f"{_median([o.p95_ms for o in runs]):.0f} / p99 {_median([o.p99_ms for o in runs]):.0f}"
+            f" ms, {kept:.0%} of the offered rate served"
+        )
+    return lines
 
 
 def verdict(outcomes: list[Outcome], memory: dict[str, list[list[float]]]) -> list[str]:
@@ -231,6 +261,7 @@ def verdict(outcomes: list[Outcome], memory: dict[str, list[list[float]]]) -> li
                     ratio >= TARGET_RATIO,
                 )
             )
+        lines += _open_loop(mine)
         spread_p99, hot_p99 = med("spread", lambda o: o.p99_ms), med("hot", lambda o: o.p99_ms)
         checks.append(
             (

@@ -15,6 +15,9 @@ and then, each round, runs these scenarios with the same closed-loop client
 - ``baseline``: ``POST /bench/insert/``, a bare Django view doing one INSERT (``bench/views.py``);
 - ``spread``: ``POST /api/orders/`` over 50 variants with ample stock, 200 customers' tokens;
 - ``hot``: rushes of 200 buyers (one booking each) for a variant of 50 units, back to back;
+- ``baseline open`` / ``spread open``: the same two as an open loop at half the round's baseline
+  rate (requests started on time whatever the answers; latency from each one's due time), and
+  ``spread steady``: bookings as an open loop at half the round's ``spread`` rate;
 - ``webhook pi`` / ``webhook cs``: ``POST /api/webhooks/payment/``, the Stripe-signed
   ``payment_intent.succeeded`` (or ``checkout.session.completed``) of 100 orders paid at the
   stand-in, each delivered twice: half the pairs in flight together, half one after the other
@@ -197,6 +200,17 @@ def main(argv: list[str] | None = None) -> int:
                 if args.slow_stripe:
                     phases["spread 300ms"] = SLOW_STRIPE_S
                 booked = bench.spread(config, rnd, phases)
+                # What a user feels at a steady demand, whatever the throughput: open loops at
+                # half the bare view's rate (the bare view, bookings), and at half the bookings'
+                # own rate (one they sustain).
+                offered = base.rate_per_s / 2
+                opened = [
+                    bench.baseline(config, rnd, open_rate=offered),
+                    *bench.spread(config, rnd, {"spread open": 0.0}, open_rate=offered),
+                    *bench.spread(
+                        config, rnd, {"spread steady": 0.0}, open_rate=booked[0].rate_per_s / 2
+                    ),
+                ]
                 # Enough storms for the rush to last about `duration` at the rate seen.
                 rate = (hot or booked[0]).rate_per_s
                 hot = bench.hot(config, rnd, max(2, round(rate * duration / CUSTOMERS)))
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench.webhook(config, rnd, scenario, args.webhook_orders)
                     for scenario in WEBHOOK_KINDS
                 ]
-                record([base, *booked, hot, *hooks], base)
+                record([base, *booked, *opened, hot, *hooks], base)
                 memory[config].append(server.worker_rss_mib())
                 load.append(os.getloadavg())
                 print(

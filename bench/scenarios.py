@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import tracing, webhooks
-from bench.loadclient import LoadResult, build_request, percentile, run_load
+from bench.loadclient import LoadResult, build_request, percentile, run_load, run_open_loop
 from bench.phases import PhaseSwitcher
 from bench.processes import CpuMeter
 from bench.report import Outcome, summarize
@@ -69,20 +69,30 @@ class Bench:
         return timer
 
     def _load(
-        self, factory: Any, *, total: int | None = None, rendezvous: Any = None
+        self,
+        factory: Any,
+        *,
+        total: int | None = None,
+        rendezvous: Any = None,
+        open_rate: float | None = None,
     ) -> LoadResult:
+        """The closed loop of ``concurrency`` connections, or with ``open_rate`` an open loop
+        (``open_rate`` requests a second, whatever the answers)."""
         before, busy_before = self.meter.snapshot(), self.meter.machine_busy()
         sampler = self._connections_later()
-        result = run_load(
-            HOST,
-            self.port,
-            factory,
-            concurrency=self.concurrency,
-            stagger=CONNECT_STAGGER_S,
-            total=total,
-            duration=None if total else self.duration,
-            rendezvous=rendezvous,
-        )
+        if open_rate:
+            result = run_open_loop(HOST, self.port, factory, rate=open_rate, duration=self.duration)
+        else:
+            result = run_load(
+                HOST,
+                self.port,
+                factory,
+                concurrency=self.concurrency,
+                stagger=CONNECT_STAGGER_S,
+                total=total,
+                duration=None if total else self.duration,
+                rendezvous=rendezvous,
+            )
         sampler.cancel()
         sampler.join()
         after, busy_after = self.meter.snapshot(), self.meter.machine_busy()
@@ -136,14 +146,15 @@ class Bench:
         )
         webhooks.wait_for_invoices([order.id for order in orders], INVOICE_WAIT_S)
 
-    def baseline(self, config: str, rnd: int) -> Outcome:
+    def baseline(self, config: str, rnd: int, open_rate: float | None = None) -> Outcome:
+        """The bare view; ``open_rate``: as an open loop at that rate (``baseline open``)."""
         from bench.models import Hit
 
         before = Hit.objects.count()
         body = json.dumps({"variant_id": "00000000-0000-0000-0000-000000000000"}).encode()
         requests = [self._post("/bench/insert/", t, body) for t in self.tokens]
-        result = self._load(lambda n: (requests[n % len(requests)], None))
-        outcome = self._summarize(config, rnd, "baseline", result)
+        result = self._load(lambda n: (requests[n % len(requests)], None), open_rate=open_rate)
+        outcome = self._summarize(config, rnd, "baseline open" if open_rate else "baseline", result)
         written = Hit.objects.count() - before
         if written != outcome.ok:
             outcome.consistent = False
@@ -151,7 +162,11 @@ class Bench:
         return outcome
 
     def spread(
-        self, config: str, rnd: int, phases: dict[str, float] | None = None
+        self,
+        config: str,
+        rnd: int,
+        phases: dict[str, float] | None = None,
+        open_rate: float | None = None,
     ) -> list[Outcome]:
         """Bookings without contention, one outcome per entry of ``phases`` (scenario name ->
         the Stripe stand-in's latency in seconds; default: ``spread`` at 0). With several, one
@@ -160,7 +175,7 @@ class Bench:
         they arrive, CPU read at each switch): successive runs differ by 10-20% here (drift,
         and how the kernel spreads the 32 connections over the workers), interleaved phases do
         not. In payment link mode no booking may call Stripe; in eager mode each one opens a
-        session."""
+        session. ``open_rate`` (one phase only): an open loop at that rate."""
         from django.db.models import Count
 
         from marketlink.catalog.models import ServiceVariant
@@ -183,7 +198,7 @@ class Bench:
         if len(phases) == 1:
             self.standin.latency = phases[names[0]]
             try:
-                result = self._load(factory)
+                result = self._load(factory, open_rate=open_rate)
             finally:
                 self.standin.latency = 0.0
             outcomes = [self._summarize(config, rnd, names[0], result)]

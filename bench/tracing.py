@@ -26,9 +26,9 @@ def install(directory: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     @contextmanager
-    def traced(variant_id: uuid.UUID) -> Iterator[None]:
+    def traced(variant_id: uuid.UUID, **options: Any) -> Iterator[None]:
         asked = time.time()
-        with original(variant_id):
+        with original(variant_id, **options):
             got = time.time()
             try:
                 yield

@@ -2,8 +2,7 @@
 
 Many call chains reach the state machine (a cancel, a refund, an invoice, reconciliation, a
 replayed webhook), so the person is not passed down every service: the outermost layer that
-knows them opens a scope, and ``orders.services.order_transition`` reads it when it writes the
-history row.
+knows them opens a scope, and ``orders.history`` reads it when it writes the history rows.
 
 - The API opens one for every operation (``marketlink.api``): the authenticated user, or no one.
 - Admin actions open one for the staff user (``orders.admin.ActingAdmin``).
@@ -35,6 +34,10 @@ class Actor:
 
     user_pk: Any = None
     operator: str = ""
+
+    def log_fields(self) -> dict[str, Any]:
+        """What a log line of a change says of who made it."""
+        return {"actor_id": self.user_pk, "operator": self.operator}
 
 
 NO_ONE = Actor()

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -88,7 +88,9 @@ def _redis_client() -> Any | None:
     return _lock_store()
 
 
-def _acquire(client: Any, key: str, token: str, ttl: float, wait: float) -> tuple[bool, bool]:
+def _acquire(
+    client: Any, key: str, token: str, ttl: float, wait: float, if_busy: Callable[[], object] | None
+) -> tuple[bool, bool]:
     """``(acquired, waited)``: whether the lock is ours, and whether it was busy first."""
     deadline = time.monotonic() + wait
     signal = f"{key}:free"
@@ -96,6 +98,8 @@ def _acquire(client: Any, key: str, token: str, ttl: float, wait: float) -> tupl
     while True:
         if client.set(key, token, nx=True, px=max(1, int(ttl * 1000))):
             return True, waited
+        if not waited and if_busy is not None:
+            if_busy()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False, waited
@@ -104,10 +108,17 @@ def _acquire(client: Any, key: str, token: str, ttl: float, wait: float) -> tupl
 
 
 @contextmanager
-def lock(name: str, log_fields: Mapping[str, Any] | None = None) -> Iterator[None]:
+def lock(
+    name: str,
+    log_fields: Mapping[str, Any] | None = None,
+    *,
+    if_busy: Callable[[], object] | None = None,
+) -> Iterator[None]:
     """Hold the Redis lock ``marketlink:lock:<name>`` for the block, or nothing when Redis is not
     in use. Raises :class:`ServiceUnavailable` (503, retry) if it stays busy for ``LOCK_WAIT``.
     ``log_fields`` (the variant's id, say) go on the log lines of a wait, so they can be found.
+    ``if_busy`` is called once when another holder has the lock, before waiting: a caller that
+    can tell the wait is pointless (a sold-out variant) raises from it and does not queue.
     """
     from redis.exceptions import RedisError
 
@@ -120,7 +131,7 @@ def lock(name: str, log_fields: Mapping[str, Any] | None = None) -> Iterator[Non
     token = uuid.uuid4().hex
     started = time.monotonic()
     try:
-        acquired, waited = _acquire(client, key, token, config.LOCK_TTL, config.LOCK_WAIT)
+        acquired, waited = _acquire(client, key, token, config.LOCK_TTL, config.LOCK_WAIT, if_busy)
     except RedisError as exc:
         redis_health.failed(exc)
         yield

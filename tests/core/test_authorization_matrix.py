@@ -30,7 +30,8 @@ from django.test import Client
 from marketlink.accounts.models import Role
 from marketlink.accounts.services import tokens_issue
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
-from marketlink.orders.services import order_place, order_transition
+from marketlink.orders.services import order_place
+from marketlink.orders.transitions import order_transition
 from marketlink.payments.checkout import checkout_open
 from marketlink.payments.gateways.dummy import session_event
 from marketlink.payments.models import DummyCheckoutSession

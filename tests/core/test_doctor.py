@@ -20,7 +20,7 @@ from marketlink import heartbeat
 from marketlink.catalog.models import ServiceVariant
 from marketlink.cli import app
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
-from marketlink.orders.services import order_transition
+from marketlink.orders.transitions import order_transition
 from marketlink.outbox.models import OutboxEntry
 from marketlink.payments.models import PaymentEvent
 from marketlink.testing.stripe_server import StripeStandIn

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import RepairOrder
-from marketlink.orders.services import HOLDS_STOCK
+from marketlink.orders.transitions import HOLDS_STOCK
 
 
 @dataclass(frozen=True)

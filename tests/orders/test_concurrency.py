@@ -23,12 +23,8 @@ from threads import race
 
 from marketlink.accounts.services import tokens_issue
 from marketlink.orders.models import RepairOrder
-from marketlink.orders.services import (
-    TransitionRefused,
-    order_cancel,
-    order_place,
-    orders_expire,
-)
+from marketlink.orders.services import order_cancel, order_place, orders_expire
+from marketlink.orders.transitions import TransitionRefused
 from marketlink.testing.factories import AccountFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -226,6 +222,32 @@ def test_a_variant_whose_lock_stays_held_answers_503_with_when_to_retry(
     assert 1 <= int(response["Retry-After"]) <= 4
     variant.refresh_from_db()
     assert variant.stock == 3
+
+
+@pytest.mark.redis
+def test_a_sold_out_variant_answers_409_without_queueing_on_its_busy_lock(
+    api, customer_user, settings
+):
+    """In a rush, the buyers who come after the last unit are told at once: a booking that finds
+    the variant's lock held reads the variant first and does not wait for a unit that is not
+    there (nor for a variant that does not exist)."""
+    from marketlink.locking import _redis_client
+
+    sold_out = VariantFactory(stock=0)
+    settings.MARKETLINK = {"LOCK_WAIT": 3.0}
+    client = _redis_client()
+    assert client is not None, "the PostgreSQL + Redis settings lock on Redis"
+    key = f"marketlink:lock:variant:{sold_out.id}"
+    client.set(key, "another-booking", px=10_000)
+    try:
+        started = time.monotonic()
+        response = api.post("/orders/", {"variant_id": str(sold_out.id)}, user=customer_user)
+        waited = time.monotonic() - started
+    finally:
+        client.delete(key)
+    assert response.status_code == 409
+    assert response.json()["message"] == "This variant is out of stock."
+    assert waited < 1.0  # LOCK_WAIT is 3 s: it never queued
 
 
 @pytest.mark.postgres

@@ -13,7 +13,8 @@ from outbox_helpers import drain
 
 from marketlink.accounts.services import tokens_issue
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
-from marketlink.orders.services import order_transition, orders_expire
+from marketlink.orders.services import orders_expire
+from marketlink.orders.transitions import order_transition
 from marketlink.payments.models import Invoice, InvoiceStatus
 from marketlink.testing.factories import AccountFactory, UserFactory, VariantFactory
 

@@ -16,7 +16,8 @@ from order_helpers import refreshed
 
 from marketlink.accounts.services import tokens_issue
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
-from marketlink.orders.services import order_place, order_transition
+from marketlink.orders.services import order_place
+from marketlink.orders.transitions import order_transition
 from marketlink.payments.models import Invoice
 from marketlink.testing.factories import AccountFactory, VariantFactory
 

@@ -4,13 +4,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from order_helpers import stock_of
 
 from marketlink.orders.models import OrderStatus, OrderStatusChange, RepairOrder
-from marketlink.orders.services import order_place, order_transition, orders_expire
+from marketlink.orders.services import orders_expire
+from marketlink.orders.transitions import order_transition
 from marketlink.testing.factories import AccountFactory, VariantFactory, VendorProfileFactory
 
 pytestmark = pytest.mark.django_db
@@ -216,7 +215,7 @@ def test_illegal_transitions_are_refused(customer_user):
         payment_method="dummy",
         expires_at=timezone.now(),
     )
-    from marketlink.orders.services import TransitionRefused
+    from marketlink.orders.transitions import TransitionRefused
 
     with pytest.raises(TransitionRefused):
         order_transition(order_id=order.id, to=OrderStatus.COMPLETED, source="api")
@@ -260,39 +259,3 @@ def test_vendor_stock_edit_sets_available_units(api, customer_user, vendor_user)
     api.patch(f"/services/variants/{variant.id}/", {"stock": 3}, user=vendor_user)
     assert stock_of(variant) == 3
     assert book(api, customer_user, variant).json()["data"]["variant"]["stock"] == 2
-
-
-def _booking_statements(customer_user, variant):
-    """A booking through the service, and the SQL it ran (savepoints aside: the test runs in a
-    transaction, where the write adds one around itself)."""
-    with CaptureQueriesContext(connection) as queries:
-        order, created = order_place(
-            customer=customer_user, customer_email="c@example.com", variant_id=variant.id
-        )
-    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    return order, created, statements
-
-
-@pytest.mark.postgres
-def test_a_booking_with_a_free_unit_costs_one_read_and_one_write(customer_user, abuse_limits_off):
-    """The booking path's contract (it is benchmarked): the variant's read, then the unit taken
-    and the order inserted in one statement."""
-    variant = VariantFactory(stock=2)
-    order, created, statements = _booking_statements(customer_user, variant)
-    assert len(statements) == 2, statements
-    assert statements[0].startswith("SELECT")
-    assert statements[1].startswith("WITH taken AS (UPDATE")
-    assert (created, order.stock_after_reservation, stock_of(variant)) == (True, 1, 1)
-
-
-@pytest.mark.postgres
-def test_the_per_customer_limits_add_the_customer_lock_and_one_count(customer_user):
-    """With the limits on (the default), the customer's account row is locked and their live
-    orders counted once, before the same single-statement write."""
-    variant = VariantFactory(stock=2)
-    order, created, statements = _booking_statements(customer_user, variant)
-    assert len(statements) == 4, statements
-    assert statements[1].endswith("FOR UPDATE")
-    assert "COUNT(" in statements[2]
-    assert statements[3].startswith("WITH taken AS (UPDATE")
-    assert (created, order.stock_after_reservation, stock_of(variant)) == (True, 1, 1)

@@ -11,7 +11,8 @@ import pytest
 from marketlink.catalog.models import ServiceVariant
 from marketlink.catalog.services import variant_create, variant_update
 from marketlink.orders.selectors import stock_ledger, stock_ledger_mismatches
-from marketlink.orders.services import order_place, order_transition
+from marketlink.orders.services import order_place
+from marketlink.orders.transitions import order_transition
 from marketlink.testing.factories import AccountFactory, ServiceFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db

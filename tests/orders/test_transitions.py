@@ -10,7 +10,8 @@ import pytest
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatus, OrderStatusChange, RepairOrder
-from marketlink.orders.services import TransitionRefused, order_place, order_transition
+from marketlink.orders.services import order_place
+from marketlink.orders.transitions import TransitionRefused, order_transition
 from marketlink.testing.factories import AccountFactory, VariantFactory
 
 pytestmark = pytest.mark.django_db
@@ -89,7 +90,7 @@ def test_a_change_from_a_status_the_order_has_left_is_refused():
 
 
 def test_a_late_payment_with_no_unit_left_is_refused_and_takes_nothing():
-    from marketlink.orders.services import NoStockToRetake
+    from marketlink.orders.transitions import NoStockToRetake
 
     order = order_in("cancelled")
     ServiceVariant.objects.filter(pk=order.variant_id).update(stock=0)

@@ -35,7 +35,7 @@ from outbox_helpers import drain
 from payment_events import checkout_session, deliver, event
 
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
-from marketlink.orders.services import order_transition
+from marketlink.orders.transitions import order_transition
 from marketlink.outbox.models import OutboxEntry
 from marketlink.payments.models import Invoice, InvoiceStatus
 from marketlink.testing.factories import VariantFactory

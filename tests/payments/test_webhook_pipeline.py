@@ -212,7 +212,7 @@ def test_an_event_for_no_known_order_is_flagged(hook):
 def lock_store_down(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Taking a unit needs the variant lock; make its store unavailable until ``.undo()``."""
 
-    def unavailable(name: Any, *_: Any) -> Any:
+    def unavailable(name: Any, *_: Any, **__: Any) -> Any:
         raise ServiceUnavailable("the lock store is unavailable")
 
     monkeypatch.setattr(locking, "lock", unavailable)
@@ -416,11 +416,13 @@ def test_the_dummy_page_leaves_the_session_open_when_the_payment_cannot_be_taken
     url = checkout_open(order=order, base_url="http://testserver/")
     browser = Client()
 
-    from marketlink.payments import handlers
+    from marketlink.payments import handlers, webhooks
 
     def lock_busy(*args: Any, **kwargs: Any) -> str:
         raise ServiceUnavailable("This service is in high demand; try again in a moment.")
 
+    # Both ways a payment is recorded: the fast path's and the general one's.
+    monkeypatch.setattr(webhooks, "pay_at_once", lock_busy)
     monkeypatch.setattr(handlers, "mark_paid", lock_busy)
     page = browser.post(url, {"action": "pay"})
     assert page.status_code == 503

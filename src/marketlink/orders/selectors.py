@@ -18,7 +18,7 @@ from marketlink.catalog.models import ServiceVariant
 from marketlink.exceptions import NotFound
 from marketlink.orders import payment_hooks
 from marketlink.orders.models import OrderStatus, RepairOrder
-from marketlink.orders.services import HOLDS_STOCK
+from marketlink.orders.transitions import HOLDS_STOCK
 from marketlink.vendors.models import VendorProfile
 
 

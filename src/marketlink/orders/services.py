@@ -1,209 +1,30 @@
-"""Writes for orders: placing one, and every status change through one state machine.
-
-Every status change goes through :func:`order_transition`, which checks the transition is legal,
-writes it with a conditional ``UPDATE … WHERE status = <expected>`` (of two racing writers — a
-webhook and the expiry job, two cancels — exactly one wins), moves the unit of stock with it, and
-records who or what made the change (the source, and the person acting in the
-``marketlink.audit`` scope around it, if any).
+"""Writes for orders: placing one, cancelling, completing and expiring them (each status change
+through the state machine, ``orders.transitions``), and the payment columns payments keeps.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Subquery
-from django.dispatch import Signal
 from django.utils import timezone
 
-from marketlink import audit, conf, metrics
-from marketlink.exceptions import Conflict, InvalidInput, NotFound
+from marketlink import conf, metrics
+from marketlink.exceptions import Conflict, InvalidInput
 from marketlink.orders import limits, signals, stock
-from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
+from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
+from marketlink.orders.transitions import TransitionRefused, order_transition
 
 logger = logging.getLogger(__name__)
-
-TRANSITIONS: dict[str, frozenset[str]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.FAILED}),
-    OrderStatus.PAID: frozenset({OrderStatus.PROCESSING, OrderStatus.REFUNDED}),
-    OrderStatus.PROCESSING: frozenset({OrderStatus.COMPLETED, OrderStatus.REFUNDED}),
-    OrderStatus.COMPLETED: frozenset({OrderStatus.REFUNDED}),
-    # A payment that lands after the reservation was released takes a unit again, or, with none
-    # left, is refunded (payments).
-    OrderStatus.CANCELLED: frozenset({OrderStatus.PAID, OrderStatus.REFUNDED}),
-    OrderStatus.FAILED: frozenset({OrderStatus.PAID, OrderStatus.REFUNDED}),
-    OrderStatus.REFUNDED: frozenset(),
-}
-# Statuses whose order holds a unit of stock; entering or leaving this set moves the unit.
-HOLDS_STOCK = frozenset({OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.PROCESSING})
-# A completed order used its unit: the service was delivered, so the capacity is gone whatever
-# happens to the money later. Refunding a completed order gives money back, never a unit.
-USED_STOCK = frozenset({OrderStatus.COMPLETED})
-# Who hears of each change (``marketlink.orders.signals``), by the status entered.
-SIGNALS_ON_ENTERING: dict[str, Signal] = {
-    OrderStatus.PAID: signals.order_paid,
-    OrderStatus.CANCELLED: signals.order_cancelled,
-    OrderStatus.FAILED: signals.order_cancelled,
-    OrderStatus.REFUNDED: signals.order_refunded,
-}
-
 
 NO_EMAIL = (
     "Booking needs an email address for the order and its receipt, and your account has none: "
     "add one to your account (or ask the site's staff to), then book again."
 )
-
-
-class TransitionRefused(Conflict):
-    """The order is not in a status this change may start from (or someone changed it first)."""
-
-
-class NoStockToRetake(Conflict):
-    """A released order could not take its unit back: the variant sold out meanwhile."""
-
-
-def order_transition(
-    *,
-    order_id: uuid.UUID,
-    to: str,
-    source: str,
-    expected: str | None = None,
-    note: str = "",
-    known: RepairOrder | None = None,
-    **fields: Any,
-) -> RepairOrder:
-    """Move an order to ``to``; raises :class:`TransitionRefused` when that is not (or no longer)
-    possible. ``expected`` pins the status the caller saw; without it, the current one is used.
-    ``known``: the order as the caller already read it (with ``expected``), which saves reading
-    it again; the conditional update still decides, so a stale copy only loses the race."""
-    with transaction.atomic():
-        order = known if known is not None and expected else None
-        if order is None:
-            order = RepairOrder.objects.filter(pk=order_id).first()
-        if order is None:
-            raise NotFound("No such order.")
-        current = expected or order.status
-        if to not in TRANSITIONS.get(current, frozenset()):
-            raise TransitionRefused(f"An order that is {order.status} cannot become {to}.")
-        won = RepairOrder.objects.filter(pk=order_id, status=current).update(
-            status=to, updated_at=timezone.now(), **fields
-        )
-        if not won:
-            order.refresh_from_db(fields=["status"])
-            raise TransitionRefused(f"An order that is {order.status} cannot become {to}.")
-        if current in HOLDS_STOCK and to not in HOLDS_STOCK | USED_STOCK:
-            stock.return_unit(order.variant_id)
-        elif current not in HOLDS_STOCK | USED_STOCK and to in HOLDS_STOCK:
-            with stock.variant_lock(order.variant_id):
-                if stock.take_unit(order.variant_id) is None:
-                    raise NoStockToRetake(f"Variant {order.variant_id} has no unit left.")
-        actor = audit.current()
-        OrderStatusChange.objects.create(
-            order_id=order_id,
-            from_status=current,
-            to_status=to,
-            source=source,
-            note=note[:500],
-            actor_id=_user_if_present(actor.user_pk),
-            operator=actor.operator[: audit.OPERATOR_MAX_LENGTH],
-        )
-        order.status = to
-        for name, value in fields.items():
-            setattr(order, name, value)
-        # What the change owes (an email, a transfer) is written now, in this transaction.
-        signals.send_in_transaction(order=order, previous=current, to=to, source=source)
-        signal = SIGNALS_ON_ENTERING.get(to)
-        if signal is not None:
-            signals.send_on_commit(signal, order=order, previous=current, source=source)
-    logger.info(
-        "order %s: %s -> %s (%s)",
-        order_id,
-        current,
-        to,
-        source,
-        extra={
-            "event": "order.status_changed",
-            "order_id": order_id,
-            "variant_id": order.variant_id,
-            "from_status": current,
-            "to_status": to,
-            "source": source,
-            "actor_id": actor.user_pk,
-            "operator": actor.operator,
-        },
-    )
-    return order
-
-
-def orders_advance(
-    *, order_ids: Sequence[uuid.UUID], to: str, expected: str, source: str, note: str = ""
-) -> list[RepairOrder]:
-    """Move many orders from ``expected`` to ``to`` at once (the invoice batch's paid ->
-    processing): one locking read, one update and one insert of history rows for the lot. Only
-    for a change that moves no unit and that no public signal announces; each order still goes
-    through the state machine's rules and its in-transaction hook. Returns the orders that moved
-    (the others had left ``expected`` already)."""
-    moves_stock = (expected in HOLDS_STOCK) != (to in HOLDS_STOCK | USED_STOCK)
-    if to not in TRANSITIONS.get(expected, frozenset()) or moves_stock or to in SIGNALS_ON_ENTERING:
-        raise ValueError(f"{expected} -> {to} is not a change orders_advance makes")
-    actor = audit.current()
-    with transaction.atomic():
-        moving = list(
-            RepairOrder.objects.select_for_update().filter(pk__in=order_ids, status=expected)
-        )
-        now = timezone.now()
-        moved = RepairOrder.objects.filter(
-            pk__in=[order.pk for order in moving], status=expected
-        ).update(status=to, updated_at=now)
-        if moved != len(moving):  # SQLite has no row locks: one changed under us; try again
-            raise TransitionRefused("Orders changed while they were moved; try again.")
-        OrderStatusChange.objects.bulk_create(
-            OrderStatusChange(
-                order_id=order.pk,
-                from_status=expected,
-                to_status=to,
-                source=source,
-                note=note[:500],
-                actor_id=_user_if_present(actor.user_pk),
-                operator=actor.operator[: audit.OPERATOR_MAX_LENGTH],
-            )
-            for order in moving
-        )
-        for order in moving:
-            order.status, order.updated_at = to, now
-            signals.send_in_transaction(order=order, previous=expected, to=to, source=source)
-    for order in moving:
-        logger.info(
-            "order %s: %s -> %s (%s)",
-            order.pk,
-            expected,
-            to,
-            source,
-            extra={
-                "event": "order.status_changed",
-                "order_id": order.pk,
-                "variant_id": order.variant_id,
-                "from_status": expected,
-                "to_status": to,
-                "source": source,
-            },
-        )
-    return moving
-
-
-def _user_if_present(pk: Any) -> Subquery | None:
-    """The acting user's key, read in the insert itself: a user deleted while their request
-    ran (a token outlives its user by ``AUTH_USER_CACHE``) leaves the history row's actor empty
-    instead of failing the change."""
-    if pk is None:
-        return None
-    return Subquery(get_user_model().objects.filter(pk=pk).values("pk"))
 
 
 # The provider ids an order keeps; payments writes them here, or with a status change.
@@ -244,19 +65,12 @@ def order_place(
         replay = _replay(customer, idempotency_key, variant_id)
         if replay is not None:
             return replay, False
-    variant = stock.variant_for_booking(variant_id=variant_id)
-    if variant.stock < 1 and not stock.expired_pending_ids(variant_id=variant_id):
-        raise _sold_out(variant_id)
     config = conf.get()
+    # What it copies from the variant (names, price, vendor) the write fills in.
     order = RepairOrder(
         customer=customer,
-        vendor_id=variant.vendor_id,
         variant_id=variant_id,
         customer_email=customer_email,
-        vendor_name=variant.vendor_name,
-        variant_name=variant.name,
-        unit_price=variant.price,
-        total_amount=variant.price,
         currency=config.CURRENCY,
         payment_method=config.PAYMENT_GATEWAY,
         expires_at=timezone.now() + timedelta(seconds=config.RESERVATION_TTL),
@@ -265,29 +79,29 @@ def order_place(
     limited = limits.limits_apply()
     try:
         # With limits, the customer's lock and count come first, outside the variant's lock, so
-        # the variant stays locked for the one statement that takes its unit (the commit
-        # follows; a booker behind it waits on the row that long, as the database decides).
+        # the variant stays locked for the one statement that takes its unit; a variant that
+        # cannot be booked is refused before them.
         with transaction.atomic() if limited else nullcontext():
             if limited:
+                stock.bookable_now(variant_id)
                 limits.lock_customer(customer)
                 # A retry with this key that waited on the customer's lock finds its order now.
                 replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None
                 if replay is not None:
                     return replay, False
                 limits.refuse_over_limits(customer=customer, variant_id=variant_id)
-            with stock.variant_lock(variant_id):
-                # The common case in one statement; the slow path when there is no free unit. A
-                # duplicate key fails the whole transaction here, so it needs no savepoint.
-                if not stock.take_unit_into(
-                    order, variant_id, "stock_after_reservation", savepoint=not limited
-                ):
-                    _place_after_reclaiming(order, variant_id)
+            # A duplicate key fails the whole limited transaction, so it needs no savepoint.
+            released = stock.reserve(order, variant_id, savepoint=not limited)
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won; our unit went back on rollback.
         replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None
         if replay is None:
             raise
         return replay, False
+    except stock.SoldOut:
+        _report_sold_out(variant_id)
+        raise
+    _announce_released(released, variant_id)
     signals.send_on_commit(signals.order_placed, order=order, source=ChangeSource.API)
     logger.info(
         "order %s placed for variant %s (%d left)",
@@ -305,48 +119,38 @@ def order_place(
     return order, True
 
 
-def _sold_out(variant_id: uuid.UUID) -> Conflict:
+def _report_sold_out(variant_id: uuid.UUID) -> None:
     logger.info(
         "variant %s is sold out",
         variant_id,
         extra={"event": "reservation.sold_out", "variant_id": variant_id},
     )
     metrics.booking_answered("sold_out")
-    return Conflict("This variant is out of stock.")
 
 
-def _place_after_reclaiming(order: RepairOrder, variant_id: uuid.UUID) -> None:
-    """Take a unit (after releasing lapsed reservations if none is free) and save the order, in
-    one transaction; :class:`Conflict` when the variant is really sold out."""
-    with transaction.atomic():
-        stock_left = stock.take_unit(variant_id)
-        if stock_left is None and _reclaim_expired(variant_id):
-            stock_left = stock.take_unit(variant_id)
-        if stock_left is None:
-            raise _sold_out(variant_id)
-        order.stock_after_reservation = stock_left
-        order.save(force_insert=True)
-
-
-def _reclaim_expired(variant_id: uuid.UUID) -> int:
-    """Release this variant's lapsed reservations now, so a late expiry job never keeps a
-    customer from a unit that is really free. Returns how many came back. The customer booking
-    is not the person who cancels these (they are others' orders): no one is named."""
-    reclaimed = 0
-    with audit.acting():
-        for order_id in stock.expired_pending_ids(variant_id=variant_id):
-            try:
-                order_transition(
-                    order_id=order_id,
-                    to=OrderStatus.CANCELLED,
-                    source=ChangeSource.API,
-                    expected=OrderStatus.PENDING,
-                    note="reservation expired (reclaimed at booking)",
-                )
-            except TransitionRefused:
-                continue  # paid or cancelled meanwhile
-            reclaimed += 1
-    return reclaimed
+def _announce_released(released: list[RepairOrder], variant_id: uuid.UUID) -> None:
+    """What a release owes once committed, for the lapsed reservations a booking released."""
+    if not released:
+        return
+    for order in released:
+        signals.send_on_commit(
+            signals.order_cancelled,
+            order=order,
+            previous=OrderStatus.PENDING,
+            source=ChangeSource.API,
+        )
+    logger.info(
+        "released %d lapsed reservations of variant %s at booking",
+        len(released),
+        variant_id,
+        extra={
+            "event": "reservations.expired",
+            "count": len(released),
+            "source": ChangeSource.API,
+            "variant_id": variant_id,
+            "order_ids": [order.id for order in released],
+        },
+    )
 
 
 def order_cancel(*, order: RepairOrder, source: str = ChangeSource.API) -> RepairOrder:

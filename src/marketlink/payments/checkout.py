@@ -20,7 +20,8 @@ from marketlink.exceptions import Conflict
 from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.selectors import return_urls
-from marketlink.orders.services import order_payment_columns_set, order_transition
+from marketlink.orders.services import order_payment_columns_set
+from marketlink.orders.transitions import order_transition
 from marketlink.outbox.models import OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Outcome, Retry
 from marketlink.payments.gateways import get_gateway

@@ -21,11 +21,8 @@ from django.utils import timezone
 from marketlink.money import to_minor_units
 from marketlink.orders import signals
 from marketlink.orders.models import OrderStatus, RepairOrder
-from marketlink.orders.services import (
-    NoStockToRetake,
-    order_payment_columns_set,
-    order_transition,
-)
+from marketlink.orders.services import order_payment_columns_set
+from marketlink.orders.transitions import NoStockToRetake, order_transition
 from marketlink.payments import refunds
 from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import EventKind, ProviderEvent

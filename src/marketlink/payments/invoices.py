@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from marketlink import conf, money
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
-from marketlink.orders.services import orders_advance
+from marketlink.orders.transitions import orders_advance
 from marketlink.outbox.models import OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Outcome, Retry
 from marketlink.payments.models import Invoice, InvoiceStatus

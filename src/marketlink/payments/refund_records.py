@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from marketlink.money import from_minor_units, to_minor_units
 from marketlink.orders.models import OrderStatus, RepairOrder
-from marketlink.orders.services import order_payment_columns_set, order_transition
+from marketlink.orders.services import order_payment_columns_set
+from marketlink.orders.transitions import order_transition
 from marketlink.payments.gateways.base import ProviderRefund
 from marketlink.payments.models import (
     UNSETTLED_REFUND_STATUSES,

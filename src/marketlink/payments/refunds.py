@@ -25,7 +25,7 @@ from django.utils import timezone
 from marketlink.exceptions import Conflict
 from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
-from marketlink.orders.services import TransitionRefused
+from marketlink.orders.transitions import TransitionRefused
 from marketlink.outbox.models import OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Outcome, Retry
 from marketlink.outbox.selectors import entries_of

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from marketlink.exceptions import ServiceUnavailable
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import PAID_STATUSES
-from marketlink.orders.services import TransitionRefused
+from marketlink.orders.transitions import TransitionRefused
 
 __all__ = ["PAID_STATUSES", "RELEASED_STATUSES", "PermanentProblem", "with_fresh_status"]
 

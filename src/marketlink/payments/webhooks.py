@@ -29,6 +29,7 @@ from marketlink.payments.gateways.base import (
 )
 from marketlink.payments.handlers import HANDLERS, PROVIDER_READS
 from marketlink.payments.models import EventStatus, PaymentEvent
+from marketlink.payments.paying import pay_at_once
 from marketlink.payments.rules import PermanentProblem
 from marketlink.payments.selectors import order_for_event
 
@@ -82,6 +83,11 @@ def fetched_event_accept(event: Any) -> PaymentEvent:
 
 def _accept(storable: Any, gateway: PaymentGateway) -> PaymentEvent:
     parsed = gateway.parse_event(storable)
+    if _of_the_other_mode(parsed) is None:
+        paid = pay_at_once(parsed, storable, gateway.name)
+        if paid is not None:
+            _report(logging.INFO, "processed", paid.event_id, paid.event_type, paid.order_id)
+            return paid
     seen = _seen(parsed.event_id)
     if seen is not None and seen.status in FINAL_STATUSES:
         # A redelivery of a processed event: answered from one read, without a transaction or

@@ -1,0 +1,107 @@
+"""The paying delivery's fast path: the first news that a pending order was paid, in one short
+transaction of four statements, the order lookup included:
+
+1. the event's row, kept as processed (``INSERT … ON CONFLICT DO NOTHING RETURNING``);
+2. the order's conditional ``UPDATE``: found by the id marketlink gave the provider, still
+   pending, of exactly the amount and currency paid, with no other payment recorded
+   (``orders.transitions.order_pay_when_pending``);
+3. its history row;
+4. the outbox entry owing its invoice (written by payments' own hook on the change).
+
+Anything else (an event already kept: a redelivery, or one whose processing failed before; an
+order no longer pending; money that does not match; no order id in the event) writes nothing
+here and takes the general path (``webhooks``), which says why. So the fast path decides
+nothing the general one would decide differently: it is the general path's outcome for the one
+case that runs hottest, without its reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from marketlink.money import from_minor_units
+from marketlink.orders.models import ChangeSource
+from marketlink.orders.transitions import order_pay_when_pending
+from marketlink.payments.gateways.base import EventKind, ProviderEvent
+from marketlink.payments.models import EventStatus, PaymentEvent
+
+PAYING = frozenset({EventKind.PAYMENT_SUCCEEDED, EventKind.ASYNC_PAYMENT_SUCCEEDED})
+NOTE = "payment confirmed"
+
+
+class _NotAtOnce(Exception):
+    """The general path decides this event (nothing was written)."""
+
+
+def pay_at_once(event: ProviderEvent, payload: object, gateway: str) -> PaymentEvent | None:
+    """The kept event if ``event`` paid a pending order here; None (nothing written) when the
+    general path must decide it."""
+    order_id = _order_id(event)
+    paying = event.kind in PAYING or (event.kind == EventKind.CHECKOUT_COMPLETED and event.paid)
+    if order_id is None or not paying or event.amount_minor is None or not event.currency:
+        return None
+    record = PaymentEvent(
+        event_id=event.event_id,
+        gateway=gateway,
+        event_type=event.provider_type,
+        order_id=order_id,
+        payload=payload,
+        status=EventStatus.PROCESSED,
+        attempts=1,
+        result=NOTE,
+        processed_at=timezone.now(),
+    )
+    try:
+        with transaction.atomic():
+            if not _kept(record):
+                raise _NotAtOnce
+            paid = order_pay_when_pending(
+                order_id=order_id,
+                amount=from_minor_units(event.amount_minor, event.currency),
+                currency=event.currency.lower(),
+                payment_intent_id=event.payment_intent_id,
+                session_id=event.session_id,
+                source=ChangeSource.WEBHOOK,
+                note=NOTE,
+            )
+            if paid is None:
+                raise _NotAtOnce
+    except (_NotAtOnce, IntegrityError, ValueError):
+        # IntegrityError: a checkout id another order holds; ValueError: a currency marketlink
+        # cannot read. The general path flags either.
+        return None
+    return record
+
+
+def _order_id(event: ProviderEvent) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(event.order_ref) if event.order_ref else None
+    except ValueError:
+        return None
+
+
+def _kept(record: PaymentEvent) -> bool:
+    """Insert the event's row unless its event id is kept already: whether it was inserted."""
+    fields = list(PaymentEvent._meta.concrete_fields)
+    values = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(connection.vendor), values)
+        return cursor.fetchone() is not None
+
+
+# ``vendor`` is the cache's key: the quoting differs from one database to another.
+@functools.cache
+def _insert_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    fields = PaymentEvent._meta.concrete_fields
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    event_id = quote(str(PaymentEvent._meta.get_field("event_id").column))
+    return (
+        f"INSERT INTO {quote(PaymentEvent._meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({event_id}) DO NOTHING RETURNING {quote('id')}"
+    )
