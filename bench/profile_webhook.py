@@ -14,8 +14,8 @@ the intent comes first. Then every event again (duplicates of processed events).
   commands;
 - the CPU time of one delivery, split by phase by wrapping marketlink's functions
   (``bench/profiling.py``), next to the bare INSERT view;
-- what the Huey consumer's ``send_invoice`` then costs per paid order (``invoice_send`` called in
-  this process, emails to the locmem backend);
+- what the consumer's drainer then costs per paid order: the outbox's ``invoice`` entries
+  drained in batches in this process (``drain``), emails to the locmem backend;
 - the signature check alone: the stripe SDK's ``verify_header`` (what the Stripe gateway runs)
   against ``marketlink.payments.gateways.signatures.verify`` (the dummy gateway's);
 - with ``--cprofile``, cProfile's cumulative listing of the first deliveries.
@@ -47,9 +47,10 @@ def instrument() -> None:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from ninja.operation import Operation
 
-    from marketlink.orders import services as orders
-    from marketlink.orders.models import OrderStatusChange
-    from marketlink.payments import handlers, tasks, webhooks
+    from marketlink.orders import history, sql, transitions
+    from marketlink.outbox import services as outbox
+    from marketlink.outbox import tasks
+    from marketlink.payments import handlers, paying, webhooks
     from marketlink.payments.gateways import stripe as stripe_gateway
     from marketlink.payments.models import PaymentEvent
 
@@ -59,19 +60,19 @@ def instrument() -> None:
     wrap(webhooks, "webhook_receive", "    webhook_receive, in all")
     wrap(stripe_gateway.StripeGateway, "verify_event", "      verify_event (signature + JSON)")
     wrap(stripe.WebhookSignature, "verify_header", "        stripe verify_header")
-    wrap(webhooks, "_event_record", "      event row (_event_record: get_or_create)")
-    wrap(webhooks, "event_process", "      event_process, in all")
+    wrap(webhooks, "pay_at_once", "      the fast path (pay_at_once), in all")
+    wrap(paying, "_kept", "        event row INSERT (_kept)")
+    wrap(transitions, "order_pay_when_pending", "        order_pay_when_pending, in all")
+    wrap(sql, "pay_when_pending", "          the order's conditional UPDATE")
+    wrap(history, "changes_record", "          history + what it owes, in all")
+    wrap(outbox, "outbox_write", "            outbox entry INSERT")
+    wrap(tasks, "wake", "      the drainer's wake (on commit)")
+    wrap(webhooks, "_event_record", "      event row (_event_record), general path")
+    wrap(webhooks, "event_process", "      event_process, general path, in all")
     wrap(webhooks, "_dispatch", "        _dispatch (order + handler), in all")
     wrap(webhooks, "order_for_event", "          order SELECT (order_for_event)")
     wrap(handlers, "mark_paid", "          mark_paid, in all")
-    wrap(handlers, "_remember_session", "            _remember_session")
-    wrap(handlers, "with_fresh_status", "            with_fresh_status, in all")
-    wrap(handlers, "order_transition", "              order_transition, in all")
-    OrderStatusChange.objects.create = PHASES.timed(  # type: ignore[method-assign]
-        "                history INSERT", OrderStatusChange.objects.create
-    )
-    wrap(orders.logger, "info", "                logger.info")
-    wrap(tasks, "send_invoice", "          invoice task enqueue (on commit)")
+    wrap(transitions.logger, "info", "      order change logger.info")
     wrap(PaymentEvent, "save", "      PaymentEvent.save() (the INSERT or the UPDATE), in all")
     wrap(BaseDatabaseWrapper, "commit", "      COMMIT")
     wrap(Operation, "_result_to_response", "    response (envelope schema + JSON)")
@@ -79,16 +80,17 @@ def instrument() -> None:
 
 
 def instrument_invoice() -> None:
-    """Wrap what sending one invoice goes through."""
-    from django.core.mail import EmailMultiAlternatives
-
+    """Wrap what draining the owed invoices goes through."""
+    from marketlink.outbox import drainer
     from marketlink.payments import invoices
 
     wrap = PHASES.wrap
-    wrap(invoices, "invoice_send", "invoice_send, in all")
-    wrap(invoices, "_open", "  to processing + the invoice row (_open)")
-    wrap(invoices, "render_to_string", "  the three templates (render_to_string)")
-    wrap(EmailMultiAlternatives, "send", "  the email sent (locmem backend)")
+    wrap(drainer, "claim", "  claim a batch (SKIP LOCKED)")
+    wrap(invoices, "invoices_send", "  invoices_send (the batch handler), in all")
+    wrap(invoices, "_open", "    to processing + the invoice rows (_open)")
+    wrap(invoices, "_message", "    one message built (templates + MIME)")
+    wrap(invoices, "_send_one", "    one message sent and marked, in all")
+    wrap(drainer, "record", "  each outcome recorded")
 
 
 def main() -> None:
@@ -181,20 +183,23 @@ def main() -> None:
     for name, call, indexes in passes:
         PHASES.measure(name, call, indexes)
 
-    # What the Huey consumer then does for each paid order, in this process: it shares the
-    # server's cores, so its CPU slows the webhook load as much as the deliveries' own.
-    from marketlink.payments import invoices
+    # What the consumer's drainer then does for the paid orders, in this process: it shares the
+    # server's cores, so its CPU slows the webhook load as much as the deliveries' own. Per
+    # order: the whole drain divided by the orders it sent.
+    from marketlink.outbox.drainer import drain
+    from marketlink.outbox.models import OutboxEntry
 
     instrument_invoice()
-    paid = [str(order.id) for order in orders[warm:]]
+    owed = OutboxEntry.objects.filter(kind="invoice", status="pending").count()
 
-    def invoice(n: int) -> int:
-        invoices.invoice_send(order_id=paid[n])
+    def drained(n: int) -> int:
+        sent = drain(kinds=["invoice"])["done"]
+        assert sent == owed, f"{sent} invoices sent, {owed} owed"
         return 200
 
-    PHASES.measure("invoice_send (the send_invoice task's body)", invoice, range(len(paid)))
+    PHASES.measure(f"the owed invoices drained ({owed} orders, all at once)", drained, range(1))
     PHASES.report_missing()
-    print(f"\ninvoice tasks queued: {HUEY.pending_count()} for {len(sessions)} orders")
+    print(f"\nwakes queued: {HUEY.pending_count()} for {len(sessions)} orders")
     HUEY.flush()
 
     import stripe

@@ -151,9 +151,11 @@ def payment_problems(
 
 def invoice_problems(orders: list[Any]) -> tuple[int, list[str]]:
     """How many orders have their one invoice sent on the first try, and what went wrong: an
-    invoice missing, failed or sent after a retry, a task left in Huey's queue or schedule."""
+    invoice missing, failed or sent after a retry, an outbox entry not done, a wake left in
+    Huey's queue or schedule."""
     from huey.contrib.djhuey import HUEY
 
+    from marketlink.outbox.models import OutboxEntry
     from marketlink.payments.models import Invoice, InvoiceStatus
 
     ids = [order.id for order in orders]
@@ -162,6 +164,9 @@ def invoice_problems(orders: list[Any]) -> tuple[int, list[str]]:
     problems = []
     if once != len(ids):
         problems.append(f"invoices (status, attempts): {dict(invoices)} for {len(ids)} orders")
+    owed = OutboxEntry.objects.filter(subject_id__in=[str(i) for i in ids]).exclude(status="done")
+    if owed.exists():
+        problems.append(f"{owed.count()} outbox entries of these orders not done")
     left = HUEY.pending_count() + HUEY.scheduled_count()
     if left:
         problems.append(f"{left} tasks left in Huey's queue or schedule")

@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from order_helpers import history, new_order
-from payment_events import checkout_session, deliver, event
+from payment_events import checkout_session, deliver, event, payment_intent
 
 from marketlink.outbox.models import OutboxEntry
 from marketlink.payments.gateways import dummy
@@ -59,6 +59,15 @@ def test_a_first_paying_delivery_is_four_statements(settings):
     assert status == 200
     assert [s.split()[0] for s in again] == ["INSERT", "SELECT"]
     assert history(order)[-1] == ("pending", "paid", "webhook")
+
+    # The other news of the same payment: the order is found paid by it, in as many statements.
+    intent = event("payment_intent.succeeded", payment_intent(order))
+    status, other = _delivered(intent)
+    assert status == 200
+    assert [s.split()[0] for s in other] == ["INSERT", "UPDATE", "SELECT", "UPDATE"]
+    kept = PaymentEvent.objects.get(event_id=intent["id"])
+    assert (kept.status, kept.result, kept.order_id) == ("processed", "already paid", order.pk)
+    assert [to for _, to, _ in history(order)] == ["paid"]
 
 
 def test_a_paying_delivery_that_does_not_match_takes_the_general_path(settings):

@@ -8,11 +8,15 @@ transaction of four statements, the order lookup included:
 3. its history row;
 4. the outbox entry owing its invoice (written by payments' own hook on the change).
 
+The other news of that same payment (Stripe sends two events for every payment: the session's
+and the intent's) finds the order paid by it: one read of the order says so, and the event is
+kept with that result, in as many statements.
+
 Anything else (an event already kept: a redelivery, or one whose processing failed before; an
-order no longer pending; money that does not match; no order id in the event) writes nothing
-here and takes the general path (``webhooks``), which says why. So the fast path decides
-nothing the general one would decide differently: it is the general path's outcome for the one
-case that runs hottest, without its reads.
+order no longer pending and not paid by this payment; money that does not match; no order id in
+the event) writes nothing here and takes the general path (``webhooks``), which says why. So the
+fast path decides nothing the general one would decide differently: it is the general path's
+outcome for the cases that run hottest, without its reads.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketlink.money import from_minor_units
-from marketlink.orders.models import ChangeSource
+from marketlink.orders.models import ChangeSource, RepairOrder
+from marketlink.orders.selectors import PAID_STATUSES
 from marketlink.orders.transitions import order_pay_when_pending
 from marketlink.payments.gateways.base import EventKind, ProviderEvent
 from marketlink.payments.models import EventStatus, PaymentEvent
 
 PAYING = frozenset({EventKind.PAYMENT_SUCCEEDED, EventKind.ASYNC_PAYMENT_SUCCEEDED})
 NOTE = "payment confirmed"
+ALREADY_PAID = "already paid"
 
 
 class _NotAtOnce(Exception):
@@ -69,12 +75,24 @@ def pay_at_once(event: ProviderEvent, payload: object, gateway: str) -> PaymentE
                 note=NOTE,
             )
             if paid is None:
-                raise _NotAtOnce
+                _already_paid_by(order_id, event.payment_intent_id, record)
     except (_NotAtOnce, IntegrityError, ValueError):
         # IntegrityError: a checkout id another order holds; ValueError: a currency marketlink
         # cannot read. The general path flags either.
         return None
     return record
+
+
+def _already_paid_by(order_id: uuid.UUID, intent: str | None, record: PaymentEvent) -> None:
+    """The event is news of the payment the order was paid by: kept as such. Anything else is
+    the general path's to decide (:class:`_NotAtOnce`)."""
+    paid = RepairOrder.objects.filter(
+        pk=order_id, status__in=PAID_STATUSES, payment_intent_id=intent
+    )
+    if intent is None or not paid.order_by().exists():
+        raise _NotAtOnce
+    PaymentEvent.objects.filter(pk=record.pk).update(result=ALREADY_PAID)
+    record.result = ALREADY_PAID
 
 
 def _order_id(event: ProviderEvent) -> uuid.UUID | None:
