@@ -7,20 +7,20 @@ restart in the middle, then the invariants.
 
 The stack is production's shape: gunicorn (gthread, 4 workers x 2 threads) on PostgreSQL and a
 Redis of the soak's own (a ``redis-server`` it starts on a free port, so the restart touches no
-one else's), the example site's Huey consumer with its periodic jobs (expiry, owed invoices,
+one else's), the example site's Huey consumer with its periodic jobs (expiry, the outbox's drain,
 reconcile), and the Stripe gateway pointed at the Stripe stand-in, which delivers its webhooks to
 the site as Stripe does. Reservations last 120 s (``BENCH_RESERVATION_TTL``) so unpaid bookings
-lapse during the soak and the expiry job cancels them; an invoice is owed after 60 s
-(``BENCH_INVOICE_GRACE_PERIOD``). Throttles and per-customer limits are lifted, as for the
-benchmark (``bench/settings.py``).
+lapse during the soak and the expiry job cancels them; an invoice no drainer ran for 60 s is
+reconcile's to send (``BENCH_INVOICE_GRACE_PERIOD``). Throttles and per-customer limits are
+lifted, as for the benchmark (``bench/settings.py``).
 
 Operations are started at a steady rate (an open loop: a slow answer does not slow the
 arrivals) by a pool of threads; see ``bench/soak_traffic.py`` for the mix. Halfway, Redis is
 stopped for 5 s and started again, empty (no persistence: the queue, the locks and the cache are
 lost, as when a cache node is replaced).
 
-At the end the traffic stops, ``marketlink reconcile`` runs once as an operator would (it
-re-enqueues the invoices whose tasks Redis lost), the consumer is given time to drain, and the
+At the end the traffic stops, ``marketlink reconcile`` runs once as an operator would (it sends
+any invoice still owed that no drainer ran), the consumer is given time to drain, and the
 shared invariants (``tests/support/invariants.py``) are checked against the database and the
 stand-in. Reported: throughput and p50/p95/p99 per operation, the answers by status, each
 worker's memory at the start and the end, and every broken invariant. Exit 1 if any invariant is
@@ -237,9 +237,9 @@ def _reconcile(logs: Path, run: int) -> dict[str, Any]:
 
 def _settle(standin: Any, logs: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Reconcile, then give the consumer time to send what it owes; reconcile again while
-    something is still owed (an invoice task Redis lost is owed once ``INVOICE_GRACE_PERIOD``
-    passed), until the invariants hold or ``DRAIN_S`` passed. Returns each reconcile's findings
-    and what still breaks the invariants."""
+    something is still owed (an invoice whose wake Redis lost waits for the periodic drain, or
+    for reconcile once ``INVOICE_GRACE_PERIOD`` passed), until the invariants hold or
+    ``DRAIN_S`` passed. Returns each reconcile's findings and what still breaks the invariants."""
     from django.db import close_old_connections
     from invariants import invariant_violations
 

@@ -136,6 +136,12 @@ class MarketlinkSettings(BaseModel):
         description="Seconds a drainer holds the outbox entries it claimed: longer than a batch "
         "takes; an entry whose drainer died is due again after it.",
     )
+    OUTBOX_KEEP_DAYS: int = Field(
+        7,
+        ge=1,
+        description="Days a done outbox entry is kept (what was sent, when) before the "
+        "periodic drain deletes it; failed ones stay until a person deals with them.",
+    )
     REFUND_GRACE_PERIOD: int = Field(
         30 * 60,
         ge=60,

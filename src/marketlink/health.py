@@ -2,8 +2,9 @@
 
 Each dependency is reported on its own: the database, the cache (throttle counts), the lock store
 and the task queue (Huey's broker). Answers 503 when one the site cannot work without is down:
-the database always, and the task queue when one is used (with a consumer, a paid order's invoice
-and refunds are enqueued there; a broker that refuses them loses that work). The cache and the
+the database always, and the task queue when one is used (with a consumer, the outbox's drainer
+is woken and scheduled there: while the broker is down, nothing owed is lost, but nothing is sent
+until it is back). The cache and the
 lock store are reported but do not fail the check: throttles let requests through without their
 cache, and bookings stay correct without Redis (see ``marketlink.locking``).
 """

@@ -50,7 +50,8 @@ class _Metrics:
         )
         self.task_failures = prometheus.Counter(
             "marketlink_task_failures_total",
-            "Background task runs that failed, by task and whether it gave up (final).",
+            "Side effects that failed (outbox entries, by kind in the task label), and whether "
+            "it gave up (final).",
             ["task", "final"],
         )
 

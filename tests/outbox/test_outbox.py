@@ -167,3 +167,37 @@ def test_staff_run_failed_entries_again_from_the_admin(greetings, admin_client):
     )
     assert OutboxEntry.objects.get().status == "pending"
     assert drain() == {"done": 1}
+
+
+def test_an_entry_of_a_kind_no_app_handles_fails_for_good_in_the_end(greetings):
+    outbox_write(kind="unheard_of", subject_id="y", wake=False)
+    for _ in range(8):
+        assert drain() == {"retry": 1}
+        OutboxEntry.objects.update(due_at=timezone.now())
+    assert drain() == {"failed": 1}
+    entry = OutboxEntry.objects.get()
+    assert (entry.status, entry.needs_attention, entry.attempts) == ("failed", True, 9)
+
+
+def test_done_entries_are_forgotten_after_a_week_and_the_failed_are_kept(greetings):
+    owe("jo", "kim", "lu")
+    greetings.fail = {"lu": Failed("no")}
+    drain()
+    OutboxEntry.objects.filter(subject_id="jo").update(done_at=timezone.now() - timedelta(days=8))
+    OutboxEntry.objects.filter(subject_id="lu").update(updated_at=timezone.now() - timedelta(9))
+
+    tasks.drain_outbox_periodically.call_local()
+
+    assert sorted(OutboxEntry.objects.values_list("subject_id", "status")) == [
+        ("kim", "done"),
+        ("lu", "failed"),
+    ]
+
+
+def test_the_operators_retry_leaves_what_is_owed_for_later(greetings):
+    owe("max")
+    OutboxEntry.objects.update(due_at=timezone.now() + timedelta(days=30))
+    code, document = invoke_json("outbox", "retry")
+    assert (code, document["items"], greetings.greeted) == (0, [], [])
+    code, document = invoke_json("outbox", "retry", "--status", "pending")
+    assert (code, greetings.greeted) == (0, ["max"])

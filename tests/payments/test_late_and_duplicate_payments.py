@@ -21,6 +21,7 @@ from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatusChange, RepairOrder
 from marketlink.orders.services import orders_expire
 from marketlink.outbox.models import OutboxEntry
+from marketlink.payments.gateways import dummy
 from marketlink.payments.gateways.base import CheckoutRequest
 from marketlink.payments.gateways.stripe import StripeGateway
 from marketlink.payments.models import Invoice, PaymentEvent, Refund
@@ -300,3 +301,25 @@ def test_a_duplicate_payment_whose_refund_cannot_be_made_yet_is_asked_again(
     [given_back] = standin.refunds.values()
     assert given_back["payment_intent"] == stray_intent
     assert status_of(order) == "processing"
+
+
+def test_a_refund_the_provider_refuses_is_answered_502_and_flagged(
+    hook, order, api, staff_user, monkeypatch
+):
+    """The provider refuses outright (say, more than is left): the refund is failed and flagged
+    at once, and the endpoint says so (502), never "Refund requested"."""
+    from marketlink.payments.gateways.base import GatewayError
+
+    hook(completed(order))
+
+    def refuses(self: Any, request: Any) -> Any:
+        raise GatewayError("The payment provider failed to refund a payment.", answered=True)
+
+    monkeypatch.setattr(dummy.DummyGateway, "refund", refuses)
+    answer = api.post(f"/orders/{order.pk}/refund/", user=staff_user)
+
+    assert answer.status_code == 502
+    assert "refused" in answer.json()["message"]
+    refund = Refund.objects.get()
+    assert (refund.status, refund.needs_attention) == ("failed", True)
+    assert refreshed(order).status == "processing"

@@ -23,7 +23,7 @@ BEFORE = [
 
 @pytest.mark.django_db(transaction=True)
 def test_refunds_and_work_in_flight_are_carried_over():
-    refunded, asked, unsent, never_invoiced, sent = (new_order() for _ in range(5))
+    refunded, asked, unsent, never_invoiced, sent, failed = (new_order() for _ in range(6))
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
     old = executor.loader.project_state([node for node in BEFORE if node[1]]).apps
@@ -32,7 +32,8 @@ def test_refunds_and_work_in_flight_are_carried_over():
     invoices = old.get_model("marketlink_payments", "Invoice")
     now = timezone.now()
     for order, status in ((refunded, "refunded"), (asked, "processing"), (unsent, "processing"),
-                          (never_invoiced, "paid"), (sent, "processing")):  # fmt: skip
+                          (never_invoiced, "paid"), (sent, "processing"),
+                          (failed, "processing")):  # fmt: skip
         orders.objects.filter(pk=order.pk).update(
             status=status, paid_at=now, payment_intent_id=f"pi_{order.pk.hex[:12]}"
         )
@@ -43,7 +44,8 @@ def test_refunds_and_work_in_flight_are_carried_over():
             amount_minor=2999, currency="usd", status=status, attempts=attempts,
             idempotency_key=f"marketlink-refund-{order.pk}",
         )  # fmt: skip
-    for order, status in ((refunded, "sent"), (asked, "sent"), (unsent, "pending"), (sent, "sent")):
+    for order, status in ((refunded, "sent"), (asked, "sent"), (unsent, "pending"), (sent, "sent"),
+                          (failed, "failed")):  # fmt: skip
         invoices.objects.create(order_id=order.pk, number=f"ML-{order.pk.hex[:8]}", status=status)
 
     executor = MigrationExecutor(connection)
@@ -58,5 +60,8 @@ def test_refunds_and_work_in_flight_are_carried_over():
     assert owed == {
         f"invoice:{unsent.pk}",
         f"invoice:{never_invoiced.pk}",
+        f"invoice:{failed.pk}",
         f"refund:{Refund.objects.get(order_id=asked.pk).pk}",
     }
+    gave_up = OutboxEntry.objects.get(dedupe_key=f"invoice:{failed.pk}")
+    assert (gave_up.status, gave_up.needs_attention) == ("failed", True)

@@ -34,10 +34,7 @@ def invoices_resend(
     ] = False,
     force: Annotated[
         bool,
-        typer.Option(
-            help="Also invoices already sent (the customer gets a second one) or enqueued again "
-            "within the grace period."
-        ),
+        typer.Option(help="Also invoices already sent (the customer gets a second one)."),
     ] = False,
     dry_run: DryRun = False,
     as_json: Json = False,

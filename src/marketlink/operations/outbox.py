@@ -38,6 +38,20 @@ def _chosen(kinds: list[str] | None, statuses: list[str] | None, *, default: lis
     return entries_listed(kinds=kinds, statuses=statuses or default)
 
 
+def _to_run_again(kinds: list[str] | None, statuses: list[str] | None) -> Any:
+    """``--status`` as given; by default the failed entries and those due now (not those waiting
+    for a retry, nor those owed for later, such as a demo's held invoice)."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from marketlink.outbox.drainer import due
+
+    chosen = _chosen(kinds, statuses, default=["failed", "pending"])
+    if statuses:
+        return chosen
+    return chosen.filter(Q(status="failed") | due(timezone.now()))
+
+
 def _row(entry: Any) -> dict[str, Any]:
     return {
         "entry": str(entry.pk),
@@ -88,8 +102,8 @@ def outbox_retry_command(
     operator: OperatorAs = None,
 ) -> None:
     """Run failed and waiting entries again, now, in this process (by default the failed ones
-    and those due; with --status pending also those waiting for a retry). Exit 1 when one fails
-    again."""
+    and those due; --status pending: every pending one, those waiting for a retry too). Exit 1
+    when one fails again."""
     setup_django()
     from marketlink.outbox.drainer import drain
     from marketlink.outbox.models import OutboxEntry
@@ -97,7 +111,7 @@ def outbox_retry_command(
 
     report = Report(title="Outbox entries run again", columns=COLUMNS, dry_run=dry_run)
     with operation(report, as_json=as_json), acting_as(operator):
-        chosen = list(_chosen(kind, status, default=["failed", "pending"])[:limit])
+        chosen = list(_to_run_again(kind, status)[:limit])
         say(
             f"{'Dry run: would run' if dry_run else 'Running'} {len(chosen)} entr(ies) again.",
             as_json=as_json,

@@ -1,5 +1,5 @@
 """``marketlink reconcile``: ask the payment provider about every order a lost webhook may have
-left wrong, apply what the webhook would have, and enqueue invoices that were never sent."""
+left wrong, apply what the webhook would have, and send the invoices and refunds nothing sent."""
 
 from __future__ import annotations
 

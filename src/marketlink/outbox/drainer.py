@@ -21,13 +21,16 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from marketlink import conf
+from marketlink import conf, metrics
 from marketlink.outbox.models import EntryStatus, OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Kind, Outcome, Retry, kind_named
 
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH = 100
+# How an entry of a kind no app here registered waits: retried as any kind is (its app may be
+# installed by the next deploy), then failed for good, so a person sees it.
+UNKNOWN_KIND = Kind("unknown", lambda entries: {})
 ERROR_LIMIT = 2000
 
 
@@ -94,7 +97,8 @@ def claim(
 
 def run(entries: Sequence[OutboxEntry], name: str) -> Counter[str]:
     """Run one kind's handler over claimed entries, in batches of its size; record each
-    outcome. An entry of a kind no app registered waits (its app is not installed here)."""
+    outcome. An entry of a kind no app registered waits, and fails for good in the end (its app
+    is not installed here)."""
     kind = kind_named(name)
     counts: Counter[str] = Counter()
     if kind is None:
@@ -127,7 +131,8 @@ def record(entry: OutboxEntry, outcome: Outcome, kind: Kind | None) -> str:
     mine = OutboxEntry.objects.filter(
         pk=entry.pk, status=EntryStatus.RUNNING, claimed_until=entry.claimed_until
     )
-    if isinstance(outcome, Retry) and kind is not None and entry.attempts > kind.retries:
+    retries = kind.retries if kind is not None else UNKNOWN_KIND.retries
+    if isinstance(outcome, Retry) and entry.attempts > retries:
         outcome = Failed(f"{outcome.error} (gave up after {entry.attempts} attempts)")
     if isinstance(outcome, Done):
         mine.update(
@@ -142,7 +147,7 @@ def record(entry: OutboxEntry, outcome: Outcome, kind: Kind | None) -> str:
         _log(logging.INFO, entry, "done", outcome.detail)
         return "done"
     if isinstance(outcome, Retry):
-        delay = kind.retry_delay(entry.attempts) if kind is not None else timedelta(minutes=1)
+        delay = (kind or UNKNOWN_KIND).retry_delay(entry.attempts)
         mine.update(
             status=EntryStatus.PENDING,
             due_at=now + delay,
@@ -151,6 +156,7 @@ def record(entry: OutboxEntry, outcome: Outcome, kind: Kind | None) -> str:
             updated_at=now,
         )
         _log(logging.WARNING, entry, "retry", outcome.error)
+        metrics.task_failed(entry.kind, final=False)
         return "retry"
     with transaction.atomic():
         flagged = mine.update(
@@ -163,6 +169,7 @@ def record(entry: OutboxEntry, outcome: Outcome, kind: Kind | None) -> str:
         if flagged and kind is not None and kind.on_give_up is not None:
             kind.on_give_up(entry, outcome.error)
     _log(logging.ERROR, entry, "failed", outcome.error)
+    metrics.task_failed(entry.kind, final=True)
     return "failed"
 
 
@@ -180,3 +187,17 @@ def _log(level: int, entry: OutboxEntry, outcome: str, detail: str) -> None:
             "attempts": entry.attempts,
         },
     )
+
+
+FORGET_BATCH = 1000
+
+
+def forget_done() -> int:
+    """Delete done entries older than ``OUTBOX_KEEP_DAYS`` (a batch at a time, so the periodic
+    run stays short): the table holds what is owed, and a while of what was done. Failed
+    entries stay until a person runs them again."""
+    cutoff = timezone.now() - timedelta(days=conf.get().OUTBOX_KEEP_DAYS)
+    old = OutboxEntry.objects.filter(status=EntryStatus.DONE, done_at__lt=cutoff)
+    ids = list(old.order_by().values_list("pk", flat=True)[:FORGET_BATCH])
+    deleted, _ = OutboxEntry.objects.filter(pk__in=ids).delete()
+    return deleted

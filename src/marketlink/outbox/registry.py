@@ -49,8 +49,8 @@ EntryHandler = Callable[["OutboxEntry"], Outcome]
 class Kind:
     """One kind of side effect: its handler and how it is retried.
 
-    The defaults retry 8 times, 10 s after the first failure and twice as long each time (about
-    21 minutes in all), as marketlink's tasks always have: the ninth failure is final.
+    The defaults retry 8 times, 10 s after the first failure and twice as long each time (the
+    last wait about 21 minutes, about 42 in all): the ninth failure is final.
     ``on_give_up`` tells the owning app the effect failed for good (an invoice marked failed,
     say), in the transaction that flags the entry."""
 

@@ -12,7 +12,7 @@ from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
 from marketlink.heartbeat import beat
-from marketlink.outbox.drainer import drain
+from marketlink.outbox.drainer import drain, forget_done
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def drain_outbox() -> dict[str, int]:
 @db_periodic_task(crontab(minute="*"))
 def drain_outbox_periodically() -> dict[str, int]:
     beat()
+    forget_done()
     return dict(drain())
 
 

@@ -155,7 +155,7 @@ def _open(order_ids: list[uuid.UUID]) -> None:
             to=OrderStatus.PROCESSING,
             expected=OrderStatus.PAID,
             source=ChangeSource.TASK,
-            note="invoice sent",
+            note="invoice being sent",
         )
 
 

@@ -34,7 +34,7 @@ from marketlink.payments.gateways import get_gateway
 from marketlink.payments.gateways.base import GatewayError, RefundRequest
 from marketlink.payments.models import UNSETTLED_REFUND_STATUSES, Refund, RefundKind, RefundStatus
 from marketlink.payments.refund_records import GAVE_UP, refunds_record
-from marketlink.payments.rules import PAID_STATUSES
+from marketlink.payments.rules import PAID_STATUSES, PermanentProblem
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +59,17 @@ def order_refund(*, order: RepairOrder, source: str = ChangeSource.API) -> Repai
         raise Conflict("The payment provider has not told us this order's payment id yet.")
     # What the provider already gave back (a dashboard refund whose events are still on their
     # way, say) is recorded first, so the remainder asked for is what is really left.
-    refunds_record(
-        order=order,
-        payment_intent_id=intent,
-        seen=get_gateway().fetch_refunds(intent),
-        source=source,
-    )
+    try:
+        refunds_record(
+            order=order,
+            payment_intent_id=intent,
+            seen=get_gateway().fetch_refunds(intent),
+            source=source,
+        )
+    except PermanentProblem as exc:
+        raise Conflict(
+            f"The payment provider reports what marketlink cannot apply: {exc}."
+        ) from exc
     order.refresh_from_db()
     if order.status == OrderStatus.REFUNDED:
         return order
@@ -77,6 +82,11 @@ def order_refund(*, order: RepairOrder, source: str = ChangeSource.API) -> Repai
             raise GatewayError(
                 f"The payment provider failed to refund the payment; it is asked again "
                 f"shortly ({refund.last_error or 'no answer'})."
+            )
+        if refund.status in GAVE_UP and refund.provider_refund_id is None:
+            raise GatewayError(
+                f"The payment provider refused the refund: {refund.last_error}. It is flagged "
+                "for staff."
             )
     order.refresh_from_db()
     return order

@@ -128,8 +128,8 @@ def invoices_needing_attention() -> QuerySet[Invoice]:
 
 def invoice_grace_period() -> timedelta:
     """How long an owed invoice may wait to be sent before it counts as stuck
-    (``INVOICE_GRACE_PERIOD``, default 30 minutes): the drainer runs every minute and its
-    retries of one invoice take about 21 minutes, so past it no drainer is running it (no
+    (``INVOICE_GRACE_PERIOD``, default 30 minutes): the drainer runs every minute, and an entry
+    waiting for its retry is not due, so one due for that long has no drainer running it (no
     consumer, or no scheduler)."""
     return timedelta(seconds=conf.get().INVOICE_GRACE_PERIOD)
 

@@ -1,6 +1,8 @@
 """Invoices and refund asks move onto the outbox. What was in flight as a Huey task is owed as an
 outbox entry instead: every invoice not sent (pending, or a paid order with none yet) and every
-refund asked for and not made. ``Invoice.requeued_at`` (the old re-enqueue's record) goes."""
+refund asked for and not made. An invoice that had failed for good gets a failed entry, flagged,
+so doctor, reconcile and ``invoices resend --stuck`` see it as before. ``Invoice.requeued_at``
+(the old re-enqueue's record) goes."""
 
 import uuid
 
@@ -20,19 +22,23 @@ def owe_what_was_in_flight(apps, schema_editor):
     owed += [("invoice", order_id) for order_id in never_written.values_list("pk", flat=True)]
     requested = Refund.objects.filter(status="requested").values_list("pk", flat=True)
     owed += [("refund", refund_id) for refund_id in requested]
-    OutboxEntry.objects.bulk_create(
-        [
-            OutboxEntry(
-                id=uuid.uuid4(),
-                kind=kind,
-                subject_id=str(subject),
-                dedupe_key=f"{kind}:{subject}",
-                payload={},
-                due_at=now,
-            )
-            for kind, subject in owed
-        ],
-        ignore_conflicts=True,
+    failed = Invoice.objects.filter(status="failed").values_list("order_id", "last_error")
+    entries = [_entry(OutboxEntry, kind, subject, now) for kind, subject in owed]
+    for order_id, error in failed:
+        entry = _entry(OutboxEntry, "invoice", order_id, now)
+        entry.status, entry.needs_attention, entry.last_error = "failed", True, error
+        entries.append(entry)
+    OutboxEntry.objects.bulk_create(entries, ignore_conflicts=True)
+
+
+def _entry(model, kind, subject, now):
+    return model(
+        id=uuid.uuid4(),
+        kind=kind,
+        subject_id=str(subject),
+        dedupe_key=f"{kind}:{subject}",
+        payload={},
+        due_at=now,
     )
 
 
