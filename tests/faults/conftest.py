@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pgbouncer
 import pytest
 from django.conf import settings
 from django.db import connections
@@ -34,6 +35,7 @@ from fault_rig import (
     missing_binaries,
 )
 from live_site import EXAMPLE, site_env, start_gunicorn, start_huey, stop, wait_for
+from pgbouncer import PgBouncer
 
 from marketlink.testing.stripe_server import StripeStandIn
 
@@ -123,6 +125,8 @@ def _point_orm_at(url: str) -> None:
 
     connections.close_all()
     settings.DATABASES["default"] = database_from_url(url)
+    if os.environ.get("DATABASE_POOLING") == "transaction":  # as the example site does
+        settings.DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     connections.__dict__.pop("settings", None)  # defaults filled in again for the new entry
     with contextlib.suppress(AttributeError):
         del connections["default"]
@@ -137,7 +141,8 @@ def _create_database(postgres: PrivatePostgres) -> None:
 
 @pytest.fixture(scope="session")
 def rig(django_db_blocker: Any) -> Iterator[Rig]:
-    missing = missing_binaries()
+    pooled = os.environ.get("DATABASE_POOLING") == "transaction"
+    missing = missing_binaries() + (pgbouncer.missing() if pooled else [])
     if missing:
         reason = f"the fault rig needs {', '.join(missing)}"
         if os.environ.get("CI", "").lower() == "true":
@@ -148,6 +153,14 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
     (folder / "pg").mkdir()
     (folder / "mail").mkdir()
     postgres = PrivatePostgres(folder / "pg").init()
+    # The pgbouncer session: the site and this process reach the cluster through PgBouncer in
+    # transaction pooling mode (restarting PostgreSQL cuts its server connections only).
+    bouncer = None
+    if pooled:
+        bouncer = PgBouncer(
+            folder / "pgbouncer", server_host="127.0.0.1", server_port=postgres.port
+        )
+        bouncer.start()
     redis = PrivateRedis(folder).start()
     standin = StripeStandIn(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET, auto_deliver=False)
     standin.start()
@@ -155,7 +168,7 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
     try:
         _create_database(postgres)
         with django_db_blocker.unblock():
-            _point_orm_at(postgres.url(DATABASE))
+            _point_orm_at((bouncer or postgres).url(DATABASE))
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
         env = site_env(
             PYTHONPATH=path,
@@ -190,6 +203,8 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
         proxy.close()
         standin.stop()
         redis.stop()
+        if bouncer is not None:
+            bouncer.stop()
         with contextlib.suppress(subprocess.CalledProcessError):
             postgres.stop()
         print(f"\nfault rig logs kept in {folder}")
