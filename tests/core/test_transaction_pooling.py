@@ -38,7 +38,7 @@ def read_while_another_client_takes_the_server(monkeypatch, disabled: bool) -> l
 def test_server_side_cursors_are_lost_between_transactions(monkeypatch):
     for name in ("a", "b", "c"):
         VariantFactory(name=name)
-    with pytest.raises(Exception, match="cursor .* does not exist"):
+    with pytest.raises(Exception, match=r"cursor .* does not exist"):
         read_while_another_client_takes_the_server(monkeypatch, disabled=False)
     connection.close()  # the failed read left this connection unusable
 

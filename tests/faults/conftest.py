@@ -24,7 +24,6 @@ from typing import Any
 
 import pgbouncer
 import pytest
-from django.conf import settings
 from django.db import connections
 from fault_rig import (
     FaultProxy,
@@ -34,8 +33,7 @@ from fault_rig import (
     children,
     missing_binaries,
 )
-from live_site import EXAMPLE, site_env, start_gunicorn, start_huey, stop, wait_for
-from pgbouncer import PgBouncer
+from live_site import EXAMPLE, point_orm_at, site_env, start_gunicorn, start_huey, stop, wait_for
 
 from marketlink.testing.stripe_server import StripeStandIn
 
@@ -120,18 +118,6 @@ class Rig:
         )
 
 
-def _point_orm_at(url: str) -> None:
-    from example_project.settings import database_from_url
-
-    connections.close_all()
-    settings.DATABASES["default"] = database_from_url(url)
-    if os.environ.get("DATABASE_POOLING") == "transaction":  # as the example site does
-        settings.DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-    connections.__dict__.pop("settings", None)  # defaults filled in again for the new entry
-    with contextlib.suppress(AttributeError):
-        del connections["default"]
-
-
 def _create_database(postgres: PrivatePostgres) -> None:
     import psycopg
 
@@ -157,7 +143,7 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
     # transaction pooling mode (restarting PostgreSQL cuts its server connections only).
     bouncer = None
     if pooled:
-        bouncer = PgBouncer(
+        bouncer = pgbouncer.PgBouncer(
             folder / "pgbouncer", server_host="127.0.0.1", server_port=postgres.port
         )
         bouncer.start()
@@ -168,7 +154,7 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
     try:
         _create_database(postgres)
         with django_db_blocker.unblock():
-            _point_orm_at((bouncer or postgres).url(DATABASE))
+            point_orm_at((bouncer or postgres).url(DATABASE))
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
         env = site_env(
             PYTHONPATH=path,

@@ -76,6 +76,9 @@ class PrivatePostgres:
             str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
             "--no-sync", "--no-instructions",
         )  # fmt: skip
+        if self.host != "127.0.0.1":  # clients on the other hosts of its network
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet trust\n")
         return self.start()
 
     def start(self) -> PrivatePostgres:
