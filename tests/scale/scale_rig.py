@@ -25,6 +25,7 @@ from typing import Any
 
 import hosts
 from fault_rig import PrivatePostgres, PrivateRedis, call
+from fault_shop import book
 from live_site import start_gunicorn, start_huey, stop, wait_for
 from pgbouncer import PgBouncer
 from sentinel import SERVICE, RedisSentinel
@@ -213,6 +214,27 @@ class Rig:
 
     def app(self, name: str) -> AppHost:
         return next(app for app in self.apps if app.name == name)
+
+    @property
+    def site(self) -> str:
+        """The site as the load balancer hands it out next (``fault_shop``'s helpers use it)."""
+        return self.balancer.order()[0].site
+
+    def book(self, token: str, variant_id: Any, key: str | None = None) -> tuple[int, Any, str]:
+        """A booking through the load balancer: ``(status, body, host)``."""
+        return self.balancer.request(lambda site: book(site, token, variant_id, key))
+
+    def deliver(self, event: dict[str, Any], tries: int = 5) -> int:
+        """Deliver ``event`` as Stripe does, to the load balancer: again while it is not
+        answered 2xx."""
+        status = 0
+        for _ in range(tries):
+            status, _, _ = self.balancer.request(
+                lambda site: (self.standin.deliver(event, f"{site}/api/webhooks/payment/"), None)
+            )
+            if 200 <= status < 300:
+                break
+        return status
 
     @property
     def outbox(self) -> Path:
