@@ -33,7 +33,16 @@ from fault_rig import (
     children,
     missing_binaries,
 )
-from live_site import EXAMPLE, point_orm_at, site_env, start_gunicorn, start_huey, stop, wait_for
+from live_site import (
+    EXAMPLE,
+    point_orm_at,
+    run_marketlink,
+    site_env,
+    start_gunicorn,
+    start_huey,
+    stop,
+    wait_for,
+)
 
 from marketlink.testing.stripe_server import StripeStandIn
 
@@ -104,18 +113,7 @@ class Rig:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``marketlink`` on the example site, as an operator runs it."""
-        command = [
-            str(Path(sys.executable).parent / "marketlink"),
-            "--settings=example_project.settings",
-        ]
-        return subprocess.run(
-            [*command, f"--pythonpath={EXAMPLE}", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_marketlink(self.env, *args)
 
 
 def _create_database(postgres: PrivatePostgres) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Any
 import hosts
 from fault_rig import PrivatePostgres, PrivateRedis, call
 from fault_shop import book
-from live_site import start_gunicorn, start_huey, stop, wait_for
+from live_site import run_marketlink, start_gunicorn, start_huey, stop, wait_for
 from pgbouncer import PgBouncer
 from sentinel import SERVICE, RedisSentinel
 
@@ -239,3 +241,13 @@ class Rig:
     @property
     def outbox(self) -> Path:
         return self.folder / "mail"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``marketlink`` as an operator runs it, from the client host."""
+        return run_marketlink(self.env, *args, settings="scale_settings")
+
+    def doctor(self, check: str) -> dict[str, Any]:
+        """``marketlink doctor``'s item for ``check``."""
+        done = self.cli("doctor", "--json")
+        items = {item["check"]: item for item in json.loads(done.stdout)["items"]}
+        return dict(items[check])

@@ -159,6 +159,21 @@ def start_huey(
     return proc
 
 
+def run_marketlink(
+    env: dict[str, str], *args: str, settings: str = "example_project.settings"
+) -> subprocess.CompletedProcess[str]:
+    """``marketlink`` on the example site (``settings``), as an operator runs it."""
+    command = [str(Path(sys.executable).parent / "marketlink"), f"--settings={settings}"]
+    return subprocess.run(
+        [*command, f"--pythonpath={EXAMPLE}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 def stop(proc: subprocess.Popen[bytes], *, graceful: bool = False) -> None:
     """Terminate ``proc``; ``graceful`` (SIGINT, for a Huey consumer) lets running tasks end."""
     if proc.poll() is None:
