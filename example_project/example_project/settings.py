@@ -143,11 +143,12 @@ if REDIS_URL and REDIS_SENTINELS:
     # Sentinel names the primary; django-redis's SentinelClient reads from a replica when its
     # LOCATION is one URL, so the locks, throttles and heartbeats use "primary", which names
     # the primary alone: a replica lagging behind would answer stale counts.
+    _sentinel_kwargs = {"socket_timeout": 1, "socket_connect_timeout": 1}
     _sentinel_options = {
         "CLIENT_CLASS": "django_redis.client.SentinelClient",
         "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
         "SENTINELS": REDIS_SENTINELS,
-        "SENTINEL_KWARGS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        "SENTINEL_KWARGS": _sentinel_kwargs,
         "SOCKET_CONNECT_TIMEOUT": 1,
         "SOCKET_TIMEOUT": 1,
     }
@@ -167,7 +168,8 @@ if REDIS_URL and REDIS_SENTINELS:
     # Huey's consumer waits up to 1 s on an empty queue: its socket timeout must be longer.
     _huey_redis = Sentinel(
         REDIS_SENTINELS,
-        sentinel_kwargs=_sentinel_options["SENTINEL_KWARGS"],
+        sentinel_kwargs=_sentinel_kwargs,
+        password=_service.password,
         socket_connect_timeout=1,
         socket_timeout=5,
     ).master_for(str(_service.hostname), db=int(_service.path.lstrip("/") or 0))

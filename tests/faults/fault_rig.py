@@ -52,14 +52,21 @@ def _reachable(port: int, host: str = "127.0.0.1") -> bool:
 
 class PrivatePostgres:
     """A throw-away cluster; ``restart`` is a fast shutdown (every connection is cut) and start.
-    ``host``: the address it listens on; ``prefix``: what its commands run under (the scale
-    rig's ``ip netns exec``, to run it on another simulated host)."""
+    ``host`` and ``port``: where it listens (a free port by default); ``prefix``: what its
+    commands run under (the scale rig's ``ip netns exec``, to run it on another simulated
+    host)."""
 
-    def __init__(self, folder: Path, host: str = "127.0.0.1", prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+        port: int | None = None,
+    ) -> None:
         self.folder = folder
         self.data = folder / "data"
         self.host, self.prefix = host, list(prefix)
-        self.port = free_port()
+        self.port = port or free_port()
         self.bin = Path(POSTGRES_BIN[0])
 
     def _as_postgres(self, *command: str) -> None:
@@ -100,7 +107,7 @@ class PrivatePostgres:
 
 
 class PrivateRedis:
-    """A ``redis-server`` without persistence; ``host`` and ``prefix`` as for
+    """A ``redis-server`` without persistence; ``host``, ``prefix`` and ``port`` as for
     :class:`PrivatePostgres`, ``options`` added to its command line (``--replicaof``)."""
 
     def __init__(
@@ -109,10 +116,11 @@ class PrivateRedis:
         host: str = "127.0.0.1",
         prefix: Sequence[str] = (),
         options: Sequence[str] = (),
+        port: int | None = None,
     ) -> None:
         self.folder = folder
         self.host, self.prefix, self.options = host, list(prefix), list(options)
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrivateRedis:

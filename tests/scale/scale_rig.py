@@ -27,13 +27,13 @@ from typing import Any
 
 import hosts
 from fault_rig import PrivatePostgres, PrivateRedis, call
-from fault_shop import book
 from live_site import run_marketlink, start_gunicorn, start_huey, stop, wait_for
 from pgbouncer import PgBouncer
 from sentinel import SERVICE, RedisSentinel
 
 DATA = hosts.ADDRESSES["data"]
-PGBOUNCER_PORT = 6432
+# Well-known ports: each host is a network namespace of its own, nothing else listens there.
+POSTGRES_PORT, PGBOUNCER_PORT, REDIS_PORTS = 5432, 6432, (6390, 6391)
 SENTINEL_PORTS = (26379, 26380, 26381)
 DATABASE = "ml_scale"
 WORKERS, THREADS = 2, 4
@@ -43,6 +43,7 @@ WORKERS, THREADS = 2, 4
 class DataHost:
     run: str
     folder: Path
+    pool_size: int = 20  # PgBouncer's server connections per database and user
     postgres: PrivatePostgres = field(init=False)
     bouncer: PgBouncer = field(init=False)
     primary: PrivateRedis = field(init=False)
@@ -53,27 +54,29 @@ class DataHost:
         prefix = hosts.in_host(self.run, "data")
         for part in ("pg", "primary", "replica"):
             (self.folder / part).mkdir()
-        self.postgres = PrivatePostgres(self.folder / "pg", host=DATA, prefix=prefix).init()
+        self.postgres = PrivatePostgres(
+            self.folder / "pg", host=DATA, prefix=prefix, port=POSTGRES_PORT
+        ).init()
         self.bouncer = PgBouncer(
             self.folder / "pgbouncer",
             server_host=DATA,
             server_port=self.postgres.port,
             host=DATA,
             port=PGBOUNCER_PORT,
+            pool_size=self.pool_size,
             prefix=prefix,
         ).start()
         # Without a password, Redis answers only its own loopback unless told otherwise; these
         # hosts' network is private to the rig (a deployment sets passwords: see the docs).
         opened = ["--protected-mode", "no"]
         self.primary = PrivateRedis(
-            self.folder / "primary", host=DATA, prefix=prefix, options=opened
-        )
-        self.primary.start()
+            self.folder / "primary", host=DATA, prefix=prefix, options=opened, port=REDIS_PORTS[0]
+        ).start()
         replica_of = [*opened, "--replicaof", DATA, str(self.primary.port)]
         self.replica = PrivateRedis(
-            self.folder / "replica", host=DATA, prefix=prefix, options=replica_of
-        )
-        self.replica.start()
+            self.folder / "replica", host=DATA, prefix=prefix, options=replica_of,
+            port=REDIS_PORTS[1],
+        ).start()  # fmt: skip
         for number, port in enumerate(SENTINEL_PORTS):
             sentinel = RedisSentinel(
                 self.folder / f"sentinel{number}",
@@ -224,6 +227,8 @@ class Rig:
 
     def book(self, token: str, variant_id: Any, key: str | None = None) -> tuple[int, Any, str]:
         """A booking through the load balancer: ``(status, body, host)``."""
+        from fault_shop import book  # marketlink's models: imported once Django is set up
+
         return self.balancer.request(lambda site: book(site, token, variant_id, key))
 
     def deliver(self, event: dict[str, Any], tries: int = 5) -> int:
