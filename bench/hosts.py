@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -89,6 +91,50 @@ class Group:
         return [pid for member in self.members for pid in member.pids()]
 
 
+class PoolSampler:
+    """PgBouncer's ``SHOW POOLS`` for the bench database every 0.1 s while a scenario runs: the
+    most server connections in use at once, the most clients waiting for one, the longest
+    wait. How many server connections the load needs, against how many client connections the
+    workers hold."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.most = {"sv_active": 0, "cl_waiting": 0, "maxwait_us": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PoolSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True, prepare_threshold=None) as admin:
+            while not self._stop.wait(0.1):
+                cursor = admin.execute("SHOW POOLS")
+                names = [column.name for column in cursor.description or []]
+                for row in cursor.fetchall():
+                    pool = dict(zip(names, row, strict=True))
+                    if pool["database"] != "ml_bench":
+                        continue
+                    waited = pool["maxwait"] * 1_000_000 + pool["maxwait_us"]
+                    figures = {**pool, "maxwait_us": waited}
+                    for key in self.most:
+                        self.most[key] = max(self.most[key], int(figures[key]))
+
+    def note(self) -> str:
+        most = self.most
+        return (
+            f"PgBouncer: at most {most['sv_active']} server connections in use, "
+            f"{most['cl_waiting']} clients waiting, longest wait {most['maxwait_us'] / 1000:.1f} ms"
+        )
+
+
 class Meter(CpuMeter):
     """``CpuMeter`` with PgBouncer's CPU counted with PostgreSQL's."""
 
@@ -139,6 +185,9 @@ def main(argv: list[str]) -> int:
     os.environ["ALLOWED_HOSTS"] = ",".join(hosts.ADDRESSES.values())
     standin = start_standin()  # the runner's: receiving a webhook or booking never calls it
     django_setup(direct, redis_url)
+    # This process's own marketlink log (the orders it places for the webhooks, the stand-in's
+    # request lines) is noise here, as in run.py.
+    logging.getLogger("marketlink").setLevel(logging.WARNING)
 
     data = DataHost(run, folder, pool_size=args.pool).start()
     bouncer = data.bouncer.url("ml_bench")
@@ -209,10 +258,22 @@ def _round(
         bench.targets = [(server.host, PORT) for server in servers]
         bench.host_header = f"{servers[0].host}:{PORT}"
         bench.warm_up(2.0)
-        base = bench.baseline(label, rnd)
-        booked = bench.spread(label, rnd)
-        hot = bench.hot(label, rnd, max(2, round(booked[0].rate_per_s * args.duration / CUSTOMERS)))
-        hooks = [bench.webhook(label, rnd, kind, args.webhook_orders) for kind in WEBHOOK_KINDS]
+        admin = data.bouncer.url("pgbouncer")
+
+        def sampled(scenario: Any, *more: Any) -> Outcome:
+            if not pooled:
+                return scenario(label, rnd, *more)
+            with PoolSampler(admin) as sampler:
+                outcome = scenario(label, rnd, *more)
+            outcome.notes.append(sampler.note())
+            outcome.pool = dict(sampler.most)
+            return outcome
+
+        base = sampled(bench.baseline)
+        booked = [sampled(lambda *a: bench.spread(*a)[0])]
+        storms = max(2, round(booked[0].rate_per_s * args.duration / CUSTOMERS))
+        hot = sampled(bench.hot, storms)
+        hooks = [sampled(bench.webhook, kind, args.webhook_orders) for kind in WEBHOOK_KINDS]
     finally:
         for member in [*servers, *consumers]:
             member.stop()
@@ -245,6 +306,16 @@ def side_by_side(outcomes: list[Outcome]) -> str:
             cpu = statistics.median(sum(o.cpu_ms_per_request.values()) for o in mine)
             cells.append(f"{rate:.0f}/s ({ratio:.0%}), {cpu:.2f} ms")
         lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    pooled = [o for o in outcomes if getattr(o, "pool", None)]
+    for label in labels:
+        mine = [o.pool for o in pooled if o.config == label]  # type: ignore[attr-defined]
+        if mine:
+            lines.append(
+                f"{label}: PgBouncer server connections in use at most "
+                f"{max(p['sv_active'] for p in mine)}, clients waiting at most "
+                f"{max(p['cl_waiting'] for p in mine)}, longest wait "
+                f"{max(p['maxwait_us'] for p in mine) / 1000:.1f} ms"
+            )
     return "\n".join(lines)
 
 
