@@ -43,6 +43,7 @@ from live_site import (
     stop,
     wait_for,
 )
+from opt_in import only_when_asked
 
 from marketlink.testing.stripe_server import StripeStandIn
 
@@ -53,13 +54,7 @@ DATABASE = "ml_faults"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark this folder's tests ``faults``; leave them out unless ``-m`` names the marker."""
-    ours = [item for item in items if HERE in Path(str(item.path)).parents]
-    for item in ours:
-        item.add_marker(pytest.mark.faults)
-    if "faults" not in (config.option.markexpr or ""):
-        config.hook.pytest_deselected(items=ours)
-        items[:] = [item for item in items if item not in ours]
+    only_when_asked(config, items, HERE, "faults")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import hosts
 import psycopg
 import pytest
 from live_site import EXAMPLE, point_orm_at
+from opt_in import only_when_asked
 from scale_rig import DATABASE, AppHost, Balancer, DataHost, Rig
 
 from marketlink.testing.stripe_server import StripeStandIn
@@ -33,13 +34,7 @@ WEBHOOK_SECRET = "whsec_marketlink_scale"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark this folder's tests ``scale``; leave them out unless ``-m`` names the marker."""
-    ours = [item for item in items if HERE in Path(str(item.path)).parents]
-    for item in ours:
-        item.add_marker(pytest.mark.scale)
-    if "scale" not in (config.option.markexpr or ""):
-        config.hook.pytest_deselected(items=ours)
-        items[:] = [item for item in items if item not in ours]
+    only_when_asked(config, items, HERE, "scale")
 
 
 def _not_here(reason: str) -> None:

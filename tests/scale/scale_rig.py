@@ -20,10 +20,11 @@ import itertools
 import json
 import subprocess
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hosts
 from fault_rig import PrivatePostgres, PrivateRedis, call
@@ -207,6 +208,19 @@ class Balancer:
         return status, body, host
 
 
+class Answer(NamedTuple):
+    """One booking of a storm: who, with which key, what came back from which host, when it
+    was sent and how long it took."""
+
+    token: str
+    key: str | None
+    status: int
+    body: Any
+    host: str
+    sent: float
+    took: float
+
+
 @dataclass
 class Rig:
     run: str
@@ -230,6 +244,49 @@ class Rig:
         from fault_shop import book  # marketlink's models: imported once Django is set up
 
         return self.balancer.request(lambda site: book(site, token, variant_id, key))
+
+    def paid_events(self, orders: int) -> list[dict[str, Any]]:
+        """``orders`` orders (each a new customer's, of a variant of its own) booked through the
+        load balancer and paid at the stand-in: their events, not delivered yet."""
+        from fault_shop import customer, paid_at_provider
+
+        from marketlink.testing.factories import VariantFactory
+
+        events = []
+        for _ in range(orders):
+            token = customer()
+            status, body, _ = self.book(token, VariantFactory(stock=5).id)
+            assert status == 201, body
+            events += paid_at_provider(self, token, body["data"]["id"])
+        return events
+
+    def booking_storm(
+        self,
+        bookings: Iterable[tuple[str, str | None]],
+        variant_id: Any,
+        threads: int,
+        fault: Callable[[], None],
+    ) -> list[Answer]:
+        """``threads`` clients book ``variant_id`` through the load balancer, each taking the
+        next ``(token, Idempotency-Key)`` of ``bookings``, 0.2 s apart, while ``fault`` runs in
+        this thread: every answer."""
+        from fault_shop import storm
+
+        queue, taking = iter(bookings), threading.Lock()
+
+        def each(number: int) -> list[Answer]:
+            seen = []
+            while True:
+                with taking:
+                    booking = next(queue, None)
+                if booking is None:
+                    return seen
+                sent = time.monotonic()
+                status, body, host = self.book(booking[0], variant_id, booking[1])
+                seen.append(Answer(*booking, status, body, host, sent, time.monotonic() - sent))
+                time.sleep(0.2)
+
+        return [answer for seen in storm(threads, each, fault) for answer in seen]
 
     def deliver(self, event: dict[str, Any], tries: int = 5) -> int:
         """Deliver ``event`` as Stripe does, to the load balancer: again while it is not

@@ -7,13 +7,12 @@ to find (checked with the invariants at the end of the suite)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 
 import redis
 from fault_rig import call
-from fault_shop import customer, paid_at_provider, storm
+from fault_shop import customer
 from live_site import wait_for
 from scale_rig import DATA
 
@@ -29,27 +28,8 @@ THREADS = 6
 def test_redis_primary_killed_mid_storm_sentinel_promotes_the_replica(rig):
     data = rig.data
     target = VariantFactory(stock=STOCK)
-    bookings = iter([token for token in (customer() for _ in range(CUSTOMERS)) for _ in range(3)])
-    taking = threading.Lock()
-    payers = []
-    for _ in range(6):
-        token = customer()
-        status, body, _ = rig.book(token, VariantFactory(stock=5).id)
-        assert status == 201, body
-        payers.append((token, body["data"]["id"]))
-    events = [e for token, order_id in payers for e in paid_at_provider(rig, token, order_id)]
-
-    def each(number: int) -> list[tuple[int, float, float]]:
-        seen = []
-        while True:
-            with taking:
-                token = next(bookings, None)
-            if token is None:
-                return seen
-            started = time.monotonic()
-            status, _, _ = rig.book(token, target.id)
-            seen.append((status, started, time.monotonic() - started))
-            time.sleep(0.2)
+    bookings = [(token, None) for token in (customer() for _ in range(CUSTOMERS)) for _ in range(3)]
+    events = rig.paid_events(6)
 
     delivered: list[int] = []
     switch: dict[str, float] = {}
@@ -62,11 +42,12 @@ def test_redis_primary_killed_mid_storm_sentinel_promotes_the_replica(rig):
         wait_for(lambda: data.agreed_primary() == (DATA, data.replica.port), 60, "the failover")
         switch["promoted"] = time.monotonic()
 
-    answers = [answer for seen in storm(THREADS, each, fault) for answer in seen]
+    answers = rig.booking_storm(bookings, target.id, THREADS, fault)
 
-    statuses = Counter(status for status, _, _ in answers)
-    during = Counter(s for s, at, _ in answers if switch["killed"] <= at <= switch["promoted"])
-    slowest = max(took for *_, took in answers)
+    statuses = Counter(answer.status for answer in answers)
+    switching = [a for a in answers if switch["killed"] <= a.sent <= switch["promoted"]]
+    during = Counter(answer.status for answer in switching)
+    slowest = max(answer.took for answer in answers)
     print(f"\nfailover in {switch['promoted'] - switch['killed']:.1f} s; answers {dict(statuses)}, "
           f"during the switch {dict(during)}; slowest {slowest:.2f} s")  # fmt: skip
     assert set(statuses) <= {201, 409, 503}, statuses

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections import Counter
 
-from fault_shop import customer, paid_at_provider, storm
+from fault_shop import customer
 from invariants import assert_invariants
 from live_site import wait_for
 
@@ -38,26 +37,8 @@ def test_an_app_host_killed_mid_storm_loses_nothing_and_the_scheduler_is_the_ope
     assert _scheduler(rig) == f"One scheduler beats: host scale-app1 pid {scheduler_pid}."
     target = VariantFactory(stock=STOCK)
     tokens = [customer() for _ in range(CUSTOMERS)]
-    bookings = iter([(token, str(uuid.uuid4())) for token in tokens for _ in range(3)])
-    taking = threading.Lock()
-    payers = []
-    for _ in range(8):
-        token = customer()
-        status, body, _ = rig.book(token, VariantFactory(stock=5).id)
-        assert status == 201, body
-        payers.append((token, body["data"]["id"]))
-    events = [e for token, order_id in payers for e in paid_at_provider(rig, token, order_id)]
-
-    def each(number: int) -> list[tuple[str, str, int, object, str, float]]:
-        seen = []
-        while True:
-            with taking:
-                booking = next(bookings, None)
-            if booking is None:
-                return seen
-            status, body, host = rig.book(*booking[:1], target.id, booking[1])
-            seen.append((*booking, status, body, host, time.monotonic()))
-            time.sleep(0.2)
+    bookings = [(token, str(uuid.uuid4())) for token in tokens for _ in range(3)]
+    events = rig.paid_events(8)
 
     delivered: list[int] = []
     killed: list[float] = []
@@ -68,22 +49,22 @@ def test_an_app_host_killed_mid_storm_loses_nothing_and_the_scheduler_is_the_ope
         killed.append(time.monotonic())
         delivered.extend(rig.deliver(event) for event in events)  # Stripe, meanwhile
 
-    answers = [answer for seen in storm(THREADS, each, fault) for answer in seen]
+    answers = rig.booking_storm(bookings, target.id, THREADS, fault)
     last_payment = time.monotonic()
 
     # Cut connections went to the other host with their key; a booking waiting on the variant
     # lock the killed host held got 503 (it lapses by its TTL), in the envelope, and a client
     # asks again with its key, as the API says.
-    statuses = Counter(status for _, _, status, *_ in answers)
+    statuses = Counter(answer.status for answer in answers)
     assert set(statuses) <= {200, 201, 409, 503}, statuses
-    assert all(body["success"] is False for _, _, s, body, *_ in answers if s == 503)
-    after = Counter(s for *_, s, _, host, at in answers if at > killed[0] and host == "app2")
+    assert all(a.body["success"] is False for a in answers if a.status == 503)
+    after = Counter(a.status for a in answers if a.sent > killed[0] and a.host == "app2")
     assert after[201] + after[409] > 0, f"app2 did not carry on: {after}"
-    final = {key: (status, body) for _, key, status, body, *_ in answers if status != 503}
-    for token, key, status, *_ in answers:
-        if status == 503:
-            status, body, _ = rig.book(token, target.id, key)
-            final[key] = (status, body)
+    final = {a.key: (a.status, a.body) for a in answers if a.status != 503}
+    for answer in answers:
+        if answer.status == 503:
+            status, body, _ = rig.book(answer.token, target.id, answer.key)
+            final[answer.key] = (status, body)
     booked = [body["data"]["id"] for status, body in final.values() if status in (200, 201)]
     assert len(booked) == len(set(booked)) == STOCK  # one order per key, every unit sold once
     orders = set(map(str, RepairOrder.objects.filter(variant=target).values_list("id", flat=True)))
