@@ -19,6 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The fault rig's private servers and shop helpers (tests/faults), also when only this
+# folder is collected.
+sys.path.insert(0, str(Path(__file__).parents[1] / "faults"))
+
 import hosts
 import psycopg
 import pytest
