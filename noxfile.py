@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from glob import glob
+from shutil import which
 
 import nox
 
@@ -91,6 +94,57 @@ def faults(session: nox.Session) -> None:
     session.run(
         "pytest", "-m", "faults", "-p", "no:cacheprovider", "tests/faults", *session.posargs
     )
+
+
+# What runs once more through PgBouncer: what depends on how connections and transactions
+# behave (a storm's locks, concurrent webhooks, a consumer, the operator's commands), and the
+# fault suite (PostgreSQL restarted behind PgBouncer).
+THROUGH_PGBOUNCER = [
+    "tests/orders/test_concurrency.py",
+    "tests/payments/test_webhook_concurrency.py",
+    "tests/payments/test_lost_day.py",
+    "tests/core/test_transaction_pooling.py",
+]
+
+
+@nox.session(python="3.12")
+def pgbouncer(session: nox.Session) -> None:
+    """The concurrency, webhook, lost-day and fault tests with PostgreSQL behind Debian's
+    PgBouncer in transaction pooling mode (``DATABASE_POOLING=transaction``): a private cluster,
+    pgbouncer and Redis of their own (``tests/support/through_pgbouncer.py``; the fault rig puts
+    a pgbouncer in front of its own cluster). A missing binary skips it, or fails it when
+    CI=true."""
+    missing = [name for name in ("pgbouncer", "redis-server", "runuser") if not which(name)]
+    missing += [] if glob("/usr/lib/postgresql/*/bin/initdb") else ["initdb"]
+    if missing:
+        if IN_CI:
+            session.error(f"CI=true but the pgbouncer session needs {', '.join(missing)}")
+        session.skip(f"the pgbouncer session needs {', '.join(missing)}")
+    _install(session, dict(STACKS)["3.12"], "test")
+    session.run(
+        "python", "tests/support/through_pgbouncer.py", *THROUGH_PGBOUNCER, *session.posargs
+    )
+    env = {"DATABASE_POOLING": "transaction"}
+    session.run("pytest", "-m", "faults", "-p", "no:cacheprovider", "tests/faults", env=env)
+
+
+@nox.session(python="3.12")
+def scale(session: nox.Session) -> None:
+    """The scale suite (tests/scale): two app hosts (gunicorn and a Huey consumer each), a data
+    host (PostgreSQL behind PgBouncer, Redis with Sentinel) and a client, as Linux network
+    namespaces on this machine (``tests/scale/hosts.py``, which removes them and every process in
+    them whatever happens). Needs root: elsewhere it skips with the reason, and fails when
+    CI=true."""
+    sys.path.insert(0, "tests/scale")
+    import hosts
+
+    reason = hosts.missing()
+    if reason:
+        if IN_CI:
+            session.error(f"CI=true but {reason}")
+        session.skip(reason)
+    _install(session, dict(STACKS)["3.12"], "test")
+    session.run("python", "tests/scale/hosts.py", *session.posargs)
 
 
 @nox.session(python="3.11", venv_backend="uv", reuse_venv=False)

@@ -111,6 +111,7 @@ async def _load(
     timeout: float,
     stagger: float,
     rendezvous: Rendezvous | None,
+    targets: list[tuple[str, int]],
 ) -> LoadResult:
     counter = itertools.count()
     waiting: dict[Hashable, asyncio.Future[None]] = {}
@@ -136,7 +137,8 @@ async def _load(
                     await _meet(rendezvous(tags[0]))
                 for request, tag in zip(requests, tags, strict=True):
                     if writer is None:
-                        reader, writer = await asyncio.open_connection(host, port)
+                        target = targets[position % len(targets)] if targets else (host, port)
+                        reader, writer = await asyncio.open_connection(*target)
                     assert reader is not None
                     sent = time.monotonic()
                     try:
@@ -211,17 +213,23 @@ def run_load(
     timeout: float = 30.0,
     stagger: float = 0.0,
     rendezvous: Rendezvous | None = None,
+    targets: list[tuple[str, int]] | None = None,
 ) -> LoadResult:
     """Send requests from ``factory`` over ``concurrency`` keep-alive connections until ``total``
     requests were sent or ``duration`` seconds passed, whichever comes first. ``stagger``: seconds
     between two connections' starts (opened all at once, they tend to land on one server process:
     with gunicorn, whichever worker wakes first accepts the whole burst). ``rendezvous``: which
-    requests go out in pairs, written together (see ``Rendezvous``)."""
+    requests go out in pairs, written together (see ``Rendezvous``). ``targets``: several
+    servers ``(host, port)`` instead of one, the connections spread over them in turn (a load
+    balancer's round robin)."""
     if total is None and duration is None:
         raise ValueError("give total, duration or both")
     return asyncio.run(
-        _load(host, port, factory, concurrency, total, duration, timeout, stagger, rendezvous)
-    )
+        _load(
+            host, port, factory, concurrency, total, duration, timeout, stagger, rendezvous,
+            targets or [],
+        )
+    )  # fmt: skip
 
 
 async def _open_loop(

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ def _parent_death_signal() -> None:
         pass
 
 
-def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> Any:
+def _spawn(command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Any:
     """A child in its own session (a signal to the runner's group does not reach it first),
     logging to ``log``, that dies with the runner."""
     with log.open("ab") as out:
@@ -60,12 +61,16 @@ class HueyConsumer:
     the load runs, as in production. Emails go to Django's locmem backend: rendered and
     "sent", delivered nowhere."""
 
-    def __init__(self, workers: int, log: Path, *, periodic: bool = False) -> None:
+    def __init__(
+        self, workers: int, log: Path, *, periodic: bool = False, prefix: Sequence[str] = ()
+    ) -> None:
         self.workers, self.log, self.periodic = workers, log, periodic
+        self.prefix = list(prefix)  # what it runs under: another host (``bench/hosts.py``)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [
+            *self.prefix,
             sys.executable,
             str(ROOT / "example_project" / "manage.py"),
             "run_huey",
@@ -97,18 +102,32 @@ class HueyConsumer:
 
 
 class Gunicorn:
-    def __init__(self, workers: int, threads: int, port: int, log: Path) -> None:
+    """gunicorn serving the bench settings; ``host`` and ``prefix``: the address it listens on
+    and what it runs under, for another host (``bench/hosts.py``)."""
+
+    def __init__(
+        self,
+        workers: int,
+        threads: int,
+        port: int,
+        log: Path,
+        *,
+        host: str = HOST,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.workers, self.threads, self.port, self.log = workers, threads, port, log
+        self.host, self.prefix = host, list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [
+            *self.prefix,
             sys.executable,
             "-m",
             "gunicorn",
             "example_project.wsgi:application",
             f"--pythonpath={ROOT},{ROOT / 'example_project'}",
-            f"--bind={HOST}:{self.port}",
+            f"--bind={self.host}:{self.port}",
             "--worker-class=gthread",
             f"--workers={self.workers}",
             f"--threads={self.threads}",
@@ -122,7 +141,7 @@ class Gunicorn:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited ({self.proc.returncode}); see {self.log}")
             try:
-                with socket.create_connection((HOST, self.port), timeout=1) as sock:
+                with socket.create_connection((self.host, self.port), timeout=1) as sock:
                     sock.sendall(b"GET /bench/insert/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
                     if sock.recv(16).startswith(b"HTTP/"):
                         break
@@ -156,7 +175,9 @@ class Gunicorn:
         the rates: a worker is one GIL, and the one holding most connections saturates first."""
         port = f":{self.port:04X}"
         sockets = set()
-        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        master = self.proc.pid if self.proc is not None else "self"
+        # The master's view of the network (its host's namespace, which may not be ours).
+        for path in (f"/proc/{master}/net/tcp", f"/proc/{master}/net/tcp6"):
             try:
                 lines = Path(path).read_text().splitlines()[1:]
             except OSError:

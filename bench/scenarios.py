@@ -45,6 +45,8 @@ class Bench:
         self.last_connections: list[int] = []
         self.host_header = f"{HOST}:{port}"
         self.rng = random.Random(1)
+        # Several servers (``bench/hosts.py``): the load's connections spread over them.
+        self.targets: list[tuple[str, int]] | None = None
 
     def _post(self, path: str, token: str, body: bytes) -> bytes:
         return build_request(
@@ -92,6 +94,7 @@ class Bench:
                 total=total,
                 duration=None if total else self.duration,
                 rendezvous=rendezvous,
+                targets=self.targets,
             )
         sampler.cancel()
         sampler.join()
@@ -128,6 +131,7 @@ class Bench:
                 concurrency=self.concurrency,
                 stagger=CONNECT_STAGGER_S,
                 duration=seconds / 2,
+                targets=self.targets,
             )
         if not with_webhooks:
             return
@@ -143,6 +147,7 @@ class Bench:
             stagger=CONNECT_STAGGER_S,
             total=len(slots),
             rendezvous=webhooks.rendezvous,
+            targets=self.targets,
         )
         webhooks.wait_for_invoices([order.id for order in orders], INVOICE_WAIT_S)
 

@@ -126,7 +126,9 @@ def paid_checkouts(
     variants = new_variants(vendor, label, WEBHOOK_VARIANTS, SPREAD_STOCK)
     orders = []
     # Each service call commits by itself: this connection need not wait for the disk at each
-    # commit (the rows are the same, only their durability is not).
+    # commit (the rows are the same, only their durability is not). A session SET: the runner
+    # connects to PostgreSQL directly, never through PgBouncer (``bench/hosts.py``), where it
+    # would outlive its transaction on a server connection other clients then get.
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
     try:

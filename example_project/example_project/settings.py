@@ -6,7 +6,10 @@ with nothing set it runs on the embedded default (SQLite, local-memory cache, ta
 the dummy payment gateway), so ``manage.py runserver`` works on a fresh machine.
 
 Environment: ``DATABASE_URL`` (postgres://user:pass@host:5432/name or sqlite:///path),
-``REDIS_URL`` (redis://host:6379/0: cache, locks, throttling and the Huey queue),
+``DATABASE_POOLING`` (``transaction``: PostgreSQL is reached through PgBouncer's transaction
+pooling), ``REDIS_URL`` (redis://host:6379/0: cache, locks, throttling and the Huey queue),
+``REDIS_SENTINELS`` (host:port,host:port: Redis Sentinel decides the primary; ``REDIS_URL`` then
+names the monitored service, redis://mymaster/0),
 ``STRIPE_SECRET_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``, ``SECRET_KEY``, ``DEBUG``,
 ``ALLOWED_HOSTS``, ``EMAIL_BACKEND`` (and ``EMAIL_FILE_PATH`` for the file-based one),
 ``MARKETLINK_LOG_LEVEL``, ``MARKETLINK_LOG_FORMAT`` (``json``: one JSON object per line) and
@@ -110,6 +113,10 @@ DATABASES = {
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
 }
+if os.environ.get("DATABASE_POOLING") == "transaction":
+    # Behind PgBouncer's transaction pooling: no cursor may outlive its transaction (Django's
+    # psycopg 3 backend already binds on the client and prepares nothing; marketlink.W004).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take the lock at BEGIN (no deadlocked read-to-write upgrades under concurrent
     # bookings) and WAL lets readers go on meanwhile.
@@ -125,7 +132,56 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
+REDIS_SENTINELS = [
+    (host, int(port))
+    for host, _, port in (
+        item.rpartition(":") for item in os.environ.get("REDIS_SENTINELS", "").split(",")
+    )
+    if host
+]
+if REDIS_URL and REDIS_SENTINELS:
+    from redis.sentinel import Sentinel
+
+    # Sentinel names the primary; django-redis's SentinelClient reads from a replica when its
+    # LOCATION is one URL, so the locks, throttles and heartbeats use "primary", which names
+    # the primary alone: a replica lagging behind would answer stale counts.
+    _sentinel_kwargs = {"socket_timeout": 1, "socket_connect_timeout": 1}
+    _sentinel_options = {
+        "CLIENT_CLASS": "django_redis.client.SentinelClient",
+        "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+        "SENTINELS": REDIS_SENTINELS,
+        "SENTINEL_KWARGS": _sentinel_kwargs,
+        "SOCKET_CONNECT_TIMEOUT": 1,
+        "SOCKET_TIMEOUT": 1,
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": _sentinel_options,
+        },
+        "primary": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": [REDIS_URL],
+            "OPTIONS": _sentinel_options,
+        },
+    }
+    _service = urlsplit(REDIS_URL)
+    # Huey's consumer waits up to 1 s on an empty queue: its socket timeout must be longer.
+    _huey_redis = Sentinel(
+        REDIS_SENTINELS,
+        sentinel_kwargs=_sentinel_kwargs,
+        password=_service.password,
+        socket_connect_timeout=1,
+        socket_timeout=5,
+    ).master_for(str(_service.hostname), db=int(_service.path.lstrip("/") or 0))
+    HUEY = {
+        "huey_class": "huey.RedisHuey",
+        "name": "marketlink-example",
+        "connection_pool": _huey_redis.connection_pool,
+        "immediate": False,
+    }
+elif REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -151,6 +207,14 @@ MARKETLINK: dict[str, Any] = {
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": os.environ.get("STRIPE_WEBHOOK_SECRET_PREVIOUS", ""),
     "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
 }
+if os.environ.get("DATABASE_POOLING") == "transaction":
+    MARKETLINK["DATABASE_POOLING"] = "transaction"
+if "primary" in CACHES:
+    MARKETLINK |= {
+        "LOCK_CACHE": "primary",
+        "THROTTLE_CACHE": "primary",
+        "HEARTBEAT_CACHE": "primary",
+    }
 # Any other MARKETLINK keys, as a JSON object (the test rigs' way to tune the site).
 MARKETLINK |= json.loads(os.environ.get("MARKETLINK_JSON", "{}"))
 if os.environ.get("MARKETLINK_ABUSE_LIMITS") == "off":

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
 
 from marketlink import conf, locking, money
+
+# Cache backends whose contents never leave the process (Django's ``…locmem.LocMemCache`` and
+# ``…dummy.DummyCache``).
+PROCESS_LOCAL_CACHES = {"LocMemCache", "DummyCache"}
 
 REQUIRED_APPS = [
     # Without it nothing owed after a state change (an invoice, a refund) would ever be done.
@@ -29,6 +33,8 @@ def register() -> None:
     checks.register(check_payments)
     checks.register(check_lock_store)
     checks.register(check_currency)
+    checks.register(check_transaction_pooling)
+    checks.register(check_shared_caches)
 
 
 def check_settings(**_: Any) -> list[checks.CheckMessage]:
@@ -188,3 +194,81 @@ def check_lock_store(**_: Any) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def check_transaction_pooling(**_: Any) -> list[checks.CheckMessage]:
+    """Behind PgBouncer's transaction pooling each transaction may run on another server
+    connection, so nothing may outlive one: a server-side cursor (``.iterator()``, declared
+    WITH HOLD outside a transaction and fetched from later) or a prepared statement would be
+    looked for on a connection that never saw it."""
+    if conf.validation_errors() or conf.get().DATABASE_POOLING != "transaction":
+        return []
+    messages: list[checks.CheckMessage] = []
+    for alias, database in settings.DATABASES.items():
+        if "postgresql" not in str(database.get("ENGINE", "")):
+            continue
+        options = cast(dict[str, Any], database.get("OPTIONS") or {})
+        problems = []
+        if not database.get("DISABLE_SERVER_SIDE_CURSORS"):
+            problems.append("DISABLE_SERVER_SIDE_CURSORS is off")
+        if options.get("server_side_binding") is True:
+            problems.append("OPTIONS['server_side_binding'] is True")
+        if options.get("prepare_threshold") is not None:
+            problems.append(f"OPTIONS['prepare_threshold'] is {options['prepare_threshold']!r}")
+        if problems:
+            messages.append(
+                checks.Warning(
+                    f"DATABASE_POOLING is 'transaction' but DATABASES[{alias!r}] keeps session "
+                    f"state a transaction pooler loses: {'; '.join(problems)}.",
+                    hint="Set DISABLE_SERVER_SIDE_CURSORS to True, and leave server_side_binding "
+                    "and prepare_threshold out of OPTIONS (Django's psycopg 3 default binds on "
+                    "the client and prepares nothing); see the deployment docs.",
+                    id="marketlink.W004",
+                )
+            )
+    return messages
+
+
+def check_shared_caches(**_: Any) -> list[checks.CheckMessage]:
+    """On several processes or hosts, a throttle counted in a process-local cache counts alone
+    in each, and so does the heartbeat; counts read from a Redis replica may be stale. The lock
+    is safe either way: on a local cache it is not used (bookings rely on the database's row
+    locks), and it always asks the primary."""
+    if conf.validation_errors():
+        return []
+    config = conf.get()
+    messages: list[checks.CheckMessage] = []
+    uses: dict[str, list[str]] = {}
+    for alias, what in (
+        (config.THROTTLE_CACHE, "the throttles' counts"),
+        (config.HEARTBEAT_CACHE, "the consumers' heartbeats"),
+        ("default", "the default cache"),
+    ):
+        uses.setdefault(alias, []).append(what)
+    for alias, held in uses.items():
+        backend = str(settings.CACHES.get(alias, {}).get("BACKEND", ""))
+        if not settings.DEBUG and backend.rsplit(".", 1)[-1] in PROCESS_LOCAL_CACHES:
+            messages.append(
+                checks.Warning(
+                    f"CACHES[{alias!r}] ({', '.join(held)}) is {backend}: each process keeps "
+                    "its own, so with several workers or hosts each throttle counts alone in "
+                    "each of them and doctor cannot see the consumers.",
+                    hint="Use a cache every process shares (django-redis). A local-memory "
+                    "LOCK_CACHE is safe: bookings then rely on the database's locks alone.",
+                    id="marketlink.W005",
+                )
+            )
+    for setting in ("THROTTLE_CACHE", "HEARTBEAT_CACHE"):
+        alias = getattr(config, setting)
+        if locking.cache_reads_replicas(alias):
+            messages.append(
+                checks.Warning(
+                    f"{setting} is {alias!r}, a cache that reads from Redis replicas: a replica "
+                    "lagging behind the primary answers stale counts.",
+                    hint="Point it at an alias whose LOCATION names the primary only (with "
+                    "django-redis's SentinelClient, a list holding the one service URL); see "
+                    "the deployment docs.",
+                    id="marketlink.W006",
+                )
+            )
+    return messages

@@ -89,6 +89,16 @@ class MarketlinkSettings(BaseModel):
         description="Live pending orders one customer may hold of one variant (None: no limit).",
     )
 
+    # --- Several hosts ------------------------------------------------------------------------
+    DATABASE_POOLING: Literal["none", "session", "transaction"] = Field(
+        "none",
+        description="How the database is reached: `transaction` behind PgBouncer's transaction "
+        "pooling (checked: marketlink.W004), `session` behind session pooling, `none` directly.",
+    )
+    HEARTBEAT_CACHE: str = Field(
+        "default", description="The CACHES alias holding the Huey consumers' heartbeats."
+    )
+
     # --- Throttles (a rate like "60/min"; None: not throttled) -----------------------------
     THROTTLE_CACHE: str = Field("default", description="The CACHES alias holding throttle counts.")
     BOOKING_THROTTLE_PER_USER: Rate = Field("60/min", description="Bookings per customer.")

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache import caches
 from django.db import connection
 from django.http import HttpRequest
 from ninja import Router, Schema
 
+from marketlink import conf
 from marketlink.envelope import Envelope, ok, responses
 from marketlink.exceptions import ServiceUnavailable
 from marketlink.locking import lock_backend, ping_lock_store
@@ -46,7 +47,7 @@ def _database() -> State:
 
 def _cache() -> State:
     try:
-        caches[DEFAULT_CACHE_ALIAS].get("marketlink:health")
+        caches[conf.get().THROTTLE_CACHE].get("marketlink:health")
     except Exception:
         return "down"
     return "ok"

@@ -63,6 +63,20 @@ def cache_is_redis(alias: str) -> bool:
     return bool(settings.CACHES.get(alias, {}).get("BACKEND") == REDIS_CACHE_BACKEND)
 
 
+def cache_reads_replicas(alias: str) -> bool:
+    """Whether django-redis sends the reads of cache ``alias`` to a replica: with several
+    servers in LOCATION (the first is the primary), or with its ``SentinelClient`` and a single
+    URL (which it splits into a primary and a replica pool)."""
+    config: dict[str, Any] = dict(settings.CACHES.get(alias, {}))
+    if config.get("BACKEND") != REDIS_CACHE_BACKEND:
+        return False
+    location = config.get("LOCATION", "")
+    client = str((config.get("OPTIONS") or {}).get("CLIENT_CLASS", ""))
+    if isinstance(location, str):
+        return client.endswith("SentinelClient") or len(location.split(",")) > 1
+    return len(location) > 1
+
+
 def lock_backend() -> str:
     """``redis`` or ``database``: what ``LOCK_BACKEND`` resolves to with the current CACHES."""
     config = conf.get()

@@ -138,3 +138,84 @@ def test_a_key_of_the_other_mode_than_stripe_mode_is_an_error(settings, mode, ke
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
     }
     assert ids() == ({expected} if expected else set())
+
+
+POOLED = {"ENGINE": "django.db.backends.postgresql", "NAME": "shop", "HOST": "pgbouncer"}
+
+
+@pytest.mark.parametrize(
+    ("database", "warned"),
+    [
+        ({**POOLED, "DISABLE_SERVER_SIDE_CURSORS": True}, False),
+        ({**POOLED, "DISABLE_SERVER_SIDE_CURSORS": True, "OPTIONS": {"pool": True}}, False),
+        (POOLED, True),  # .iterator() would declare a cursor another server connection lacks
+        (
+            {**POOLED, "DISABLE_SERVER_SIDE_CURSORS": True, "OPTIONS": {"prepare_threshold": 5}},
+            True,
+        ),
+        (
+            {
+                **POOLED,
+                "DISABLE_SERVER_SIDE_CURSORS": True,
+                "OPTIONS": {"server_side_binding": True},
+            },
+            True,
+        ),
+    ],
+)
+def test_transaction_pooling_needs_no_session_state(settings, monkeypatch, database, warned):
+    # A database alias of its own, added in place (Django's test tools cannot swap DATABASES).
+    monkeypatch.setitem(settings.DATABASES, "pooled", database)
+
+    def warned_about_it() -> bool:  # the test database may be PostgreSQL too
+        return any(m.id == "marketlink.W004" and "'pooled'" in m.msg for m in checks.run_checks())
+
+    settings.MARKETLINK = {"DATABASE_POOLING": "transaction"}
+    assert warned_about_it() is warned
+    settings.MARKETLINK = {"DATABASE_POOLING": "session"}
+    assert not warned_about_it()
+
+
+LOCAL = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+REDIS = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+
+
+@pytest.mark.parametrize(
+    ("caches", "marketlink", "debug", "warned"),
+    [
+        ({"default": LOCAL}, {}, False, 1),  # the default cache, the throttles' too
+        ({"default": LOCAL}, {}, True, 0),  # a developer's machine: one process
+        ({"default": REDIS, "local": LOCAL}, {"THROTTLE_CACHE": "local"}, False, 1),
+        ({"default": REDIS, "local": LOCAL}, {"LOCK_CACHE": "local"}, False, 0),  # lock: safe
+        ({"default": REDIS}, {}, False, 0),
+    ],
+)
+def test_process_local_caches_in_production_are_warned(settings, caches, marketlink, debug, warned):
+    settings.CACHES, settings.MARKETLINK, settings.DEBUG = caches, marketlink, debug
+    found = [m for m in checks.run_checks() if m.id == "marketlink.W005"]
+    assert len(found) == warned, found
+
+
+SENTINEL = {
+    "BACKEND": "django_redis.cache.RedisCache",
+    "OPTIONS": {
+        "CLIENT_CLASS": "django_redis.client.SentinelClient",
+        "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+        "SENTINELS": [("127.0.0.1", 1)],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("location", "warned"),
+    [
+        ("redis://mymaster/0", True),  # SentinelClient adds a replica pool for reads
+        (["redis://mymaster/0"], False),  # the primary only
+        (["redis://mymaster/0", "redis://mymaster/0?is_master=0"], True),
+    ],
+)
+def test_counts_read_from_a_replica_are_warned(settings, location, warned):
+    settings.CACHES = {"default": REDIS, "primary": {**SENTINEL, "LOCATION": location}}
+    settings.MARKETLINK = {"THROTTLE_CACHE": "primary", "HEARTBEAT_CACHE": "primary"}
+    found = [m for m in checks.run_checks() if m.id == "marketlink.W006"]
+    assert len(found) == (2 if warned else 0), found

@@ -68,6 +68,7 @@ def test_a_healthy_embedded_site_is_all_ok_and_prints_a_table(development_site):
         "migrations",
         "redis",
         "consumer",
+        "scheduler",
         "task queue",
         "stripe key",
         "webhook secret",
@@ -196,7 +197,8 @@ def test_the_consumer_is_seen_through_its_heartbeat_in_redis(settings, tasks_que
 
     from django.core.cache import cache
 
-    cache.set("marketlink:heartbeat", (timezone.now() - timedelta(minutes=4)).isoformat())
+    stale = timezone.now() - timedelta(minutes=4)
+    cache.set("marketlink:heartbeat", {"at": stale, "host": "web-1", "pid": 1})
     code, _, items = doctor()
     assert (code, items["consumer"]["status"]) == (1, "fail")
     assert "stale" in items["consumer"]["detail"]

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pgbouncer
 import pytest
-from django.conf import settings
 from django.db import connections
 from fault_rig import (
     FaultProxy,
@@ -33,7 +33,17 @@ from fault_rig import (
     children,
     missing_binaries,
 )
-from live_site import EXAMPLE, site_env, start_gunicorn, start_huey, stop, wait_for
+from live_site import (
+    EXAMPLE,
+    point_orm_at,
+    run_marketlink,
+    site_env,
+    start_gunicorn,
+    start_huey,
+    stop,
+    wait_for,
+)
+from opt_in import only_when_asked
 
 from marketlink.testing.stripe_server import StripeStandIn
 
@@ -44,13 +54,7 @@ DATABASE = "ml_faults"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark this folder's tests ``faults``; leave them out unless ``-m`` names the marker."""
-    ours = [item for item in items if HERE in Path(str(item.path)).parents]
-    for item in ours:
-        item.add_marker(pytest.mark.faults)
-    if "faults" not in (config.option.markexpr or ""):
-        config.hook.pytest_deselected(items=ours)
-        items[:] = [item for item in items if item not in ours]
+    only_when_asked(config, items, HERE, "faults")
 
 
 @dataclass
@@ -106,28 +110,7 @@ class Rig:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``marketlink`` on the example site, as an operator runs it."""
-        command = [
-            str(Path(sys.executable).parent / "marketlink"),
-            "--settings=example_project.settings",
-        ]
-        return subprocess.run(
-            [*command, f"--pythonpath={EXAMPLE}", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-
-def _point_orm_at(url: str) -> None:
-    from example_project.settings import database_from_url
-
-    connections.close_all()
-    settings.DATABASES["default"] = database_from_url(url)
-    connections.__dict__.pop("settings", None)  # defaults filled in again for the new entry
-    with contextlib.suppress(AttributeError):
-        del connections["default"]
+        return run_marketlink(self.env, *args)
 
 
 def _create_database(postgres: PrivatePostgres) -> None:
@@ -139,7 +122,8 @@ def _create_database(postgres: PrivatePostgres) -> None:
 
 @pytest.fixture(scope="session")
 def rig(django_db_blocker: Any) -> Iterator[Rig]:
-    missing = missing_binaries()
+    pooled = os.environ.get("DATABASE_POOLING") == "transaction"
+    missing = missing_binaries() + (pgbouncer.missing() if pooled else [])
     if missing:
         reason = f"the fault rig needs {', '.join(missing)}"
         if os.environ.get("CI", "").lower() == "true":
@@ -150,6 +134,14 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
     (folder / "pg").mkdir()
     (folder / "mail").mkdir()
     postgres = PrivatePostgres(folder / "pg").init()
+    # The pgbouncer session: the site and this process reach the cluster through PgBouncer in
+    # transaction pooling mode (restarting PostgreSQL cuts its server connections only).
+    bouncer = None
+    if pooled:
+        bouncer = pgbouncer.PgBouncer(
+            folder / "pgbouncer", server_host="127.0.0.1", server_port=postgres.port
+        )
+        bouncer.start()
     redis = PrivateRedis(folder).start()
     standin = StripeStandIn(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET, auto_deliver=False)
     standin.start()
@@ -157,7 +149,7 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
     try:
         _create_database(postgres)
         with django_db_blocker.unblock():
-            _point_orm_at(postgres.url(DATABASE))
+            point_orm_at((bouncer or postgres).url(DATABASE))
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
         env = site_env(
             PYTHONPATH=path,
@@ -194,6 +186,8 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
         proxy.close()
         standin.stop()
         redis.stop()
+        if bouncer is not None:
+            bouncer.stop()
         with contextlib.suppress(subprocess.CalledProcessError):
             postgres.stop()
         print(f"\nfault rig logs kept in {folder}")

@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -41,26 +42,36 @@ def missing_binaries() -> list[str]:
     return found
 
 
-def _reachable(port: int) -> bool:
+def _reachable(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        socket.create_connection((host, port), timeout=0.5).close()
     except OSError:
         return False
     return True
 
 
 class PrivatePostgres:
-    """A throw-away cluster; ``restart`` is a fast shutdown (every connection is cut) and start."""
+    """A throw-away cluster; ``restart`` is a fast shutdown (every connection is cut) and start.
+    ``host`` and ``port``: where it listens (a free port by default); ``prefix``: what its
+    commands run under (the scale rig's ``ip netns exec``, to run it on another simulated
+    host)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+        port: int | None = None,
+    ) -> None:
         self.folder = folder
         self.data = folder / "data"
-        self.port = free_port()
+        self.host, self.prefix = host, list(prefix)
+        self.port = port or free_port()
         self.bin = Path(POSTGRES_BIN[0])
 
     def _as_postgres(self, *command: str) -> None:
         as_root = os.geteuid() == 0
-        prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+        prefix = [*self.prefix, *(["runuser", "-u", "postgres", "--"] if as_root else [])]
         done = subprocess.run([*prefix, *command], capture_output=True, timeout=120, check=False)
         if done.returncode:
             raise RuntimeError(f"{command[0]} failed: {done.stderr.decode(errors='replace')}")
@@ -72,11 +83,14 @@ class PrivatePostgres:
             str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
             "--no-sync", "--no-instructions",
         )  # fmt: skip
+        if self.host != "127.0.0.1":  # clients on the other hosts of its network
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet trust\n")
         return self.start()
 
     def start(self) -> PrivatePostgres:
         options = (
-            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-p {self.port} -k {self.folder} -c listen_addresses={self.host} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
         )
         self._as_postgres(
@@ -89,22 +103,34 @@ class PrivatePostgres:
         self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
 
     def url(self, name: str) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgres://postgres@{self.host}:{self.port}/{name}"
 
 
 class PrivateRedis:
-    def __init__(self, folder: Path) -> None:
+    """A ``redis-server`` without persistence; ``host``, ``prefix`` and ``port`` as for
+    :class:`PrivatePostgres`, ``options`` added to its command line (``--replicaof``)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+        options: Sequence[str] = (),
+        port: int | None = None,
+    ) -> None:
         self.folder = folder
-        self.port = free_port()
+        self.host, self.prefix, self.options = host, list(prefix), list(options)
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrivateRedis:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder), "--loglevel", "warning"],
+            [*self.prefix, "redis-server", "--port", str(self.port), "--bind", self.host,
+             "--save", "", "--appendonly", "no", "--dir", str(self.folder),
+             "--loglevel", "warning", *self.options],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for(lambda: _reachable(self.port), 10, "redis-server")
+        wait_for(lambda: _reachable(self.port, self.host), 10, "redis-server")
         return self
 
     def stop(self) -> None:
@@ -114,7 +140,7 @@ class PrivateRedis:
         self.proc = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.host}:{self.port}/{db}"
 
 
 class FaultProxy:

@@ -4,17 +4,18 @@ processes, as in production."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 
 EXAMPLE = Path(__file__).parents[2] / "example_project"
 
@@ -37,6 +38,23 @@ def database_url() -> str:
     return f"sqlite:///{db['NAME']}"
 
 
+def point_orm_at(url: str) -> None:
+    """This process's ORM on the database at ``url`` (a rig's own cluster) instead of a test
+    database: a rig's checks read what its site wrote. Server-side cursors off when the
+    environment says PgBouncer's transaction pooling is in front, as the example site does."""
+    from django.conf import settings
+
+    from example_project.settings import database_from_url
+
+    connections.close_all()
+    settings.DATABASES["default"] = database_from_url(url)
+    if os.environ.get("DATABASE_POOLING") == "transaction":
+        settings.DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    connections.__dict__.pop("settings", None)  # defaults filled in again for the new entry
+    with contextlib.suppress(AttributeError):
+        del connections["default"]
+
+
 def site_env(**extra: str | None) -> dict[str, str]:
     """The environment of the example site; ``None`` removes a variable."""
     env = dict(os.environ)
@@ -50,13 +68,22 @@ def site_env(**extra: str | None) -> dict[str, str]:
 
 
 def start_gunicorn(
-    env: dict[str, str], *, workers: int = 2, threads: int = 8, log: Path | None = None
+    env: dict[str, str],
+    *,
+    workers: int = 2,
+    threads: int = 8,
+    log: Path | None = None,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """gunicorn serving the example site with ``env``; ``log`` collects what it prints."""
+    """gunicorn serving the example site with ``env``; ``log`` collects what it prints.
+    ``host``: the address it listens on; ``prefix``: what it runs under (the scale rig's
+    hosts)."""
     port = free_port()
     output = log.open("wb") if log is not None else None
     proc = subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "gunicorn",
@@ -64,7 +91,7 @@ def start_gunicorn(
             "--chdir",
             str(EXAMPLE),
             "--bind",
-            f"127.0.0.1:{port}",
+            f"{host}:{port}",
             "--workers",
             str(workers),
             "--threads",
@@ -85,8 +112,8 @@ def start_gunicorn(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}"
+            socket.create_connection((host, port), timeout=0.2).close()
+            return proc, f"http://{host}:{port}"
         except OSError:
             if proc.poll() is not None:
                 raise AssertionError("gunicorn exited") from None
@@ -96,12 +123,20 @@ def start_gunicorn(
 
 
 def start_huey(
-    env: dict[str, str], *, workers: int = 2, periodic: bool = False
+    env: dict[str, str],
+    *,
+    workers: int = 2,
+    periodic: bool = False,
+    prefix: Sequence[str] = (),
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """A Huey consumer of the example site (its queue is Redis at REDIS_URL); ``periodic``: with
-    its scheduler running the periodic jobs (checked when it starts, then once a minute)."""
-    return subprocess.Popen(
+    its scheduler running the periodic jobs (checked when it starts, then once a minute);
+    ``prefix`` and ``log`` as for :func:`start_gunicorn`."""
+    output = log.open("ab") if log is not None else None
+    proc = subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             str(EXAMPLE / "manage.py"),
             "run_huey",
@@ -116,6 +151,26 @@ def start_huey(
         ],
         env=env,
         cwd=str(EXAMPLE),
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+    )
+    if output is not None:
+        output.close()
+    return proc
+
+
+def run_marketlink(
+    env: dict[str, str], *args: str, settings: str = "example_project.settings"
+) -> subprocess.CompletedProcess[str]:
+    """``marketlink`` on the example site (``settings``), as an operator runs it."""
+    command = [str(Path(sys.executable).parent / "marketlink"), f"--settings={settings}"]
+    return subprocess.run(
+        [*command, f"--pythonpath={EXAMPLE}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
 
 

@@ -18,6 +18,7 @@ from marketlink.operations.findings import Check, Finding
 
 # The periodic expiry job beats every minute: three missed beats is no consumer, not a hiccup.
 HEARTBEAT_STALE = timedelta(minutes=3)
+_MINUTES = int(HEARTBEAT_STALE.total_seconds() // 60)
 # Tasks waiting in the queue beyond this mean the consumers do not keep up (or none runs).
 QUEUE_DEPTH_WARN = 500
 _CONSUMER_FIX = (
@@ -104,7 +105,7 @@ def check_redis() -> Finding:
 
 
 def _cache_is_shared() -> bool:
-    backend = str(settings.CACHES.get("default", {}).get("BACKEND", "")).lower()
+    backend = str(settings.CACHES.get(conf.get().HEARTBEAT_CACHE, {}).get("BACKEND", "")).lower()
     return not ("locmem" in backend or "dummy" in backend)
 
 
@@ -120,15 +121,15 @@ def check_consumer() -> Finding:
         return Finding(
             "consumer",
             "warn",
-            "The heartbeat lives in the default cache, a local-memory cache here: this process "
+            "The heartbeat lives in HEARTBEAT_CACHE, a local-memory cache here: this process "
             "cannot see whether a consumer runs.",
-            "Use a shared cache (Redis) for CACHES['default'] so doctor can see the consumer.",
+            "Use a shared cache (Redis) for HEARTBEAT_CACHE so doctor can see the consumer.",
         )
     beat = heartbeat.last_beat()
     if beat is None:
         detail = "No heartbeat in the last 24 hours: no consumer runs."
         return Finding("consumer", "fail", detail, _CONSUMER_FIX)
-    age = timezone.now() - beat
+    age = timezone.now() - beat.last
     seconds = int(age.total_seconds())
     if age > HEARTBEAT_STALE:
         return Finding(
@@ -138,7 +139,49 @@ def check_consumer() -> Finding:
             f"{int(HEARTBEAT_STALE.total_seconds())} s): the consumer or its scheduler stopped.",
             _CONSUMER_FIX,
         )
-    return Finding("consumer", "ok", f"The periodic job beat {seconds} s ago.")
+    return Finding("consumer", "ok", f"The periodic job beat {seconds} s ago ({beat.who}).")
+
+
+def check_scheduler() -> Finding:
+    """Exactly one scheduler: Huey has no election, so a second one (a consumer started without
+    ``--no-periodic`` on another host) enqueues every periodic job again, and when the one
+    scheduler's host dies no other consumer takes over. Two schedulers beat together when one
+    beat after the other's first: a scheduler restarted (a new pid) or moved is not two."""
+    if HUEY.immediate:
+        return Finding("scheduler", "ok", "Tasks run inline (immediate mode): no scheduler.")
+    if not _cache_is_shared():
+        return Finding("scheduler", "ok", "Not checked: the heartbeats are not shared here.")
+    now = timezone.now()
+    recent = [b for b in heartbeat.scheduler_beats() if now - b.last <= HEARTBEAT_STALE]
+    together = [
+        b for b in recent if any(o != b and o.first <= b.last and b.first <= o.last for o in recent)
+    ]
+    if len(together) > 1:
+        who = ", ".join(f"{b.who} ({int((now - b.last).total_seconds())} s ago)" for b in together)
+        return Finding(
+            "scheduler",
+            "fail",
+            f"{len(together)} schedulers beat within {_MINUTES} minutes: {who}; each periodic "
+            "job runs once per scheduler.",
+            "Keep exactly one consumer with its scheduler: restart the others with "
+            "--no-periodic; see docs/deployment.md.",
+        )
+    if not recent:
+        seen = heartbeat.scheduler_beats()
+        last = (
+            f" The last was {seen[0].who}, at {seen[0].last.isoformat(timespec='seconds')}."
+            if seen
+            else ""
+        )
+        return Finding(
+            "scheduler",
+            "fail",
+            f"No scheduler has enqueued the periodic jobs in {_MINUTES} minutes.{last} Huey "
+            "elects none by itself.",
+            "Start one consumer with its scheduler (`manage.py run_huey` without "
+            "--no-periodic) on a live host; see docs/deployment.md.",
+        )
+    return Finding("scheduler", "ok", f"One scheduler beats: {recent[0].who}.")
 
 
 def check_task_queue() -> Finding:
@@ -239,6 +282,7 @@ CHECKS: list[Check] = [
     check_migrations,
     check_redis,
     check_consumer,
+    check_scheduler,
     check_task_queue,
     check_stripe_key,
     check_webhook_secret,
