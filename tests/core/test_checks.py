@@ -137,7 +137,8 @@ def test_a_key_of_the_other_mode_than_stripe_mode_is_an_error(settings, mode, ke
         "STRIPE_SECRET_KEY": key,
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
     }
-    assert ids() == ({expected} if expected else set())
+    # With DEBUG off the example's local-memory cache is its own warning (W005), not this one.
+    assert ids() - {"marketlink.W005"} == ({expected} if expected else set())
 
 
 POOLED = {"ENGINE": "django.db.backends.postgresql", "NAME": "shop", "HOST": "pgbouncer"}

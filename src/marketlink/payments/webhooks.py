@@ -86,7 +86,9 @@ def _accept(storable: Any, gateway: PaymentGateway) -> PaymentEvent:
     if _of_the_other_mode(parsed) is None:
         paid = pay_at_once(parsed, storable, gateway.name)
         if paid is not None:
-            _report(logging.INFO, "processed", paid.event_id, paid.event_type, paid.order_id)
+            _log_received(parsed)
+            kept = (paid.event_id, paid.event_type, paid.order_id, paid.result)
+            _report(logging.INFO, "processed", *kept)
             return paid
     seen = _seen(parsed.event_id)
     if seen is not None and seen.status in FINAL_STATUSES:
@@ -94,6 +96,13 @@ def _accept(storable: Any, gateway: PaymentGateway) -> PaymentEvent:
         # the row's lock (processed is final; only an operator's forced replay reopens it).
         _report(logging.INFO, "duplicate", parsed.event_id, parsed.provider_type, seen.order_id)
         return seen
+    _log_received(parsed)
+    if seen is None:
+        _event_record(parsed, storable, gateway.name)
+    return event_process(event_id=parsed.event_id, parsed=parsed)
+
+
+def _log_received(parsed: ProviderEvent) -> None:
     logger.info(
         "event %s (%s) received",
         parsed.event_id,
@@ -104,9 +113,6 @@ def _accept(storable: Any, gateway: PaymentGateway) -> PaymentEvent:
             "event_type": parsed.provider_type,
         },
     )
-    if seen is None:
-        _event_record(parsed, storable, gateway.name)
-    return event_process(event_id=parsed.event_id, parsed=parsed)
 
 
 def _report(
