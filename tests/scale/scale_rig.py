@@ -269,7 +269,9 @@ class Rig:
     ) -> list[Answer]:
         """``threads`` clients book ``variant_id`` through the load balancer, each taking the
         next ``(token, Idempotency-Key)`` of ``bookings``, 0.2 s apart, while ``fault`` runs in
-        this thread: every answer."""
+        this thread: every answer. A booking with a key whose answer never came (both hosts
+        failed it: one killed, the other too slow to answer in time) is asked again with it, as
+        a client does."""
         from fault_shop import storm
 
         queue, taking = iter(bookings), threading.Lock()
@@ -282,7 +284,10 @@ class Rig:
                 if booking is None:
                     return seen
                 sent = time.monotonic()
-                status, body, host = self.book(booking[0], variant_id, booking[1])
+                for _ in range(3):  # a client whose answer never came asks again, with its key
+                    status, body, host = self.book(booking[0], variant_id, booking[1])
+                    if status != 0 or booking[1] is None:
+                        break
                 seen.append(Answer(*booking, status, body, host, sent, time.monotonic() - sent))
                 time.sleep(0.2)
 
