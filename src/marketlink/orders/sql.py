@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from django.db import connection
-from django.db.models import Exists, Field, Model, OuterRef, QuerySet
+from django.db.models import Exists, F, Field, Model, OuterRef, QuerySet
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.catalog.selectors import bookable, live
@@ -111,7 +111,10 @@ def _availability(vendor: str) -> _Compiled:
 def copied(variant_id: uuid.UUID) -> QuerySet[ServiceVariant, tuple[Any, ...]]:
     """``id`` and what an order copies (``COPIED``, in order) of the variant, if bookable."""
     query = ServiceVariant.objects.filter(bookable(), pk=variant_id).order_by()
-    return query.values_list("id", *COPIED.values())
+    # One alias per copied field, each path selected in its place: the price is copied twice
+    # (unit price and total), and some Django releases select a repeated name only once.
+    aliases = {f"copied_{n}": F(path) for n, path in enumerate(COPIED.values())}
+    return query.annotate(**aliases).values_list("id", *aliases)
 
 
 @functools.cache
