@@ -97,8 +97,14 @@ class HueyConsumer:
 
 
 class Gunicorn:
-    def __init__(self, workers: int, threads: int, port: int, log: Path) -> None:
+    """``worker_class`` ``gthread`` (``threads`` per worker, keep-alive) or ``sync`` (one request
+    per worker at a time, one connection per request); both with ``bench/gunicorn_conf.py``."""
+
+    def __init__(
+        self, workers: int, threads: int, port: int, log: Path, worker_class: str = "gthread"
+    ) -> None:
         self.workers, self.threads, self.port, self.log = workers, threads, port, log
+        self.worker_class = worker_class
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -107,17 +113,19 @@ class Gunicorn:
             "-m",
             "gunicorn",
             "example_project.wsgi:application",
+            f"--config={ROOT / 'bench' / 'gunicorn_conf.py'}",
             f"--pythonpath={ROOT},{ROOT / 'example_project'}",
             f"--bind={HOST}:{self.port}",
-            "--worker-class=gthread",
+            f"--worker-class={self.worker_class}",
             f"--workers={self.workers}",
-            f"--threads={self.threads}",
+            # gunicorn turns a sync worker with threads into gthread
+            f"--threads={self.threads if self.worker_class == 'gthread' else 1}",
             "--keep-alive=5",
             f"--error-logfile={self.log}",
             "--log-level=warning",
         ]
         self.proc = _spawn(command, self.log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # 8 workers importing the site on a busy machine
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited ({self.proc.returncode}); see {self.log}")
@@ -130,7 +138,7 @@ class Gunicorn:
                 pass
             time.sleep(0.2)
         else:
-            raise RuntimeError(f"gunicorn did not answer within 30 s; see {self.log}")
+            raise RuntimeError(f"gunicorn did not answer within 60 s; see {self.log}")
         # Every worker booted (they import the site after the master binds).
         while len(self.worker_pids()) < self.workers and time.monotonic() < deadline:
             time.sleep(0.2)
