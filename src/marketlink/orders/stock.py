@@ -128,7 +128,8 @@ def _release_lapsed(variant_id: uuid.UUID) -> list[RepairOrder]:
     transaction: a booking never waits on a late expiry job for a unit that is really free.
     Set-based (the rows locked, one ``UPDATE``, one history ``INSERT``, one stock ``UPDATE``)
     instead of one transition each; a payment or the expiry job that reaches a row first wins it,
-    as with ``order_transition``'s conditional update."""
+    as with ``order_transition``'s conditional update. Whatever else a release owes in its own
+    transaction (what ``order_transition`` writes beside the history) is owed here too."""
     now = timezone.now()
     orders = _lapsed(now, variant_id).select_for_update().order_by("expires_at")
     released = list(orders[:RELEASE_BATCH])
