@@ -102,8 +102,10 @@ class HueyConsumer:
 
 
 class Gunicorn:
-    """gunicorn serving the bench settings; ``host`` and ``prefix``: the address it listens on
-    and what it runs under, for another host (``bench/hosts.py``)."""
+    """gunicorn serving the bench settings: ``worker_class`` ``gthread`` (``threads`` per
+    worker, keep-alive) or ``sync`` (one request per worker at a time, one connection per
+    request), both with ``bench/gunicorn_conf.py``; ``host`` and ``prefix``: the address it
+    listens on and what it runs under, for another host (``bench/hosts.py``)."""
 
     def __init__(
         self,
@@ -111,11 +113,13 @@ class Gunicorn:
         threads: int,
         port: int,
         log: Path,
+        worker_class: str = "gthread",
         *,
         host: str = HOST,
         prefix: Sequence[str] = (),
     ) -> None:
         self.workers, self.threads, self.port, self.log = workers, threads, port, log
+        self.worker_class = worker_class
         self.host, self.prefix = host, list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -126,17 +130,19 @@ class Gunicorn:
             "-m",
             "gunicorn",
             "example_project.wsgi:application",
+            f"--config={ROOT / 'bench' / 'gunicorn_conf.py'}",
             f"--pythonpath={ROOT},{ROOT / 'example_project'}",
             f"--bind={self.host}:{self.port}",
-            "--worker-class=gthread",
+            f"--worker-class={self.worker_class}",
             f"--workers={self.workers}",
-            f"--threads={self.threads}",
+            # gunicorn turns a sync worker with threads into gthread
+            f"--threads={self.threads if self.worker_class == 'gthread' else 1}",
             "--keep-alive=5",
             f"--error-logfile={self.log}",
             "--log-level=warning",
         ]
         self.proc = _spawn(command, self.log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # 8 workers importing the site on a busy machine
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited ({self.proc.returncode}); see {self.log}")
@@ -149,7 +155,7 @@ class Gunicorn:
                 pass
             time.sleep(0.2)
         else:
-            raise RuntimeError(f"gunicorn did not answer within 30 s; see {self.log}")
+            raise RuntimeError(f"gunicorn did not answer within 60 s; see {self.log}")
         # Every worker booted (they import the site after the master binds).
         while len(self.worker_pids()) < self.workers and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -51,7 +51,7 @@ def instrument() -> None:
     wrap(services, "order_place", "    order_place, in all")
     wrap(stock, "reserve", "      stock.reserve (lock, write, release of lapsed ones)")
     wrap(locking, "_acquire", "        Redis lock acquire (SET NX)")
-    wrap(sql, "availability", "        availability read (lock busy, or no free unit)")
+    wrap(sql, "read_into", "        variant read (lock busy, or no free unit)")
     wrap(sql, "take_unit_into", "        unit + order in one statement (sql.take_unit_into)")
     wrap(stock, "_release_lapsed", "        release of lapsed reservations (no free unit)")
     wrap(Redis, "eval", "        Redis lock release (EVAL)")

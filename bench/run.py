@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """marketlink's load benchmark: the example site under gunicorn on PostgreSQL + Redis.
 
-    python bench/run.py            # full run: 4x2 (headline) and 2x4, 3 rounds each (3-4.5 min)
+    python bench/run.py            # full run: 4x2 (headline) and 8s, 3 rounds each (4-6 min)
     python bench/run.py --quick    # 4x2, one short round (40-70 s)
 
 It starts a Stripe stand-in (``marketlink.testing.stripe_server.StripeStandIn``) in this process
@@ -70,6 +70,15 @@ from bench.stack import (  # noqa: E402
 )
 
 
+def server_layout(config: str) -> tuple[int, int, str]:
+    """``4x2``: gthread, 4 workers x 2 threads; ``8s``: 8 sync workers (one request each at a
+    time, a connection per request)."""
+    if config.endswith("s"):
+        return int(config[:-1]), 1, "sync"
+    workers, threads = (int(x) for x in config.split("x"))
+    return workers, threads, "gthread"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -78,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds per configuration (default 3; quick 1)")
     parser.add_argument(
         "--configs",
-        help="gunicorn gthread WORKERSxTHREADS, comma-separated, the headline first "
-        "(default 4x2,2x4; quick 4x2)",
+        help="gunicorn layouts, comma-separated, the headline first: WORKERSxTHREADS (gthread) "
+        "or WORKERSs (sync) (default 4x2,8s; quick 4x2)",
     )
     parser.add_argument("--duration", type=float, help="seconds per scenario (default 5; quick 3)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent connections")
@@ -130,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{url}: the bench only talks to loopback addresses")
     rounds = args.rounds or (1 if args.quick else 3)
     duration = args.duration or (3.0 if args.quick else 5.0)
-    configs = [
-        tuple(int(x) for x in c.split("x"))
-        for c in (args.configs or ("4x2" if args.quick else "4x2,2x4")).split(",")
-    ]
+    configs = (args.configs or ("4x2" if args.quick else "4x2,8s")).split(",")
     Bench.concurrency = args.clients
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     memory: dict[str, list[list[float]]] = {}
     print(
         f"marketlink bench: {args.clients} clients, {duration:.0f} s per scenario, "
-        f"{rounds} round(s), configs {', '.join(f'{w}x{t}' for w, t in configs)}, "
+        f"{rounds} round(s), configs {', '.join(configs)}, "
         f"Huey consumer {args.huey_workers} threads, LOCK_BACKEND {args.lock_backend}, GIL "
         f"switch interval {args.switch_interval or sys.getswitchinterval()} s; logs in {logdir}",
         flush=True,
@@ -172,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             if errors:
                 print(f"      {errors} tracebacks in {log}", flush=True)
 
-    for workers, threads in configs:
-        config = f"{workers}x{threads}"
+    for config in configs:
+        workers, threads, worker_class = server_layout(config)
         from django.db import connections
 
         connections.close_all()
@@ -184,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             trace_dir = logdir / f"lock-trace-{config}"
             trace_dir.mkdir()
             os.environ["BENCH_TRACE_LOCK"] = str(trace_dir)
-        server = Gunicorn(workers, threads, free_port(), logdir / f"gunicorn-{config}.log")
+        server = Gunicorn(
+            workers, threads, free_port(), logdir / f"gunicorn-{config}.log", worker_class
+        )
         consumer = HueyConsumer(args.huey_workers, logdir / f"huey-{config}.log")
         try:
             consumer.start()
@@ -230,11 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
             consumer.stop()
-        if args.eager and config == f"{configs[0][0]}x{configs[0][1]}":
+        if args.eager and config == configs[0]:
             # The seed's payment mode, for contrast: the Checkout Session is created at Stripe
             # right after each booking commits, inside the request.
             os.environ["BENCH_LINK_MODE"] = "eager"
-            eager = Gunicorn(workers, threads, free_port(), logdir / f"gunicorn-{config}-eager.log")
+            eager = Gunicorn(
+                workers, threads, free_port(), logdir / f"gunicorn-{config}-eager.log", worker_class
+            )
             try:
                 eager.start()
                 bench = Bench(eager.port, seed, duration, CpuMeter(eager), standin)

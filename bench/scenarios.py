@@ -85,16 +85,9 @@ class Bench:
         if open_rate:
             result = run_open_loop(HOST, self.port, factory, rate=open_rate, duration=self.duration)
         else:
-            result = run_load(
-                HOST,
-                self.port,
-                factory,
-                concurrency=self.concurrency,
-                stagger=CONNECT_STAGGER_S,
-                total=total,
-                duration=None if total else self.duration,
-                rendezvous=rendezvous,
-                targets=self.targets,
+            duration = None if total else self.duration
+            result = self._closed_loop(
+                factory, total=total, duration=duration, rendezvous=rendezvous
             )
         sampler.cancel()
         sampler.join()
@@ -105,6 +98,17 @@ class Bench:
         capacity = result.elapsed * (os.cpu_count() or 1)
         self.last_other = round(100 * (busy_after - busy_before - ours) / capacity, 1)
         return result
+
+    def _closed_loop(self, factory: Any, **options: Any) -> LoadResult:
+        return run_load(
+            HOST,
+            self.port,
+            factory,
+            concurrency=self.concurrency,
+            stagger=CONNECT_STAGGER_S,
+            targets=self.targets,
+            **options,
+        )
 
     def _summarize(self, config: str, rnd: int, scenario: str, result: LoadResult) -> Outcome:
         outcome = summarize(config, rnd, scenario, result)
@@ -218,14 +222,7 @@ class Bench:
             )
             sampler = self._connections_later()
             with switcher:
-                result = run_load(
-                    HOST,
-                    self.port,
-                    factory,
-                    concurrency=self.concurrency,
-                    stagger=CONNECT_STAGGER_S,
-                    duration=switcher.load_seconds,
-                )
+                result = self._closed_loop(factory, duration=switcher.load_seconds)
             sampler.join()
             parts, outside = switcher.split(result)
             outcomes = [

@@ -79,11 +79,11 @@ def order_place(
     limited = limits.limits_apply()
     try:
         # With limits, the customer's lock and count come first, outside the variant's lock, so
-        # the variant stays locked for the one statement that takes its unit; a variant that
-        # cannot be booked is refused before them.
+        # the variant stays locked for the one statement that takes its unit; the variant is
+        # read before them, so one that cannot be booked costs no lock.
         with transaction.atomic() if limited else nullcontext():
             if limited:
-                stock.bookable_now(variant_id)
+                stock.read_variant(order, variant_id)
                 limits.lock_customer(customer)
                 # A retry with this key that waited on the customer's lock finds its order now.
                 replay = _replay(customer, idempotency_key, variant_id) if idempotency_key else None

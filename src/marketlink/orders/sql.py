@@ -6,10 +6,12 @@ vendor from the catalogue's rules (``catalog.selectors.bookable``/``live``), whi
 once, and each call only binds the variant's id (and the time) into the compiled parameters.
 Everything else in orders stays ORM.
 
-- :func:`availability`: a bookable variant's stock and whether it has lapsed reservations;
+- :func:`read_into`: a bookable variant's stock, and what an order copies of it (name, price,
+  vendor) written into the order;
+- :func:`lapsed_any`: whether lapsed reservations still hold units of the variant;
 - :func:`take_unit`: the conditional ``UPDATE … SET stock = stock - 1 … RETURNING stock``;
-- :func:`take_unit_into` (PostgreSQL): that ``UPDATE`` and the order's ``INSERT``, copying the
-  variant's name, price and vendor, in one statement;
+- :func:`take_unit_into` (PostgreSQL): that ``UPDATE`` and the order's ``INSERT`` in one
+  statement, which also copies the variant into the order when nothing read it before;
 - :func:`pay_when_pending`: the paying webhook's one statement on the order (found by id, the
   money checked, the payment recorded, the whole row returned).
 """
@@ -23,7 +25,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from django.db import connection
-from django.db.models import Exists, F, Field, Model, OuterRef, QuerySet
+from django.db.models import DecimalField, F, Field, ForeignKey, Model
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.catalog.selectors import bookable, live
@@ -85,41 +87,27 @@ def _column(model: type[Model], name: str) -> str:
     return str(connection.ops.quote_name(str(field(model, name).column)))
 
 
-def _stock() -> str:
-    return _column(ServiceVariant, "stock")
-
-
 def _select(query: Any) -> _Compiled:
     return _compiled(*query.get_compiler(connection=connection).as_sql())
 
 
 # ``vendor`` is each cache's key: the compiled SQL differs from one database to another.
 @functools.cache
-def _availability(vendor: str) -> _Compiled:
-    lapsed = RepairOrder.objects.filter(
-        variant=OuterRef("pk"), status=OrderStatus.PENDING, expires_at__lte=_NOW
-    )
-    query = (
-        ServiceVariant.objects.filter(bookable(), pk=_VARIANT)
-        .annotate(lapsed=Exists(lapsed))
-        .order_by()
-        .values_list("stock", "lapsed")
-    )
-    return _select(query.query)
-
-
-def copied(variant_id: uuid.UUID) -> QuerySet[ServiceVariant, tuple[Any, ...]]:
-    """``id`` and what an order copies (``COPIED``, in order) of the variant, if bookable."""
-    query = ServiceVariant.objects.filter(bookable(), pk=variant_id).order_by()
+def _variant(vendor: str) -> _Compiled:
+    """``SELECT id, <what an order copies, in COPIED's order>, stock`` of a bookable variant."""
+    query = ServiceVariant.objects.filter(bookable(), pk=_VARIANT).order_by()
     # One alias per copied field, each path selected in its place: the price is copied twice
     # (unit price and total), and some Django releases select a repeated name only once.
     aliases = {f"copied_{n}": F(path) for n, path in enumerate(COPIED.values())}
-    return query.annotate(**aliases).values_list("id", *aliases)
+    return _select(query.annotate(**aliases).values_list("id", *aliases, "stock").query)
 
 
 @functools.cache
-def _copied(vendor: str) -> _Compiled:
-    return _select(copied(_VARIANT).query)
+def _lapsed(vendor: str) -> _Compiled:
+    orders = RepairOrder.objects.filter(
+        variant_id=_VARIANT, status=OrderStatus.PENDING, expires_at__lte=_NOW
+    )
+    return _select(orders.order_by().values_list("pk")[:1].query)
 
 
 @functools.cache
@@ -128,48 +116,90 @@ def _take(vendor: str) -> _Compiled:
     query = ServiceVariant.objects.filter(live(), pk=_VARIANT, stock__gte=1).query
     where, params = query.get_compiler(connection=connection).compile(query.where)
     table = connection.ops.quote_name(ServiceVariant._meta.db_table)
-    sql = f"UPDATE {table} SET {_stock()} = {_stock()} - 1 WHERE ({where})"  # noqa: S608
+    stock = _column(ServiceVariant, "stock")
+    sql = f"UPDATE {table} SET {stock} = {stock} - 1 WHERE ({where})"  # noqa: S608
     return _compiled(sql, params)
 
 
-def _own_fields() -> list[Field[Any, Any]]:
-    """The order's columns that its placing sets itself (not copied, not the stock left)."""
-    skip = {*COPIED, STOCK_LEFT}
+def _written(copied: bool) -> list[Field[Any, Any]]:
+    """The order's columns its placing writes from Python: all but the stock left, and but
+    what it copies from the variant unless the order already holds that copy."""
+    skip = {STOCK_LEFT} if copied else {*COPIED, STOCK_LEFT}
     return [f for f in RepairOrder._meta.concrete_fields if f.name not in skip]
 
 
 @functools.cache
-def _take_into(vendor: str) -> _Compiled:
+def _take_into(vendor: str, copied: bool) -> _Compiled:
+    """``copied``: ``WITH taken AS (UPDATE … RETURNING stock) INSERT … SELECT <the order>,
+    taken.stock``. Otherwise the variant is read in the statement too, and the unit is taken
+    only for a variant the ``INSERT`` reads (a live variant whose vendor stopped selling must
+    not lose a unit without its order): ``WITH variant AS (SELECT …), taken AS (UPDATE … AND id
+    IN (SELECT id FROM variant) RETURNING stock) INSERT … SELECT <the order>, variant.<copies>,
+    taken.stock``, answering the copies too."""
     quote = connection.ops.quote_name
-    variant, take = _copied(vendor), _take(vendor)
-    copies = [_column(RepairOrder, name) for name in COPIED]
-    own = [quote(str(f.column)) for f in _own_fields()]
+    take, stock = _take(vendor), _column(ServiceVariant, "stock")
+    written = [quote(str(f.column)) for f in _written(copied)]
     left = _column(RepairOrder, STOCK_LEFT)
-    aliases = ["id", *(f"c{n}" for n in range(len(COPIED)))]
+    table = quote(RepairOrder._meta.db_table)
+    values = ", ".join(["%s"] * len(written))
+    if copied:
+        sql = (
+            f"WITH taken AS ({take.sql} RETURNING {stock}) "  # noqa: S608
+            f"INSERT INTO {table} ({', '.join([*written, left])}) "
+            f"SELECT {values}, taken.{stock} FROM taken RETURNING {left}"
+        )
+        return _compiled(sql, take.params)
+    variant = _variant(vendor)
+    copies = [_column(RepairOrder, name) for name in COPIED]
+    aliases = [f"c{n}" for n in range(len(COPIED))]
     pk = _column(ServiceVariant, "id")
     sql = (
-        f"WITH variant ({', '.join(aliases)}) AS ({variant.sql}), "  # noqa: S608
-        f"taken AS ({take.sql} AND {pk} IN (SELECT id FROM variant) RETURNING {_stock()}) "
-        f"INSERT INTO {quote(RepairOrder._meta.db_table)} ({', '.join([*own, *copies, left])}) "
-        f"SELECT {', '.join(['%s'] * len(own) + [f'variant.{a}' for a in aliases[1:]])}, "
-        f"taken.{_stock()} FROM variant, taken RETURNING {', '.join([*copies, left])}"
+        f"WITH variant (id, {', '.join(aliases)}, stock) AS ({variant.sql}), "  # noqa: S608
+        f"taken AS ({take.sql} AND {pk} IN (SELECT id FROM variant) RETURNING {stock}) "
+        f"INSERT INTO {table} ({', '.join([*written, *copies, left])}) "
+        f"SELECT {values}, {', '.join(f'variant.{a}' for a in aliases)}, taken.{stock} "
+        f"FROM variant, taken RETURNING {', '.join([*copies, left])}"
     )
     return _compiled(sql, [*variant.params, *take.params])
 
 
-class Availability(NamedTuple):
-    stock: int
-    lapsed: bool  # pending orders whose reservation lapsed still hold units of it
+def _copy(order: RepairOrder, values: Any) -> None:
+    """Set what the order copies of its variant, from a row (SQLite answers decimals as floats
+    and uuids as hex: rebuilt as the ORM would)."""
+    for name, value in zip(COPIED, values, strict=True):
+        target = field(RepairOrder, name)
+        if isinstance(target, DecimalField) and not isinstance(value, Decimal):
+            value = Decimal(str(value)).quantize(Decimal(1).scaleb(-(target.decimal_places or 0)))
+        elif isinstance(target, ForeignKey) and not isinstance(value, uuid.UUID):
+            value = uuid.UUID(str(value))
+        setattr(order, target.attname, value)
 
 
-def availability(variant_id: uuid.UUID, now: datetime) -> Availability | None:
-    """A bookable variant's stock and whether lapsed reservations hold some of it; None when the
-    variant is not bookable (archived, of an archived service or of a vendor who does not sell)."""
-    read = _availability(connection.vendor)
+def has_copy(order: RepairOrder) -> bool:
+    """Whether the order already holds what it copies of its variant (read before its write)."""
+    return order.vendor_id is not None
+
+
+def read_into(order: RepairOrder, variant_id: uuid.UUID) -> int | None:
+    """The stock of a bookable variant, after copying its name, price and vendor into ``order``;
+    None when the variant is not bookable (archived, of an archived service or of a vendor who
+    does not sell)."""
+    read = _variant(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(read.sql, read.bind(variant_id))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    _copy(order, row[1:-1])
+    return int(row[-1])
+
+
+def lapsed_any(variant_id: uuid.UUID, now: datetime) -> bool:
+    """Whether pending orders whose reservation lapsed by ``now`` still hold units of it."""
+    read = _lapsed(connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(read.sql, read.bind(variant_id, now))
-        row = cursor.fetchone()
-    return None if row is None else Availability(int(row[0]), bool(row[1]))
+        return cursor.fetchone() is not None
 
 
 def take_unit(variant_id: uuid.UUID) -> int | None:
@@ -177,27 +207,30 @@ def take_unit(variant_id: uuid.UUID) -> int | None:
     there is none. The row stays locked until that transaction ends, so whatever it writes next
     and the decrement commit or vanish together."""
     take = _take(connection.vendor)
+    stock = _column(ServiceVariant, "stock")
     with connection.cursor() as cursor:
-        cursor.execute(f"{take.sql} RETURNING {_stock()}", take.bind(variant_id))
+        cursor.execute(f"{take.sql} RETURNING {stock}", take.bind(variant_id))
         row = cursor.fetchone()
     return None if row is None else int(row[0])
 
 
 def take_unit_into(order: RepairOrder, variant_id: uuid.UUID) -> bool:
-    """PostgreSQL only: take one unit of a bookable variant and insert ``order`` (unsaved) in
-    one statement, copying the variant's name, price and vendor into it and the stock left into
-    ``stock_after_reservation``. False when no unit is free or the variant is not bookable, and
-    then nothing is written. A unit is only taken for a variant the ``INSERT`` reads, so an
-    unbookable one never loses a unit without its order."""
-    statement = _take_into(connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(order, True), connection) for f in _own_fields()]
+    """PostgreSQL only: take one unit of the variant and insert ``order`` (unsaved) in one
+    statement, the stock left written into ``stock_after_reservation``, and the variant's name,
+    price and vendor copied in the same statement unless the order already holds them
+    (:func:`has_copy`). False when nothing was written: no free unit, or (copying) the variant
+    is not bookable."""
+    copied = has_copy(order)
+    statement = _take_into(connection.vendor, copied)
+    values = [f.get_db_prep_save(f.pre_save(order, True), connection) for f in _written(copied)]
     with connection.cursor() as cursor:
         cursor.execute(statement.sql, [*statement.bind(variant_id), *values])
         row = cursor.fetchone()
     if row is None:
         return False
-    for name, value in zip([*COPIED, STOCK_LEFT], row, strict=True):
-        setattr(order, field(RepairOrder, name).attname, value)
+    if not copied:
+        _copy(order, row[:-1])
+    setattr(order, STOCK_LEFT, int(row[-1]))
     return True
 
 

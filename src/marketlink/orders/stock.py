@@ -58,44 +58,49 @@ def variant_lock(
 def reserve(
     order: RepairOrder, variant_id: uuid.UUID, *, savepoint: bool = True
 ) -> list[RepairOrder]:
-    """Take a unit of the variant for ``order`` (unsaved) and insert it, copying the variant's
-    name, price and vendor into it; when no unit is free, release the variant's lapsed
+    """Take a unit of the variant for ``order`` (unsaved) and insert it, with what it copies of
+    the variant (name, price, vendor); when no unit is free, release the variant's lapsed
     reservations first. Returns the orders released that way (cancelled, history written,
     units back): sending their ``order_cancelled`` is the caller's. Raises :class:`NotFound`
     when the variant is not bookable, :class:`SoldOut` when it has no unit to give.
 
-    The common case is one statement under the lock. A booking that finds the lock busy reads
-    the variant first and does not wait for a unit that is not there, so a rush's refusals
-    never queue behind its bookings. ``savepoint=False``: the caller gives its whole transaction
-    up on a duplicate ``Idempotency-Key`` (``IntegrityError``), so none is set around the write.
+    Uncontended, a booking is one statement under the lock, which reads the variant too. A
+    booking that finds the lock busy (a rush) reads the variant first (:func:`read_variant`)
+    and does not wait for a unit that is not there, so a rush's refusals never queue behind its
+    bookings, and the bookings that do wait then write without the read. ``savepoint=False``:
+    the caller gives its whole transaction up on a duplicate ``Idempotency-Key``
+    (``IntegrityError``), so none is set around the write.
     """
-    with variant_lock(variant_id, if_busy=lambda: bookable_now(variant_id)):
+    with variant_lock(variant_id, if_busy=lambda: read_variant(order, variant_id)):
         if _take_into(order, variant_id, savepoint=savepoint):
             return []
-        lapsed = bookable_now(variant_id).lapsed
+        # Nothing written: not bookable, sold out, or units held by lapsed reservations.
+        stock = read_variant(order, variant_id)
         with transaction.atomic(savepoint=savepoint):
-            released = _release_lapsed(variant_id) if lapsed else []
+            released = _release_lapsed(variant_id) if stock < 1 else []
             if not _take_into(order, variant_id, savepoint=False):
                 raise SoldOut()
         return released
 
 
-def bookable_now(variant_id: uuid.UUID) -> sql.Availability:
-    """The variant's availability if a booking of it may succeed now; :class:`NotFound` when it
-    is not bookable, :class:`SoldOut` when it has no unit and no lapsed reservation holds one."""
-    state = sql.availability(variant_id, timezone.now())
-    if state is None:
+def read_variant(order: RepairOrder, variant_id: uuid.UUID) -> int:
+    """Copy into ``order`` what it takes of the variant and answer the variant's stock, if a
+    booking of it may succeed now: :class:`NotFound` when it is not bookable, :class:`SoldOut`
+    when it has no unit and no lapsed reservation holds one."""
+    stock = sql.read_into(order, variant_id)
+    if stock is None:
         raise NotFound("No such variant.")
-    if state.stock < 1 and not state.lapsed:
+    if stock < 1 and not sql.lapsed_any(variant_id, timezone.now()):
         raise SoldOut()
-    return state
+    return stock
 
 
 def _take_into(order: RepairOrder, variant_id: uuid.UUID, *, savepoint: bool) -> bool:
     """Take one unit and insert ``order``: False (nothing written) when no unit is free or the
     variant is not bookable. One statement on PostgreSQL (``sql.take_unit_into``), committing
     by itself at the top level, so the variant's row is locked for the shortest time; elsewhere
-    a transaction of a read, the conditional ``UPDATE`` and the ``INSERT``."""
+    a transaction of the read (unless the order holds its copy), the conditional ``UPDATE`` and
+    the ``INSERT``."""
     if connection.vendor != "postgresql":
         with transaction.atomic(savepoint=savepoint):
             return _take_and_save(order, variant_id)
@@ -110,14 +115,11 @@ def _take_into(order: RepairOrder, variant_id: uuid.UUID, *, savepoint: bool) ->
 
 
 def _take_and_save(order: RepairOrder, variant_id: uuid.UUID) -> bool:
-    copied = list(sql.copied(variant_id)[:1])
-    if not copied:
-        return False
+    if not sql.has_copy(order) and not sql.read_into(order, variant_id):
+        return False  # not bookable, or no unit: nothing to try
     left = take_unit(variant_id)
     if left is None:
         return False
-    for name, value in zip(sql.COPIED, copied[0][1:], strict=True):
-        setattr(order, sql.field(RepairOrder, name).attname, value)
     setattr(order, sql.STOCK_LEFT, left)
     order.save(force_insert=True)
     return True
@@ -128,7 +130,8 @@ def _release_lapsed(variant_id: uuid.UUID) -> list[RepairOrder]:
     transaction: a booking never waits on a late expiry job for a unit that is really free.
     Set-based (the rows locked, one ``UPDATE``, one history ``INSERT``, one stock ``UPDATE``)
     instead of one transition each; a payment or the expiry job that reaches a row first wins it,
-    as with ``order_transition``'s conditional update."""
+    as with ``order_transition``'s conditional update. Whatever else a release owes in its own
+    transaction (what ``order_transition`` writes beside the history) is owed here too."""
     now = timezone.now()
     orders = _lapsed(now, variant_id).select_for_update().order_by("expires_at")
     released = list(orders[:RELEASE_BATCH])
