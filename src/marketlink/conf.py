@@ -146,6 +146,13 @@ class MarketlinkSettings(BaseModel):
         description="Seconds a drainer holds the outbox entries it claimed: longer than a batch "
         "takes; an entry whose drainer died is due again after it.",
     )
+    OUTBOX_WAKE_DELAY: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Seconds a consumer waits after the first wake before draining: what is "
+        "owed meanwhile goes in the same batch (0: at once).",
+    )
     OUTBOX_KEEP_DAYS: int = Field(
         7,
         ge=1,

@@ -15,7 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketlink.outbox import registry, tasks
-from marketlink.outbox.drainer import claim, drain, record
+from marketlink.outbox.claims import hold
+from marketlink.outbox.drainer import claim, drain, record, run
 from marketlink.outbox.models import OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Kind, Outcome, Retry, one_at_a_time
 from marketlink.outbox.services import outbox_write
@@ -201,3 +202,32 @@ def test_the_operators_retry_leaves_what_is_owed_for_later(greetings):
     assert (code, document["items"], greetings.greeted) == (0, [], [])
     code, document = invoke_json("outbox", "retry", "--status", "pending")
     assert (code, greetings.greeted) == (0, ["max"])
+
+
+def test_a_slow_drainer_whose_claim_lapsed_leaves_the_entry_to_the_one_that_took_it(greetings):
+    """Alive but slow (a mail server taking its time): its claims lapse, another drainer takes
+    the entries, and the slow one, reaching them at last, does nothing more with them."""
+    owe("nia", "oz")
+    slow = claim(10)
+    lapsed = timezone.now() - timedelta(seconds=1)  # time passes, for everyone
+    OutboxEntry.objects.update(claimed_until=lapsed)
+    for entry in slow:
+        entry.claimed_until = lapsed
+    assert drain() == {"done": 2}  # the other drainer
+
+    assert run(slow, "greeting") == {}  # the slow one comes back: nothing to do, nothing said
+    assert sorted(greetings.greeted) == ["nia", "oz"]
+    assert set(OutboxEntry.objects.values_list("status", "attempts")) == {("done", 2)}
+
+
+def test_a_drainer_keeps_its_claim_while_it_works(greetings, settings):
+    settings.MARKETLINK = {"OUTBOX_CLAIM_SECONDS": 60}
+    owe("pat")
+    [entry] = claim(1)
+    OutboxEntry.objects.update(claimed_until=timezone.now() + timedelta(seconds=20))
+    entry.claimed_until = OutboxEntry.objects.get().claimed_until  # past half of its claim
+
+    assert hold(entry)
+    kept = OutboxEntry.objects.get().claimed_until
+    assert kept > timezone.now() + timedelta(seconds=50)
+    assert entry.claimed_until == kept

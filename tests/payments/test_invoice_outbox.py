@@ -170,6 +170,22 @@ def test_a_batch_reads_once_and_opens_one_mail_connection(settings, mailoutbox):
 
 
 @pytest.mark.django_db
+def test_one_order_whose_invoice_cannot_be_written_fails_alone(mailoutbox):
+    """An invoice number taken by another order (so its row cannot be written): that entry
+    fails, the rest of the batch is sent."""
+    from marketlink.payments.invoices import invoice_number
+
+    unlucky, fine = paid(new_order()), paid(new_order())
+    Invoice.objects.create(order=new_order(), number=invoice_number(unlucky))
+
+    assert drain(kinds=["invoice"]) == {"done": 1, "failed": 1}
+
+    assert [m.to for m in mailoutbox] == [[fine.customer_email]]
+    failed = entry_of(unlucky)
+    assert (failed.status, failed.needs_attention) == ("failed", True)
+
+
+@pytest.mark.django_db
 def test_an_invoice_that_cannot_be_sent_leaves_the_order_processing_and_completable(
     settings, api, vendor_user, mailoutbox
 ):

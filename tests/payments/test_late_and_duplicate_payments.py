@@ -306,14 +306,17 @@ def test_a_duplicate_payment_whose_refund_cannot_be_made_yet_is_asked_again(
 def test_a_refund_the_provider_refuses_is_answered_502_and_flagged(
     hook, order, api, staff_user, monkeypatch
 ):
-    """The provider refuses outright (say, more than is left): the refund is failed and flagged
-    at once, and the endpoint says so (502), never "Refund requested"."""
+    """The provider refuses outright (say, more than is left): the refund stays asked for and is
+    flagged at once, under a fresh key for whatever a person decides next, and the endpoint
+    says so (502), never "Refund requested"."""
     from marketlink.payments.gateways.base import GatewayError
 
     hook(completed(order))
 
     def refuses(self: Any, request: Any) -> Any:
-        raise GatewayError("The payment provider failed to refund a payment.", answered=True)
+        raise GatewayError(
+            "The payment provider refused to refund a payment: too much.", answered=True
+        )
 
     monkeypatch.setattr(dummy.DummyGateway, "refund", refuses)
     answer = api.post(f"/orders/{order.pk}/refund/", user=staff_user)
@@ -321,5 +324,6 @@ def test_a_refund_the_provider_refuses_is_answered_502_and_flagged(
     assert answer.status_code == 502
     assert "refused" in answer.json()["message"]
     refund = Refund.objects.get()
-    assert (refund.status, refund.needs_attention) == ("failed", True)
+    assert (refund.status, refund.needs_attention) == ("requested", True)
+    assert refund.idempotency_key == f"marketlink-refund-{refund.pk}-1"
     assert refreshed(order).status == "processing"

@@ -1,8 +1,10 @@
 """What a paying webhook delivery costs the database, counted statement by statement (it is
 benchmarked): the first news that a pending order was paid sends at most four statements besides
-``BEGIN`` and ``COMMIT``, savepoints and the order lookup included (the event's row; the order's
-conditional ``UPDATE``, which finds it and checks the money; its history row; the outbox entry
-owing its invoice). A redelivery costs its conflicting insert and one indexed read.
+``BEGIN`` and ``COMMIT`` on PostgreSQL, savepoints and the order lookup included (the read of
+the event's id; the order's conditional ``UPDATE``, which finds it and checks the money, with
+the event's row written in the same statement; its history row; the outbox entry owing its
+invoice). SQLite, which cannot write two tables in one statement, sends the event's row apart:
+five. A redelivery is answered after one indexed read.
 
 Counted at the top level, as a site runs them (transactional tests: no test savepoints),
 through the webhook endpoint on the dummy gateway (its signature check touches no database).
@@ -45,8 +47,16 @@ def test_a_first_paying_delivery_is_four_statements(settings):
     status, statements = _delivered(body)
 
     assert status == 200
-    assert [s.split()[0] for s in statements] == ["INSERT", "UPDATE", "INSERT", "INSERT"]
-    assert not any(s.startswith("SAVEPOINT") for s in statements)
+    if connection.vendor == "postgresql":
+        assert [s.split()[0] for s in statements] == ["SELECT", "WITH", "INSERT", "INSERT"]
+    else:
+        assert [s.split()[0] for s in statements] == [
+            "SELECT",
+            "UPDATE",
+            "INSERT",
+            "INSERT",
+            "INSERT",
+        ]
     order.refresh_from_db()
     assert (order.status, order.payment_intent_id) == ("paid", f"pi_test_{order.id.hex[:16]}")
     assert order.checkout_session_id == checkout_session(order)["id"]
@@ -57,14 +67,15 @@ def test_a_first_paying_delivery_is_four_statements(settings):
 
     status, again = _delivered(body)  # Stripe's redelivery of the same event
     assert status == 200
-    assert [s.split()[0] for s in again] == ["INSERT", "SELECT"]
+    assert [s.split()[0] for s in again] == ["SELECT"]
     assert history(order)[-1] == ("pending", "paid", "webhook")
 
     # The other news of the same payment: the order is found paid by it, in as many statements.
     intent = event("payment_intent.succeeded", payment_intent(order))
     status, other = _delivered(intent)
     assert status == 200
-    assert [s.split()[0] for s in other] == ["INSERT", "UPDATE", "SELECT", "UPDATE"]
+    first = "WITH" if connection.vendor == "postgresql" else "UPDATE"
+    assert [s.split()[0] for s in other] == ["SELECT", first, "SELECT", "INSERT"]
     kept = PaymentEvent.objects.get(event_id=intent["id"])
     assert (kept.status, kept.result, kept.order_id) == ("processed", "already paid", order.pk)
     assert [to for _, to, _ in history(order)] == ["paid"]

@@ -14,10 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
+from outbox_helpers import drain
 from stripe_shop import Shop, history, lapse, status_of, stock_of
 
 from marketlink.orders.models import RepairOrder
 from marketlink.orders.services import order_cancel, orders_expire
+from marketlink.outbox.models import OutboxEntry
 from marketlink.payments.gateways.base import CheckoutRequest, RefundRequest
 from marketlink.payments.gateways.stripe import StripeGateway
 from marketlink.payments.models import Dispute, Invoice, PaymentEvent, Refund
@@ -322,3 +325,54 @@ def test_a_dispute_closed_in_the_sellers_favour_is_kept(shop, standin, customer_
     row = Dispute.objects.get(provider_dispute_id=dispute["id"])
     assert (row.outcome, row.needs_attention, row.provider_status) == ("won", False, final)
     assert row.closed_at is not None
+
+
+def test_a_late_asynchronous_payment_given_back_leaves_the_cancelled_order_cancelled(
+    shop, standin, customer_user
+):
+    """A bank debit completes its checkout unpaid (the payment in flight), the reservation ends
+    and its unit is sold, then the debit succeeds: the payment is given back, and its refund
+    never makes the never-paid order refunded."""
+    variant = VariantFactory(stock=1)
+    order, session_id = shop.opened(customer_user, variant)
+    standin.pay(session_id, async_payment=True)
+    shop.deliver_new()
+    lapse(order)
+    orders_expire()
+    shop.book(AccountFactory().user, variant)  # takes the last unit
+    standin.succeed_async(session_id)
+    shop.deliver_new()
+    shop.deliver_new()  # the refund's own events
+
+    assert status_of(order) == "cancelled"
+    assert rows() == [("late", "succeeded", 2999, False)]
+    assert RepairOrder.objects.get(pk=order["id"]).amount_refunded == Decimal("0.00")
+    assert history(order) == [("pending", "cancelled", "task")]
+
+
+@pytest.mark.parametrize("status", [401, 403, 409])
+def test_a_refund_ask_with_no_answer_is_asked_again_not_given_up(
+    shop, standin, customer_user, status
+):
+    """A key refused (401, 403) or the same key still in flight (409): Stripe decided nothing,
+    so the refund stays asked for, unflagged, and the outbox asks again."""
+    variant = VariantFactory(stock=1)
+    order, session_id = shop.opened(customer_user, variant)
+    lapse(order)
+    orders_expire()
+    OutboxEntry.objects.filter(kind="checkout_expiry").delete()  # not this test's concern
+    shop.book(AccountFactory().user, variant)
+    standin.pay(session_id)
+    standin.fail_next(3, status)  # the SDK's retries (of a 409) meet it too
+    shop.deliver_new("checkout.session.completed")
+    standin.fail_next(0, status)
+
+    [row] = Refund.objects.all()
+    assert (row.status, row.needs_attention) == ("requested", False)
+    entry = OutboxEntry.objects.get(dedupe_key=f"refund:{row.pk}")
+    assert entry.status == "pending"
+    OutboxEntry.objects.filter(pk=entry.pk).update(due_at=timezone.now())
+    drain()
+    row.refresh_from_db()
+    assert row.status == "succeeded"
+    assert len(standin.refunds) == 1

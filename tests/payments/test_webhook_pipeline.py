@@ -433,3 +433,18 @@ def test_the_dummy_page_leaves_the_session_open_when_the_payment_cannot_be_taken
     monkeypatch.undo()
     assert browser.post(url, {"action": "pay"}).status_code == 303
     assert refreshed(order).status in {"paid", "processing"}
+
+
+def test_a_checkout_another_order_holds_is_flagged_not_a_500(hook, order):
+    other, _ = order_place(
+        customer=order.customer, customer_email=order.customer_email, variant_id=order.variant_id
+    )
+    RepairOrder.objects.filter(pk=other.pk).update(checkout_session_id="cs_shared")
+    body = event("checkout.session.completed", checkout_session(order, id="cs_shared"))
+
+    assert hook(body).status_code == 200
+
+    kept = PaymentEvent.objects.get(event_id=body["id"])
+    assert (kept.status, kept.needs_attention) == ("failed", True)
+    assert "cs_shared" in kept.last_error
+    assert refreshed(order).status == "pending"

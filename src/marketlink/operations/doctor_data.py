@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from marketlink.operations.findings import Check, Finding
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import stock_ledger_mismatches
 from marketlink.outbox.selectors import OVERDUE_AFTER, entries_failed, entries_overdue
-from marketlink.payments.models import PaymentEvent, RefundStatus
+from marketlink.payments.models import PaymentEvent, Refund, RefundStatus
 from marketlink.payments.selectors import (
     disputes_needing_attention,
     invoice_grace_period,
@@ -114,7 +115,11 @@ def check_events() -> Finding:
 
 
 def check_refunds_and_disputes() -> Finding:
-    never_made = refunds_to_follow_up().filter(status=RefundStatus.REQUESTED)
+    # Asked for and not made: untouched past the grace period (nothing is asking), or refused
+    # by the provider (a person decides): either way the customer is still charged.
+    never_made = Refund.objects.filter(status=RefundStatus.REQUESTED).filter(
+        Q(pk__in=refunds_to_follow_up().values("pk")) | Q(needs_attention=True)
+    )
     stuck = never_made.count()
     if stuck:
         minutes = int(refund_grace_period().total_seconds() // 60)
@@ -122,11 +127,13 @@ def check_refunds_and_disputes() -> Finding:
         return Finding(
             "refunds and disputes",
             "fail",
-            f"{stuck} refund(s) marketlink decided to make were not made, with nothing under way "
-            f"for over {minutes} minutes (the customer is still charged): "
+            f"{stuck} refund(s) marketlink decided to make were not made: refused by the "
+            f"provider, or nothing under way for over {minutes} minutes (the customer is still "
+            "charged): "
             f"{_some(ids[:SHOWN], stuck)}.",
-            "Run `marketlink reconcile` (it asks the provider again), and keep a consumer with "
-            "its scheduler running.",
+            "A refused one's reason is on the refund (admin, Payments: refunds); fix it, then "
+            "`marketlink outbox retry --kind refund` (or `marketlink reconcile`) asks again; keep "
+            "a consumer with its scheduler running.",
         )
     refunds, disputes = refunds_needing_attention().count(), disputes_needing_attention().count()
     if not refunds and not disputes:

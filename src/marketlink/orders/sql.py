@@ -249,6 +249,15 @@ def _pay_when_pending_sql() -> str:
     )
 
 
+class Along(NamedTuple):
+    """A data-modifying statement to run in the same statement as the order's ``UPDATE``, on
+    PostgreSQL (a ``WITH`` of the two): an ``INSERT … SELECT … FROM paid … RETURNING 1``, where
+    ``paid`` is the updated row. Elsewhere the caller runs its own statement afterwards."""
+
+    sql: str
+    params: list[Any]
+
+
 def pay_when_pending(
     *,
     order_id: uuid.UUID,
@@ -257,10 +266,12 @@ def pay_when_pending(
     paid_at: datetime,
     payment_intent_id: str | None,
     session_id: str | None,
-) -> RepairOrder | None:
+    along: Along | None = None,
+) -> tuple[RepairOrder | None, bool]:
     """The pending order ``order_id`` of exactly ``amount`` in ``currency``, and with no other
     payment recorded on it, made paid by ``payment_intent_id`` (its checkout ``session_id``
-    recorded unless one is): the row as it now is, or None when nothing matched."""
+    recorded unless one is): the row as it now is, or None when nothing matched; and whether
+    ``along`` ran and wrote its row (PostgreSQL only; False elsewhere)."""
     params = [
         OrderStatus.PAID,
         _db_value(RepairOrder, "paid_at", paid_at),
@@ -273,10 +284,21 @@ def pay_when_pending(
         currency,
         payment_intent_id,
     ]
+    statement = _pay_when_pending_sql()
+    joined = along is not None and connection.vendor == "postgresql"
+    if joined:
+        assert along is not None
+        statement = (
+            f"WITH paid AS ({statement}), along AS ({along.sql}) "  # noqa: S608
+            "SELECT paid.*, (SELECT count(*) FROM along) FROM paid"
+        )
+        params += along.params
     with connection.cursor() as cursor:
-        cursor.execute(_pay_when_pending_sql(), params)
+        cursor.execute(statement, params)
         row = cursor.fetchone()
-    return None if row is None else _order_from(row)
+    if row is None:
+        return None, False
+    return _order_from(row[: len(RepairOrder._meta.concrete_fields)]), joined and bool(row[-1])
 
 
 def _order_from(row: tuple[Any, ...]) -> RepairOrder:

@@ -143,30 +143,33 @@ def order_pay_when_pending(
     session_id: str | None,
     source: str,
     note: str,
-) -> RepairOrder | None:
+    along: sql.Along | None = None,
+) -> tuple[RepairOrder | None, bool]:
     """Pending -> paid for a payment of exactly the order's amount and currency, in the
     caller's transaction and without a savepoint: one conditional ``UPDATE`` that finds the
-    order, checks the money and records the payment (``sql.pay_when_pending``), then its
-    history row and what it owes. ``None`` (nothing written) when the order is not pending,
-    the money does not match, or another payment is recorded on it: the caller takes the
-    general path, which says why. Pending -> paid moves no unit."""
-    order = sql.pay_when_pending(
+    order, checks the money and records the payment (``sql.pay_when_pending``, with the
+    caller's ``along`` statement in it on PostgreSQL), then its history row and what it owes.
+    ``(None, False)`` (nothing written) when the order is not pending, the money does not
+    match, or another payment is recorded on it: the caller takes the general path, which says
+    why. Pending -> paid moves no unit. The second value: whether ``along`` wrote its row."""
+    order, along_done = sql.pay_when_pending(
         order_id=order_id,
         amount=amount,
         currency=currency,
         paid_at=timezone.now(),
         payment_intent_id=payment_intent_id,
         session_id=session_id,
+        along=along,
     )
     if order is None:
-        return None
+        return None, False
     previous = OrderStatus.PENDING
     history.changes_record(
         [order], from_status=previous, to_status=order.status, source=source, note=note
     )
     signals.send_on_commit(signals.order_paid, order=order, previous=previous, source=source)
     _log(order, previous, source)
-    return order
+    return order, along_done
 
 
 def _log(order: RepairOrder, previous: str, source: str) -> None:

@@ -5,7 +5,11 @@ Claiming on PostgreSQL is ``SELECT … FOR UPDATE SKIP LOCKED`` then ``status = 
 ``claimed_until`` stamp, committed at once: two drainers never take the same entry, and neither
 waits for the other. On SQLite (one writer at a time) the same conditional update is the claim.
 An entry whose claim lapsed (its drainer was killed) is due again, so nothing owed is ever left
-behind; handlers are idempotent, so running one twice is harmless.
+behind. A drainer still alive but slow (a mail server or a provider that takes its time) keeps
+its claims: handlers call :func:`hold` before each side effect, which extends the claim once
+half of it has passed, or tells them another drainer took the entry (then they leave it).
+Handlers are idempotent, so the one effect in flight when a drainer is killed may run twice,
+and nothing else does.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from marketlink import conf, metrics
+from marketlink.outbox.claims import hold
 from marketlink.outbox.models import EntryStatus, OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Kind, Outcome, Retry, kind_named
 
@@ -114,7 +119,11 @@ def run(entries: Sequence[OutboxEntry], name: str) -> Counter[str]:
             logger.exception("outbox: the %s handler failed on a batch", name)
             outcomes = {entry.pk: Retry(f"{type(exc).__name__}: {exc}") for entry in batch}
         for entry in batch:
-            outcome = outcomes.get(entry.pk, Retry("the handler said nothing of it"))
+            outcome = outcomes.get(entry.pk)
+            if outcome is None:
+                if not hold(entry):
+                    continue  # another drainer took it over: its outcome is that drainer's
+                outcome = Retry("the handler said nothing of it")
             counts[record(entry, outcome, kind)] += 1
     return counts
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from marketlink.outbox.models import OutboxEntry
 
+from marketlink.outbox.claims import hold
+
 logger = logging.getLogger(__name__)
 
 
@@ -82,12 +84,15 @@ def kinds() -> list[str]:
 
 
 def one_at_a_time(handler: EntryHandler) -> BatchHandler:
-    """A batch handler that runs ``handler`` on each entry; an exception is a failure that may
-    pass (:class:`Retry`), logged with its traceback."""
+    """A batch handler that runs ``handler`` on each entry this drainer still holds
+    (``drainer.hold``); an exception is a failure that may pass (:class:`Retry`), logged with
+    its traceback."""
 
     def handle(entries: Sequence[OutboxEntry]) -> dict[uuid.UUID, Outcome]:
         outcomes: dict[uuid.UUID, Outcome] = {}
         for entry in entries:
+            if not hold(entry):
+                continue  # another drainer took it over: its outcome is that drainer's
             try:
                 outcomes[entry.pk] = handler(entry)
             except Exception as exc:

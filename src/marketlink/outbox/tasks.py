@@ -11,6 +11,7 @@ from django.core.cache import cache
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
+from marketlink import conf
 from marketlink.heartbeat import beat
 from marketlink.outbox.drainer import drain, forget_done
 
@@ -38,12 +39,21 @@ def drain_outbox_periodically() -> dict[str, int]:
 
 
 def wake() -> None:
-    """Ask a consumer to drain, unless a wake is queued and not yet started. Never raises: the
-    periodic run finds whatever a failed wake leaves due."""
+    """Ask a consumer to drain, unless a wake is queued and not yet started. The drain starts
+    ``OUTBOX_WAKE_DELAY`` after the first wake, so what is owed meanwhile (a burst of payments)
+    is sent as one batch. Never raises: the periodic run finds whatever a failed wake leaves
+    due. With no consumer (Huey's immediate mode) it drains at once, here."""
     try:
-        if not HUEY.immediate and not cache.add(WAKE_KEY, 1, timeout=WAKE_TTL):
+        if HUEY.immediate:
+            drain_outbox()
             return
-        drain_outbox()
+        if not cache.add(WAKE_KEY, 1, timeout=WAKE_TTL):
+            return
+        delay = conf.get().OUTBOX_WAKE_DELAY
+        if delay:
+            drain_outbox.schedule(delay=delay)
+        else:
+            drain_outbox()
     except Exception as exc:
         logger.warning(
             "could not wake the outbox drainer (the periodic run will): %s",

@@ -45,11 +45,17 @@ def _remember_session(order: RepairOrder, event: ProviderEvent) -> None:
     """A checkout session this event names, to find the order by its later events. (The payment
     intent is recorded only with the payment that pays the order: see :func:`mark_paid`.)"""
     if event.session_id and not order.checkout_session_id:
-        order_payment_columns_set(
-            order_id=order.pk,
-            when={"checkout_session_id": None},
-            checkout_session_id=event.session_id,
-        )
+        try:
+            with transaction.atomic():
+                order_payment_columns_set(
+                    order_id=order.pk,
+                    when={"checkout_session_id": None},
+                    checkout_session_id=event.session_id,
+                )
+        except IntegrityError:
+            raise PermanentProblem(
+                f"checkout {event.session_id} is recorded on another order"
+            ) from None
         order.checkout_session_id = event.session_id
 
 
@@ -90,6 +96,11 @@ def mark_paid(order: RepairOrder, event: ProviderEvent, source: str) -> str:
             return "already paid"
         note = "payment confirmed"
         if status in RELEASED_STATUSES:
+            # Under the order's lock, as a decision to give this payment back is taken: another
+            # event of it, processed at the same time, may have just decided so.
+            list(RepairOrder.objects.select_for_update().filter(pk=order.pk).values_list("pk"))
+            if intent and payment_given_back(intent):
+                return f"payment {intent} is being given back; it does not pay the order"
             note = "payment arrived after the reservation ended; unit taken again"
             try:
                 _paid(order, status, source, note, intent)
@@ -140,11 +151,12 @@ def _on_checkout_completed(order: RepairOrder, event: ProviderEvent, source: str
     if event.paid:
         return mark_paid(order, event, source)
     _remember_session(order, event)
-    # The intent in flight is the one that will pay (or fail) this completed checkout.
+    # The intent in flight is the one that will pay (or fail) this completed checkout, if the
+    # order still waits for it: a released order's is a late payment's, decided when it lands.
     if event.payment_intent_id and not order.payment_intent_id:
         order_payment_columns_set(
             order_id=order.pk,
-            when={"payment_intent_id": None},
+            when={"payment_intent_id": None, "status": OrderStatus.PENDING},
             payment_intent_id=event.payment_intent_id,
         )
     return "checkout completed; waiting for the asynchronous payment"

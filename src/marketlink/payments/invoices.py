@@ -1,4 +1,5 @@
-"""Invoices: numbered, rendered from templates a host can override, sent at most once.
+"""Invoices: numbered, rendered from templates a host can override, sent once (a drainer killed
+mid-send may send again the one message it was handing over: at-least-once is what SMTP allows).
 
 ``templates/marketlink/email/invoice_subject.txt``, ``invoice.txt`` and ``invoice.html`` are
 ordinary Django templates: a host overrides them by putting its own at the same path in a
@@ -34,6 +35,7 @@ from django.utils import timezone
 from marketlink import conf, money
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.transitions import orders_advance
+from marketlink.outbox.claims import hold
 from marketlink.outbox.models import OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Outcome, Retry
 from marketlink.payments.models import Invoice, InvoiceStatus
@@ -49,7 +51,8 @@ class UndeliverableAddress(ValueError):
 
 def invoice_number(order: RepairOrder) -> str:
     paid = order.paid_at or order.created_at
-    return f"ML-{paid:%Y%m%d}-{order.id.hex[:10].upper()}"
+    # 16 hex digits of the order's id (64 bits): numbers never collide in practice.
+    return f"ML-{paid:%Y%m%d}-{order.id.hex[:16].upper()}"
 
 
 def invoices_send(entries: Sequence[OutboxEntry]) -> dict[uuid.UUID, Outcome]:
@@ -73,12 +76,18 @@ def invoices_send(entries: Sequence[OutboxEntry]) -> dict[uuid.UUID, Outcome]:
     templates = _Templates()
     with _mailer() as mailer:
         for order_id, entry in by_order.items():
+            if not hold(entry):
+                continue  # another drainer took it over (this batch took too long)
             order = orders.get(order_id)
             if order is None:
                 outcomes[entry.pk] = Failed("no such order")
                 continue
+            invoice = getattr(order, "invoice", None)
+            if invoice is None:  # one order's trouble is its own: the rest of the batch goes on
+                outcomes[entry.pk] = Failed("its invoice could not be written")
+                continue
             outcomes[entry.pk] = _send_one(
-                order, order.invoice, mailer, templates, force=bool(entry.payload.get("force"))
+                order, invoice, mailer, templates, force=bool(entry.payload.get("force"))
             )
     return outcomes
 

@@ -1,28 +1,30 @@
 """The paying delivery's fast path: the first news that a pending order was paid, in one short
-transaction of four statements, the order lookup included:
+transaction. With the read that found the event new (``webhooks``), four statements on
+PostgreSQL, the order lookup included:
 
-1. the event's row, kept as processed (``INSERT … ON CONFLICT DO NOTHING RETURNING``);
-2. the order's conditional ``UPDATE``: found by the id marketlink gave the provider, still
+1. the read of the event's id (a redelivery is answered from it: nothing more);
+2. the order's conditional ``UPDATE``, found by the id marketlink gave the provider, still
    pending, of exactly the amount and currency paid, with no other payment recorded
-   (``orders.transitions.order_pay_when_pending``);
+   (``orders.transitions.order_pay_when_pending``), and in the same statement the event's row,
+   kept as processed (``WITH paid AS (UPDATE …) INSERT … SELECT … FROM paid``);
 3. its history row;
 4. the outbox entry owing its invoice (written by payments' own hook on the change).
 
-The other news of that same payment (Stripe sends two events for every payment: the session's
-and the intent's) finds the order paid by it: one read of the order says so, and the event is
-kept with that result, in as many statements.
+On SQLite the event's row is a statement of its own. The other news of that same payment
+(Stripe sends two events for every payment: the session's and the intent's) finds the order
+paid by it: one read of the order says so, and the event is kept with that result.
 
-Anything else (an event already kept: a redelivery, or one whose processing failed before; an
-order no longer pending and not paid by this payment; money that does not match; no order id in
-the event) writes nothing here and takes the general path (``webhooks``), which says why. So the
-fast path decides nothing the general one would decide differently: it is the general path's
-outcome for the cases that run hottest, without its reads.
+Anything else (an order no longer pending and not paid by this payment; money that does not
+match; no order id in the event; the same event kept meanwhile by another delivery) writes
+nothing here and takes the general path, which decides it and says why: the fast path only
+decides what the general one would, for the cases that run hottest, without its reads.
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -30,6 +32,7 @@ from django.utils import timezone
 from marketlink.money import from_minor_units
 from marketlink.orders.models import ChangeSource, RepairOrder
 from marketlink.orders.selectors import PAID_STATUSES
+from marketlink.orders.sql import Along
 from marketlink.orders.transitions import order_pay_when_pending
 from marketlink.payments.gateways.base import EventKind, ProviderEvent
 from marketlink.payments.models import EventStatus, PaymentEvent
@@ -63,9 +66,7 @@ def pay_at_once(event: ProviderEvent, payload: object, gateway: str) -> PaymentE
     )
     try:
         with transaction.atomic():
-            if not _kept(record):
-                raise _NotAtOnce
-            paid = order_pay_when_pending(
+            paid, kept = order_pay_when_pending(
                 order_id=order_id,
                 amount=from_minor_units(event.amount_minor, event.currency),
                 currency=event.currency.lower(),
@@ -73,9 +74,12 @@ def pay_at_once(event: ProviderEvent, payload: object, gateway: str) -> PaymentE
                 session_id=event.session_id,
                 source=ChangeSource.WEBHOOK,
                 note=NOTE,
+                along=_kept_with_the_payment(record),
             )
             if paid is None:
                 _already_paid_by(order_id, event.payment_intent_id, record)
+            elif not kept and not _kept(record):
+                raise _NotAtOnce  # kept meanwhile by another delivery of it
     except (_NotAtOnce, IntegrityError, ValueError):
         # IntegrityError: a checkout id another order holds; ValueError: a currency marketlink
         # cannot read. The general path flags either.
@@ -91,8 +95,9 @@ def _already_paid_by(order_id: uuid.UUID, intent: str | None, record: PaymentEve
     )
     if intent is None or not paid.order_by().exists():
         raise _NotAtOnce
-    PaymentEvent.objects.filter(pk=record.pk).update(result=ALREADY_PAID)
     record.result = ALREADY_PAID
+    if not _kept(record):
+        raise _NotAtOnce
 
 
 def _order_id(event: ProviderEvent) -> uuid.UUID | None:
@@ -102,24 +107,35 @@ def _order_id(event: ProviderEvent) -> uuid.UUID | None:
         return None
 
 
+def _values(record: PaymentEvent) -> list[Any]:
+    fields = PaymentEvent._meta.concrete_fields
+    return [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
+
+
 def _kept(record: PaymentEvent) -> bool:
     """Insert the event's row unless its event id is kept already: whether it was inserted."""
-    fields = list(PaymentEvent._meta.concrete_fields)
-    values = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.vendor), values)
+        cursor.execute(_insert_sql(connection.vendor, "VALUES"), _values(record))
         return cursor.fetchone() is not None
+
+
+def _kept_with_the_payment(record: PaymentEvent) -> Along:
+    """The event's row, written by the order's ``UPDATE`` itself (PostgreSQL), if it paid."""
+    return Along(_insert_sql(connection.vendor, "FROM paid"), _values(record))
 
 
 # ``vendor`` is the cache's key: the quoting differs from one database to another.
 @functools.cache
-def _insert_sql(vendor: str) -> str:
+def _insert_sql(vendor: str, source: str) -> str:
+    """``INSERT`` of an event's row unless its id is kept: its values as ``VALUES``, or
+    ``SELECT``ed ``FROM paid`` (only when the order's ``UPDATE`` matched)."""
     quote = connection.ops.quote_name
     fields = PaymentEvent._meta.concrete_fields
     columns = ", ".join(quote(str(f.column)) for f in fields)
+    values = ", ".join(["%s"] * len(fields))
+    rows = f"VALUES ({values})" if source == "VALUES" else f"SELECT {values} {source}"
     event_id = quote(str(PaymentEvent._meta.get_field("event_id").column))
     return (
-        f"INSERT INTO {quote(PaymentEvent._meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({event_id}) DO NOTHING RETURNING {quote('id')}"
+        f"INSERT INTO {quote(PaymentEvent._meta.db_table)} ({columns}) {rows} "
+        f"ON CONFLICT ({event_id}) DO NOTHING RETURNING 1"
     )

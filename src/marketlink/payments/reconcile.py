@@ -1,7 +1,7 @@
 """Reconciliation: asking the provider about orders a lost webhook may have left wrong, and
 applying what the webhook would have, through the same handlers.
 
-Four checks, each over its orders newest first, in keyset-paginated batches (a site with many
+Five checks, each over its orders newest first, in keyset-paginated batches (a site with many
 orders is never read into one list, and orders that change while the run goes on neither
 repeat nor shift the pages):
 
@@ -270,12 +270,19 @@ def _paid(since: datetime) -> QuerySet[RepairOrder]:
 
 def _fix_refunded(order: RepairOrder, listed: tuple[ProviderRefund, ...], source: str) -> Finding:
     intent = order.payment_intent_id or ""
-    known = set(
-        Refund.objects.filter(payment_intent_id=intent).values_list("provider_refund_id", "status")
-    )
-    if all((refund.id, refund.status) in known for refund in listed):
+
+    def recorded() -> set[tuple[str | None, str]]:
+        rows = Refund.objects.filter(payment_intent_id=intent)
+        return set(rows.values_list("provider_refund_id", "status"))
+
+    before = recorded()
+    if all((refund.id, refund.status) in before for refund in listed):
         return None
-    return _handle(order, _refunds_event(order, intent, listed), source, Kind.REFUNDED_AT_PROVIDER)
+    finding = _handle(
+        order, _refunds_event(order, intent, listed), source, Kind.REFUNDED_AT_PROVIDER
+    )
+    # What the provider says that its own rules keep out (a final row's late news) agrees.
+    return finding if finding[1] != Result.FIXED or recorded() != before else None
 
 
 def _refunds_event(

@@ -156,12 +156,15 @@ def _report_status(refund: Refund) -> None:
 
 
 def own_payment(order: RepairOrder, intent: str) -> str | None:
-    """The order's own payment, as far as a refund of ``intent`` can tell: the payment that paid
-    it; or, for an order not known to be paid yet (pending, or released before its payment
-    arrived), ``intent`` itself, unless that payment is being given back (a late one)."""
+    """The order's own payment, as far as a refund of ``intent`` can tell: none if ``intent`` is
+    being given back (a duplicate, a late one: never the order's, whatever the order recorded
+    of it while it was in flight); else the payment that paid it; or, for an order not known to
+    be paid yet (pending, or released before its payment arrived), ``intent`` itself."""
+    if payment_given_back(intent):
+        return None
     if order.payment_intent_id:
         return order.payment_intent_id
-    if order.status in {OrderStatus.PENDING, *RELEASED_STATUSES} and not payment_given_back(intent):
+    if order.status in {OrderStatus.PENDING, *RELEASED_STATUSES}:
         return intent
     return None
 

@@ -13,6 +13,7 @@ No function here holds a transaction or a lock across a call to the provider.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from datetime import timedelta
@@ -26,12 +27,12 @@ from marketlink.exceptions import Conflict
 from marketlink.money import to_minor_units
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.transitions import TransitionRefused
-from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.models import EntryStatus, OutboxEntry
 from marketlink.outbox.registry import Done, Failed, Outcome, Retry
 from marketlink.outbox.selectors import entries_of
 from marketlink.outbox.services import outbox_retry, outbox_run_now, outbox_write
 from marketlink.payments.gateways import get_gateway
-from marketlink.payments.gateways.base import GatewayError, RefundRequest
+from marketlink.payments.gateways.base import GatewayError, ProviderRefund, RefundRequest
 from marketlink.payments.models import UNSETTLED_REFUND_STATUSES, Refund, RefundKind, RefundStatus
 from marketlink.payments.refund_records import GAVE_UP, refunds_record
 from marketlink.payments.rules import PAID_STATUSES, PermanentProblem
@@ -79,17 +80,24 @@ def order_refund(*, order: RepairOrder, source: str = ChangeSource.API) -> Repai
         outbox_run_now(kind=REFUND_KIND, subject_id=refund.pk)
         refund.refresh_from_db()
         if refund.status == RefundStatus.REQUESTED:
-            raise GatewayError(
-                f"The payment provider failed to refund the payment; it is asked again "
-                f"shortly ({refund.last_error or 'no answer'})."
-            )
-        if refund.status in GAVE_UP and refund.provider_refund_id is None:
-            raise GatewayError(
-                f"The payment provider refused the refund: {refund.last_error}. It is flagged "
-                "for staff."
-            )
+            _not_made_now(refund)
     order.refresh_from_db()
     return order
+
+
+def _not_made_now(refund: Refund) -> None:
+    """Why the API's ask of ``refund`` did not end with an answer: refused (502, flagged),
+    asked right now by a drainer (409: look again shortly), or the provider unreachable (502;
+    the outbox asks again)."""
+    if refund.needs_attention:
+        raise GatewayError(f"{refund.last_error} The refund is flagged for staff.")
+    entry = entries_of(REFUND_KIND, refund.pk).first()
+    if entry is not None and entry.status == EntryStatus.RUNNING:
+        raise Conflict("This refund is being asked for right now; look at the order again shortly.")
+    raise GatewayError(
+        f"The payment provider could not be asked for the refund; it is asked again shortly "
+        f"({refund.last_error or 'no answer'})."
+    )
 
 
 def _new_refund(
@@ -157,10 +165,13 @@ def refund_requested(*, order: RepairOrder, payment_intent_id: str, kind: str) -
 
 def refund_ask(*, refund: Refund, source: str) -> str:
     """Ask the provider for a requested refund and record its answer. Raises ``GatewayError``
-    (502) when the provider cannot be reached or refuses; a refusal is final (the provider
-    would answer the same key the same way): the refund is marked failed and flagged."""
+    (502) when the provider cannot be reached or refuses. A refusal (``answered``) leaves the
+    refund asked for, flagged for staff, under a fresh idempotency key: the provider keeps its
+    refusal under the old one, and what a person decides next (``marketlink outbox retry``,
+    asking through the API again) must reach it anew."""
+    now = timezone.now()
     Refund.objects.filter(pk=refund.pk).update(
-        attempts=F("attempts") + 1, first_asked_at=Coalesce(F("first_asked_at"), timezone.now())
+        attempts=F("attempts") + 1, first_asked_at=Coalesce(F("first_asked_at"), now)
     )
     order = refund.order
     try:
@@ -175,10 +186,13 @@ def refund_ask(*, refund: Refund, source: str) -> str:
         )
     except GatewayError as exc:
         refused = exc.answered
+        fresh_key = {
+            "needs_attention": True,
+            "idempotency_key": f"marketlink-refund-{refund.pk}-{refund.attempts + 1}",
+            "first_asked_at": None,
+        }
         Refund.objects.filter(pk=refund.pk, status=RefundStatus.REQUESTED).update(
-            last_error=exc.message[:2000],
-            updated_at=timezone.now(),
-            **({"status": RefundStatus.FAILED, "needs_attention": True} if refused else {}),
+            last_error=exc.message[:2000], updated_at=now, **(fresh_key if refused else {})
         )
         logger.log(
             logging.ERROR if refused else logging.WARNING,
@@ -223,8 +237,7 @@ def refund_outbox_handle(entry: OutboxEntry) -> Outcome:
     try:
         asked = refund.first_asked_at
         if asked is not None and asked < timezone.now() - KEY_MEMORY:
-            listed = get_gateway().fetch_refunds(refund.payment_intent_id)
-            found = [seen for seen in listed if seen.reference == str(refund.pk)]
+            found = _made_for(refund, get_gateway().fetch_refunds(refund.payment_intent_id))
             if found:
                 return Done(
                     refunds_record(
@@ -239,6 +252,28 @@ def refund_outbox_handle(entry: OutboxEntry) -> Outcome:
         return Done(refund_ask(refund=refund, source=source))
     except GatewayError as exc:
         return Failed(exc.message) if exc.answered else Retry(exc.message)
+
+
+def _made_for(refund: Refund, listed: tuple[ProviderRefund, ...]) -> list[ProviderRefund]:
+    """The provider's refund made for ``refund``: the one carrying its reference; for an ask
+    from before references were sent (its key does not name the row), a refund of its amount
+    that carries none and that no row records, taken for it."""
+    found = [seen for seen in listed if seen.reference == str(refund.pk)]
+    if found or str(refund.pk) in refund.idempotency_key:
+        return found
+    recorded = set(
+        Refund.objects.filter(payment_intent_id=refund.payment_intent_id)
+        .exclude(provider_refund_id=None)
+        .values_list("provider_refund_id", flat=True)
+    )
+    unclaimed = [
+        seen
+        for seen in listed
+        if seen.reference is None
+        and seen.amount_minor == refund.amount_minor
+        and seen.id not in recorded
+    ]
+    return [dataclasses.replace(seen, reference=str(refund.pk)) for seen in unclaimed[:1]]
 
 
 def refund_follow_up(*, refund: Refund, source: str) -> str:

@@ -83,14 +83,15 @@ def fetched_event_accept(event: Any) -> PaymentEvent:
 
 def _accept(storable: Any, gateway: PaymentGateway) -> PaymentEvent:
     parsed = gateway.parse_event(storable)
-    if _of_the_other_mode(parsed) is None:
+    seen = _seen(parsed.event_id)
+    if seen is None and _of_the_other_mode(parsed) is None:
         paid = pay_at_once(parsed, storable, gateway.name)
         if paid is not None:
             _log_received(parsed)
             kept = (paid.event_id, paid.event_type, paid.order_id, paid.result)
             _report(logging.INFO, "processed", *kept)
             return paid
-    seen = _seen(parsed.event_id)
+        seen = _seen(parsed.event_id)  # the general path's: kept meanwhile, or not
     if seen is not None and seen.status in FINAL_STATUSES:
         # A redelivery of a processed event: answered from one read, without a transaction or
         # the row's lock (processed is final; only an operator's forced replay reopens it).

@@ -256,8 +256,15 @@ def _provider_failed(what: str, exc: stripe.StripeError) -> GatewayError:
             "request_id": exc.request_id,
         },
     )
+    # A definite answer: Stripe refused what it was asked (400, 402, 404), or failed executing
+    # it (500); asking again the same way gets the same. No answer: the key or its rights
+    # refused (401, 403), the same key still in flight (409), a rate limit (429), a 5xx but
+    # 500, or the network: nothing was decided, and asking again may pass.
     status = exc.http_status
-    answered = status is not None and ((400 <= status < 500 and status != 429) or status == 500)
+    answered = status in (400, 402, 404, 500)
+    if answered and status != 500:
+        why = exc.user_message or exc.code or f"HTTP {status}"
+        return GatewayError(f"The payment provider refused to {what}: {why}", answered=True)
     return GatewayError(
         f"The payment provider failed to {what}; try again shortly.", answered=answered
     )
