@@ -1,6 +1,7 @@
 """Concurrent duplicate deliveries against a live site (gunicorn, 2 processes, PostgreSQL): an
 event is processed once however many copies arrive at the same instant, and two different
-events about one payment mark the order paid once."""
+events about one payment mark the order paid once; in-process threads, many rounds: no such
+rush deadlocks."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connection
+from django.test import Client
 from live_site import site_env, start_gunicorn, stop
 from mail_outbox import sent_emails
 from order_helpers import new_order
-from payment_events import checkout_session, event, payment_intent, signed
+from payment_events import checkout_session, deliver, event, payment_intent, signed
 
 from marketlink.catalog.models import ServiceVariant
 from marketlink.orders.models import OrderStatusChange, RepairOrder
+from marketlink.payments.gateways import dummy
 from marketlink.payments.models import Invoice, PaymentEvent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -118,3 +122,44 @@ def test_two_events_about_one_payment_at_once_pay_once(site, outbox):
     assert_paid_once(order, outbox, emails_before=0)
     results: Any = sorted(events.values_list("result", flat=True))
     assert results == ["already paid", "payment confirmed"]
+
+
+def deliver_in_process(bodies: list[dict[str, Any]]) -> list[int]:
+    """Each body delivered to the webhook by a thread of this process (its own connection), all
+    released at the same instant; the statuses."""
+    start = threading.Barrier(len(bodies))
+
+    def one(body: dict[str, Any]) -> int:
+        try:
+            start.wait()
+            return deliver(Client(), body, dummy.webhook_secret()).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(one, bodies))
+
+
+@pytest.mark.usefixtures("tasks_queued")
+def test_both_events_of_many_payments_delivered_at_once_never_deadlock(settings):
+    """Stripe's two events of one payment, five copies each, all at once, for 20 orders in a row
+    (in-process threads, one connection each). Every delivery is answered 200: none is made to
+    wait for another's event row while it holds the order (which deadlocked, and was answered
+    503, when the order was paid before the event's row was written)."""
+    settings.MARKETLINK = {"PAYMENT_GATEWAY": "dummy"}
+    refused: list[list[int]] = []
+    for _ in range(20):
+        order = new_order()
+        completed = event("checkout.session.completed", checkout_session(order))
+        succeeded = event("payment_intent.succeeded", payment_intent(order))
+        statuses = deliver_in_process([completed, succeeded] * (COPIES // 2))
+        refused += [statuses] if statuses != [200] * COPIES else []
+        order.refresh_from_db()
+        assert order.status == "paid"
+        assert sorted(
+            PaymentEvent.objects.filter(order=order).values_list("result", flat=True)
+        ) == [
+            "already paid",
+            "payment confirmed",
+        ]
+    assert refused == []

@@ -13,7 +13,8 @@ Everything else in orders stays ORM.
 - :func:`take_unit_into` (PostgreSQL): that ``UPDATE`` and the order's ``INSERT`` in one
   statement, which also copies the variant into the order when nothing read it before;
 - :func:`pay_when_pending`: the paying webhook's one statement on the order (found by id, the
-  money checked, the payment recorded, the whole row returned).
+  money checked, the payment recorded, the whole row returned), after the caller's own row
+  (:class:`Claim`).
 """
 
 from __future__ import annotations
@@ -234,25 +235,35 @@ def take_unit_into(order: RepairOrder, variant_id: uuid.UUID) -> bool:
     return True
 
 
-def _pay_when_pending_sql() -> str:
+def _pay_when_pending_sql(claimed: bool) -> str:
+    """The order's conditional ``UPDATE``; ``claimed``: made only if the ``claimed`` statement
+    of the same ``WITH`` wrote its row."""
     quote = connection.ops.quote_name
     col = functools.partial(_column, RepairOrder)
     status, intent, session = col("status"), col("payment_intent_id"), col("checkout_session_id")
     returned = ", ".join(quote(str(f.column)) for f in RepairOrder._meta.concrete_fields)
+    guard = "AND EXISTS (SELECT 1 FROM claimed) " if claimed else ""
     return (
         f"UPDATE {quote(RepairOrder._meta.db_table)} SET {status} = %s, "  # noqa: S608
         f"{col('paid_at')} = %s, {intent} = COALESCE({intent}, %s), "
         f"{session} = COALESCE({session}, %s), {col('updated_at')} = %s "
         f"WHERE {col('id')} = %s AND {status} = %s AND {col('total_amount')} = %s "
-        f"AND {col('currency')} = %s AND ({intent} IS NULL OR {intent} = %s) "
+        f"AND {col('currency')} = %s AND ({intent} IS NULL OR {intent} = %s) {guard}"
         f"RETURNING {returned}"
     )
 
 
-class Along(NamedTuple):
-    """A data-modifying statement to run in the same statement as the order's ``UPDATE``, on
-    PostgreSQL (a ``WITH`` of the two): an ``INSERT … SELECT … FROM paid … RETURNING 1``, where
-    ``paid`` is the updated row. Elsewhere the caller runs its own statement afterwards."""
+class Claim(NamedTuple):
+    """The caller's row written before the order's ``UPDATE`` (an ``INSERT … ON CONFLICT DO
+    NOTHING RETURNING 1``): the order is paid only if it wrote its row. On PostgreSQL the two
+    are one statement (a ``WITH``).
+
+    Why first: a transaction that holds the order must never wait for another's row. The
+    ``UPDATE`` records the payment intent, a unique column, so it locks the order against the
+    foreign-key checks of every other transaction's rows about it (deferred to their
+    ``COMMIT``); had it written its own row after it, a copy of the same row written
+    uncommitted by a transaction that is waiting for the order would make each wait for the
+    other (a deadlock, seen through PgBouncer with ten deliveries at once)."""
 
     sql: str
     params: list[Any]
@@ -266,12 +277,12 @@ def pay_when_pending(
     paid_at: datetime,
     payment_intent_id: str | None,
     session_id: str | None,
-    along: Along | None = None,
+    claim: Claim | None = None,
 ) -> tuple[RepairOrder | None, bool]:
     """The pending order ``order_id`` of exactly ``amount`` in ``currency``, and with no other
     payment recorded on it, made paid by ``payment_intent_id`` (its checkout ``session_id``
     recorded unless one is): the row as it now is, or None when nothing matched; and whether
-    ``along`` ran and wrote its row (PostgreSQL only; False elsewhere)."""
+    ``claim`` wrote its row (False without one; when it wrote none the order is left alone)."""
     params = [
         OrderStatus.PAID,
         _db_value(RepairOrder, "paid_at", paid_at),
@@ -284,21 +295,23 @@ def pay_when_pending(
         currency,
         payment_intent_id,
     ]
-    statement = _pay_when_pending_sql()
-    joined = along is not None and connection.vendor == "postgresql"
-    if joined:
-        assert along is not None
-        statement = (
-            f"WITH paid AS ({statement}), along AS ({along.sql}) "  # noqa: S608
-            "SELECT paid.*, (SELECT count(*) FROM along) FROM paid"
-        )
-        params += along.params
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None, False
-    return _order_from(row[: len(RepairOrder._meta.concrete_fields)]), joined and bool(row[-1])
+        if claim is not None and connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH claimed AS ({claim.sql}), paid AS ({_pay_when_pending_sql(True)}) "  # noqa: S608
+                "SELECT (SELECT count(*) FROM claimed), paid.* "
+                "FROM (SELECT 1) AS one LEFT JOIN paid ON TRUE",
+                [*claim.params, *params],
+            )
+            claimed, *row = cursor.fetchone()
+            return (_order_from(tuple(row)) if row[0] is not None else None), bool(claimed)
+        if claim is not None:
+            cursor.execute(claim.sql, claim.params)
+            if cursor.fetchone() is None:
+                return None, False
+        cursor.execute(_pay_when_pending_sql(False), params)
+        paid = cursor.fetchone()
+    return (_order_from(paid) if paid is not None else None), claim is not None
 
 
 def _order_from(row: tuple[Any, ...]) -> RepairOrder:

@@ -143,33 +143,34 @@ def order_pay_when_pending(
     session_id: str | None,
     source: str,
     note: str,
-    along: sql.Along | None = None,
+    claim: sql.Claim | None = None,
 ) -> tuple[RepairOrder | None, bool]:
     """Pending -> paid for a payment of exactly the order's amount and currency, in the
     caller's transaction and without a savepoint: one conditional ``UPDATE`` that finds the
-    order, checks the money and records the payment (``sql.pay_when_pending``, with the
-    caller's ``along`` statement in it on PostgreSQL), then its history row and what it owes.
-    ``(None, False)`` (nothing written) when the order is not pending, the money does not
-    match, or another payment is recorded on it: the caller takes the general path, which says
-    why. Pending -> paid moves no unit. The second value: whether ``along`` wrote its row."""
-    order, along_done = sql.pay_when_pending(
+    order, checks the money and records the payment (``sql.pay_when_pending``, after the
+    caller's ``claim``, in the same statement on PostgreSQL), then its history row and what it
+    owes. ``None`` (the order untouched) when it is not pending, the money does not match,
+    another payment is recorded on it, or ``claim`` wrote no row: the caller takes the general
+    path, which says why. Pending -> paid moves no unit. The second value: whether ``claim``
+    wrote its row."""
+    order, claimed = sql.pay_when_pending(
         order_id=order_id,
         amount=amount,
         currency=currency,
         paid_at=timezone.now(),
         payment_intent_id=payment_intent_id,
         session_id=session_id,
-        along=along,
+        claim=claim,
     )
     if order is None:
-        return None, False
+        return None, claimed
     previous = OrderStatus.PENDING
     history.changes_record(
         [order], from_status=previous, to_status=order.status, source=source, note=note
     )
     signals.send_on_commit(signals.order_paid, order=order, previous=previous, source=source)
     _log(order, previous, source)
-    return order, along_done
+    return order, claimed
 
 
 def _log(order: RepairOrder, previous: str, source: str) -> None:

@@ -3,16 +3,18 @@ transaction. With the read that found the event new (``webhooks``), four stateme
 PostgreSQL, the order lookup included:
 
 1. the read of the event's id (a redelivery is answered from it: nothing more);
-2. the order's conditional ``UPDATE``, found by the id marketlink gave the provider, still
-   pending, of exactly the amount and currency paid, with no other payment recorded
-   (``orders.transitions.order_pay_when_pending``), and in the same statement the event's row,
-   kept as processed (``WITH paid AS (UPDATE …) INSERT … SELECT … FROM paid``);
+2. the event's row, kept as processed unless its id is kept already, and in the same statement
+   (a ``WITH``) the order's conditional ``UPDATE``, made only if the row was written: found by
+   the id marketlink gave the provider, still pending, of exactly the amount and currency
+   paid, with no other payment recorded (``orders.transitions.order_pay_when_pending``);
 3. its history row;
 4. the outbox entry owing its invoice (written by payments' own hook on the change).
 
-On SQLite the event's row is a statement of its own. The other news of that same payment
-(Stripe sends two events for every payment: the session's and the intent's) finds the order
-paid by it: one read of the order says so, and the event is kept with that result.
+The event's row comes first so that no transaction holding the order waits for another's
+event row (``orders.sql.Claim`` says why that would deadlock). On SQLite it is a statement of
+its own. The other news of that same payment (Stripe sends two events for every payment: the
+session's and the intent's) finds the order paid by it: one more statement says so in the
+event's result, if the order was paid by that payment.
 
 Anything else (an order no longer pending and not paid by this payment; money that does not
 match; no order id in the event; the same event kept meanwhile by another delivery) writes
@@ -30,9 +32,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketlink.money import from_minor_units
-from marketlink.orders.models import ChangeSource, RepairOrder
+from marketlink.orders.models import ChangeSource
 from marketlink.orders.selectors import PAID_STATUSES
-from marketlink.orders.sql import Along
+from marketlink.orders.sql import Claim
 from marketlink.orders.transitions import order_pay_when_pending
 from marketlink.payments.gateways.base import EventKind, ProviderEvent
 from marketlink.payments.models import EventStatus, PaymentEvent
@@ -74,30 +76,29 @@ def pay_at_once(event: ProviderEvent, payload: object, gateway: str) -> PaymentE
                 session_id=event.session_id,
                 source=ChangeSource.WEBHOOK,
                 note=NOTE,
-                along=_kept_with_the_payment(record),
+                claim=Claim(_insert_sql(connection.vendor), _values(record)),
             )
-            if paid is None:
-                _already_paid_by(order_id, event.payment_intent_id, record)
-            elif not kept and not _kept(record):
+            if not kept:
                 raise _NotAtOnce  # kept meanwhile by another delivery of it
+            if paid is None:
+                _already_paid_by(event.payment_intent_id, record)
     except (_NotAtOnce, IntegrityError, ValueError):
         # IntegrityError: a checkout id another order holds; ValueError: a currency marketlink
-        # cannot read. The general path flags either.
+        # cannot read. The general path flags either. Nothing written is kept.
         return None
     return record
 
 
-def _already_paid_by(order_id: uuid.UUID, intent: str | None, record: PaymentEvent) -> None:
-    """The event is news of the payment the order was paid by: kept as such. Anything else is
-    the general path's to decide (:class:`_NotAtOnce`)."""
-    paid = RepairOrder.objects.filter(
-        pk=order_id, status__in=PAID_STATUSES, payment_intent_id=intent
+def _already_paid_by(intent: str | None, record: PaymentEvent) -> None:
+    """The event's row, just written, says "already paid" if its order was paid by this very
+    payment. Anything else is the general path's to decide (:class:`_NotAtOnce`: the row is
+    rolled back)."""
+    news_of_the_payment = PaymentEvent.objects.filter(
+        pk=record.pk, order__status__in=PAID_STATUSES, order__payment_intent_id=intent
     )
-    if intent is None or not paid.order_by().exists():
+    if intent is None or not news_of_the_payment.update(result=ALREADY_PAID):
         raise _NotAtOnce
     record.result = ALREADY_PAID
-    if not _kept(record):
-        raise _NotAtOnce
 
 
 def _order_id(event: ProviderEvent) -> uuid.UUID | None:
@@ -112,30 +113,16 @@ def _values(record: PaymentEvent) -> list[Any]:
     return [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
 
 
-def _kept(record: PaymentEvent) -> bool:
-    """Insert the event's row unless its event id is kept already: whether it was inserted."""
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.vendor, "VALUES"), _values(record))
-        return cursor.fetchone() is not None
-
-
-def _kept_with_the_payment(record: PaymentEvent) -> Along:
-    """The event's row, written by the order's ``UPDATE`` itself (PostgreSQL), if it paid."""
-    return Along(_insert_sql(connection.vendor, "FROM paid"), _values(record))
-
-
 # ``vendor`` is the cache's key: the quoting differs from one database to another.
 @functools.cache
-def _insert_sql(vendor: str, source: str) -> str:
-    """``INSERT`` of an event's row unless its id is kept: its values as ``VALUES``, or
-    ``SELECT``ed ``FROM paid`` (only when the order's ``UPDATE`` matched)."""
+def _insert_sql(vendor: str) -> str:
+    """``INSERT`` of an event's row unless its id is kept, ``RETURNING 1`` if it was written."""
     quote = connection.ops.quote_name
     fields = PaymentEvent._meta.concrete_fields
     columns = ", ".join(quote(str(f.column)) for f in fields)
     values = ", ".join(["%s"] * len(fields))
-    rows = f"VALUES ({values})" if source == "VALUES" else f"SELECT {values} {source}"
     event_id = quote(str(PaymentEvent._meta.get_field("event_id").column))
     return (
-        f"INSERT INTO {quote(PaymentEvent._meta.db_table)} ({columns}) {rows} "
+        f"INSERT INTO {quote(PaymentEvent._meta.db_table)} ({columns}) VALUES ({values}) "  # noqa: S608
         f"ON CONFLICT ({event_id}) DO NOTHING RETURNING 1"
     )
