@@ -52,6 +52,8 @@ ORDER = shape(
     "vendor_name",
     "total_amount",
     "amount_refunded",  # (+)
+    "platform_fee",  # (+) vendor and staff only, null for the customer
+    "vendor_share",  # (+) likewise
     "currency",
     "status",
     "payment_method",
@@ -60,6 +62,7 @@ ORDER = shape(
     "created_at",
     "updated_at",
     variant=shape("id", "name", "price", "stock"),
+    payout=shape("status", "amount", "transfer_id"),  # (+) vendor and staff only
 )
 RETURN_PAGE = shape("order_id", "status", "provider_says_paid")  # provider_says_paid (+)
 NOTHING = None  # deletes, logout: `data` is null

@@ -13,6 +13,7 @@ import logging
 import uuid
 from contextlib import nullcontext
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -21,7 +22,7 @@ from django.db.models import Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
-from marketlink import audit, conf, metrics
+from marketlink import audit, conf, metrics, money
 from marketlink.exceptions import Conflict, InvalidInput, NotFound
 from marketlink.orders import limits, signals, stock
 from marketlink.orders.models import ChangeSource, OrderStatus, OrderStatusChange, RepairOrder
@@ -52,6 +53,11 @@ SIGNALS_ON_ENTERING: dict[str, Signal] = {
     OrderStatus.REFUNDED: signals.order_refunded,
 }
 
+
+VENDOR_NOT_READY = (
+    "This vendor cannot take bookings yet: their payout account is not ready to receive "
+    "payments. Try again later."
+)
 
 NO_EMAIL = (
     "Booking needs an email address for the order and its receipt, and your account has none: "
@@ -188,9 +194,12 @@ def order_place(
         if replay is not None:
             return replay, False
     variant = stock.variant_for_booking(variant_id=variant_id)
+    config = conf.get()
+    if config.PAYOUTS_ENABLED and not variant.vendor_payouts_ready:
+        raise Conflict(VENDOR_NOT_READY, code="vendor_payouts_not_ready")
     if variant.stock < 1 and not stock.expired_pending_ids(variant_id=variant_id):
         raise _sold_out(variant_id)
-    config = conf.get()
+    fee = _platform_fee(variant, config)
     order = RepairOrder(
         customer=customer,
         vendor_id=variant.vendor_id,
@@ -200,6 +209,9 @@ def order_place(
         variant_name=variant.name,
         unit_price=variant.price,
         total_amount=variant.price,
+        platform_fee=fee,
+        vendor_share=variant.price - fee,
+        payouts_on=config.PAYOUTS_ENABLED,
         currency=config.CURRENCY,
         payment_method=config.PAYMENT_GATEWAY,
         expires_at=timezone.now() + timedelta(seconds=config.RESERVATION_TTL),
@@ -246,6 +258,20 @@ def order_place(
     )
     metrics.booking_answered("taken")
     return order, True
+
+
+def _platform_fee(variant: stock.BookableVariant, config: conf.MarketlinkSettings) -> Decimal:
+    """The fee frozen on the order (0 with payouts off): the vendor's own percentage, if staff
+    set one, else the site's."""
+    if not config.PAYOUTS_ENABLED:
+        return Decimal("0.00")
+    percent = variant.vendor_fee_percent
+    return money.platform_fee(
+        variant.price,
+        config.CURRENCY,
+        percent=config.PLATFORM_FEE_PERCENT if percent is None else percent,
+        fixed=config.PLATFORM_FEE_FIXED,
+    )
 
 
 def _sold_out(variant_id: uuid.UUID) -> Conflict:

@@ -66,11 +66,20 @@ def _db_id(value: uuid.UUID) -> Any:
 # ``vendor`` is the cache's key: the compiled SQL differs from one database to another.
 @functools.cache
 def _booking_read(vendor: str) -> _Compiled:
-    """``SELECT stock, name, price, vendor id, vendor name`` of a bookable variant."""
+    """``SELECT stock, name, price, vendor id, vendor name, whether the vendor can be paid out,
+    its fee percentage`` of a bookable variant."""
     query = (
         ServiceVariant.objects.filter(bookable(), pk=_PROBE)
         .order_by()
-        .values_list("stock", "name", "price", "service__vendor", "service__vendor__business_name")
+        .values_list(
+            "stock",
+            "name",
+            "price",
+            "service__vendor",
+            "service__vendor__business_name",
+            "service__vendor__payouts_ready",
+            "service__vendor__fee_percent",
+        )
         .query
     )
     return _compiled(*query.get_compiler(connection=connection).as_sql())
@@ -93,6 +102,8 @@ class BookableVariant(NamedTuple):
     price: Decimal
     vendor_id: uuid.UUID
     vendor_name: str
+    vendor_payouts_ready: bool
+    vendor_fee_percent: Decimal | None
 
 
 def variant_for_booking(*, variant_id: uuid.UUID) -> BookableVariant:
@@ -103,7 +114,7 @@ def variant_for_booking(*, variant_id: uuid.UUID) -> BookableVariant:
         row = cursor.fetchone()
     if row is None:
         raise NotFound("No such variant.")
-    stock, name, price, vendor_id, vendor_name = row
+    stock, name, price, vendor_id, vendor_name, payouts_ready, fee_percent = row
     return BookableVariant(
         stock=int(stock),
         name=name,
@@ -111,6 +122,8 @@ def variant_for_booking(*, variant_id: uuid.UUID) -> BookableVariant:
         price=Decimal(str(price)).quantize(Decimal("0.01")),
         vendor_id=vendor_id if isinstance(vendor_id, uuid.UUID) else uuid.UUID(str(vendor_id)),
         vendor_name=vendor_name,
+        vendor_payouts_ready=bool(payouts_ready),
+        vendor_fee_percent=None if fee_percent is None else Decimal(str(fee_percent)),
     )
 
 
