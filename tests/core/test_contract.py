@@ -104,6 +104,7 @@ RESPONSES: dict[tuple[str, str], tuple[int, Any]] = {
 # (+) redirects a browser to the checkout, and health (+) is for operators.
 UNLISTED = {
     ("post", "/api/webhooks/payment/"),
+    ("post", "/api/webhooks/connect/"),
     ("get", "/api/payments/pay/{token}/"),
     ("get", "/api/health/"),
 }
