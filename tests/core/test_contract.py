@@ -99,12 +99,35 @@ RESPONSES: dict[tuple[str, str], tuple[int, Any]] = {
     ("post", "/api/orders/{id}/checkout/"): (200, ORDER),  # (+)
     ("post", "/api/orders/{id}/refund/"): (200, ORDER),  # (+)
     ("post", "/api/orders/{id}/complete/"): (200, ORDER),  # (+)
+    # (+) a vendor's payouts
+    ("post", "/api/vendors/payouts/onboarding/"): (200, shape("url", "expires_at")),
+    ("get", "/api/vendors/payouts/"): (
+        200,
+        shape(
+            account=shape(
+                "id",
+                "charges_enabled",
+                "payouts_enabled",
+                "details_submitted",
+                "requirements_due",
+                "ready",
+            ),
+            balance=shape("currency", "held", "released", "reversed", "debt"),
+        ),
+    ),
+    ("get", "/api/vendors/payouts/entries/"): (
+        200,
+        [shape("id", "order_id", "kind", "amount", "currency", "provider_id", "created_at")],
+    ),
+    ("post", "/api/vendors/payouts/dashboard/"): (200, shape("url")),
 }
 # Not the seed's client's business: the provider reads the webhook's status code, the payment link
 # (+) redirects a browser to the checkout, and health (+) is for operators.
 UNLISTED = {
     ("post", "/api/webhooks/payment/"),
     ("post", "/api/webhooks/connect/"),
+    ("get", "/api/payouts/connect/refresh/{token}/"),
+    ("get", "/api/payouts/connect/return/{token}/"),
     ("get", "/api/payments/pay/{token}/"),
     ("get", "/api/health/"),
 }
@@ -150,6 +173,7 @@ QUERIES: dict[tuple[str, str], set[str]] = {
     ("get", "/api/services/{id}/variants/"): PAGE,
     ("get", "/api/orders/my/"): {"status", *PAGE},
     ("get", "/api/orders/vendor/"): {"status", *PAGE},
+    ("get", "/api/vendors/payouts/entries/"): PAGE,
 }
 
 

@@ -1,13 +1,30 @@
-"""Fixtures of the payouts tests: payouts switched on (a 10 % fee)."""
+"""Fixtures of the payouts tests: payouts switched on (a 10 % fee), on the dummy gateway or on
+Stripe's stand-in (its Connect events delivered by the test)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from stripe_shop import stripe_settings
+
+from marketlink.testing.stripe_server import StripeStandIn
+
+PAYOUTS = {"PAYOUTS_ENABLED": True, "PLATFORM_FEE_PERCENT": "10"}
 
 
 @pytest.fixture
 def payouts_on(settings: Any) -> None:
     current = getattr(settings, "MARKETLINK", {})
-    settings.MARKETLINK = {**current, "PAYOUTS_ENABLED": True, "PLATFORM_FEE_PERCENT": "10"}
+    settings.MARKETLINK = {**current, **PAYOUTS}
+
+
+@pytest.fixture
+def connect_standin(settings: Any) -> Iterator[StripeStandIn]:
+    """Stripe's stand-in, payouts on; it keeps its events for the test to deliver."""
+    with StripeStandIn(auto_deliver=False) as standin:
+        settings.MARKETLINK = stripe_settings(
+            standin, STRIPE_CONNECT_WEBHOOK_SECRET=standin.connect_webhook_secret, **PAYOUTS
+        )
+        yield standin
