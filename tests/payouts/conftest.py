@@ -28,3 +28,16 @@ def connect_standin(settings: Any) -> Iterator[StripeStandIn]:
             standin, STRIPE_CONNECT_WEBHOOK_SECRET=standin.connect_webhook_secret, **PAYOUTS
         )
         yield standin
+
+
+@pytest.fixture
+def market(
+    api: Any,
+    connect_standin: StripeStandIn,
+    django_capture_on_commit_callbacks: Any,
+    tasks_run_inline: None,
+) -> Any:
+    from payout_helpers import Marketplace
+    from stripe_shop import Shop
+
+    return Marketplace(api, Shop(api, connect_standin, django_capture_on_commit_callbacks))

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.test import Client
 
-from marketlink.payouts.models import PayoutEntry
+from marketlink.orders.models import RepairOrder
+from marketlink.outbox.drainer import drain
+from marketlink.payouts.models import Payout, PayoutEntry
+from marketlink.testing.factories import AccountFactory, VariantFactory, VendorProfileFactory
 from marketlink.testing.stripe_server import StripeStandIn
 
 CONNECT_WEBHOOK = "/api/webhooks/connect/"
@@ -44,3 +48,67 @@ def onboarded_account(api: Any, standin: StripeStandIn, vendor: Any) -> str:
 
 def ledger_sum(vendor: Any) -> Decimal:
     return sum((e.amount for e in PayoutEntry.objects.filter(vendor=vendor)), Decimal("0.00"))
+
+
+class Marketplace:
+    """A customer, an onboarded vendor and Stripe's stand-in, played in one process: what is
+    owed after a change is drained at once (the outbox), and Stripe's events are delivered
+    when the test says so (``deliver``), as they come."""
+
+    def __init__(self, api: Any, shop: Any) -> None:
+        self.api = api
+        self.shop = shop
+        self.standin: StripeStandIn = shop.standin
+
+    def vendor(self) -> Any:
+        vendor = VendorProfileFactory()
+        onboarded_account(self.api, self.standin, vendor)
+        vendor.refresh_from_db()
+        return vendor
+
+    def processing(self, vendor: Any, price: str = "29.99") -> dict[str, Any]:
+        """An order of the vendor's, paid (its events delivered) and being processed."""
+        variant = VariantFactory(service__vendor=vendor, price=price)
+        order, session = self.shop.opened(AccountFactory().user, variant)
+        self.standin.pay(session)
+        self.deliver()
+        assert RepairOrder.objects.get(pk=order["id"]).status == "processing"
+        return order
+
+    def deliver(self) -> list[tuple[str, int]]:
+        """Stripe's new events to the site, in order; then what they owe is done."""
+        said = self.shop.deliver_new()
+        drain()
+        return said
+
+    def complete(self, order: dict[str, Any]) -> dict[str, Any]:
+        vendor = RepairOrder.objects.get(pk=order["id"]).vendor
+        with self.shop.on_commit(execute=True):
+            answer = self.api.post(f"/orders/{order['id']}/complete/", user=vendor.user)
+        assert answer.status_code == 200, answer.json()
+        drain()
+        return answer.json()["data"]  # type: ignore[no-any-return]
+
+    def refund(self, order: dict[str, Any]) -> Any:
+        vendor = RepairOrder.objects.get(pk=order["id"]).vendor
+        with self.shop.on_commit(execute=True):
+            answer = self.api.post(f"/orders/{order['id']}/refund/", user=vendor.user)
+        drain()
+        return answer
+
+    def payout(self, order: dict[str, Any]) -> Payout:
+        return Payout.objects.get(order_id=order["id"])
+
+    def transfers_of(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            transfer
+            for transfer in self.standin.transfers.values()
+            if transfer["metadata"].get("order_id") == str(order["id"])
+        ]
+
+
+def dummy_onboarded(api: Any, vendor: Any) -> None:
+    """The vendor onboards on the dummy gateway's own page (instant)."""
+    link = api.post("/vendors/payouts/onboarding/", user=vendor.user).json()["data"]["url"]
+    path = urlsplit(link).path
+    assert Client().post(path, {"action": "finish"}).status_code == 303

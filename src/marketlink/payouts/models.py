@@ -99,6 +99,9 @@ class Payout(models.Model):
     disputed = models.BooleanField(
         default=False, help_text="An open dispute holds the release until it closes."
     )
+    # How many times a dispute held a release already owed: each release after one is owed
+    # afresh (its own outbox row).
+    holds = models.PositiveSmallIntegerField(default=0)
     needs_attention = models.BooleanField(default=False)
     note = models.TextField(blank=True)
     released_at = models.DateTimeField(null=True, blank=True)

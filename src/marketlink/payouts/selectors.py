@@ -21,6 +21,7 @@ from marketlink.payouts.models import (
 )
 from marketlink.vendors.models import VendorProfile
 
+CENT = Decimal("0.01")
 # An order that ended unpaid (or was refunded before it was ever recorded paid) owes nothing.
 UNPAID_ENDS = frozenset({OrderStatus.CANCELLED, OrderStatus.FAILED, OrderStatus.REFUNDED})
 # Payouts whose share is still the vendor's to receive.
@@ -42,7 +43,9 @@ def payout_state(order: RepairOrder) -> PayoutState:
         status = PayoutStatus.CANCELLED if order.status in UNPAID_ENDS else PayoutStatus.HELD
         return {"status": str(status), "amount": order.vendor_share, "transfer_id": None}
     amount = payout.amount if payout.amount is not None else payout.share
-    return {"status": payout.status, "amount": amount, "transfer_id": payout.transfer_id}
+    # A release an open dispute holds is shown held, whether or not it was owed already.
+    status = PayoutStatus.HELD if payout.disputed else payout.status
+    return {"status": str(status), "amount": amount, "transfer_id": payout.transfer_id}
 
 
 def account_of(vendor: VendorProfile) -> ConnectedAccount | None:
@@ -64,17 +67,22 @@ class Balance:
     ledger: Decimal
 
 
+def as_money(total: Decimal | None) -> Decimal:
+    """A sum as money: SQLite sums decimals in floating point."""
+    return (total or ZERO).quantize(CENT)
+
+
 def _total(entries: QuerySet[PayoutEntry], *kinds: str) -> Decimal:
     filtered = entries.filter(kind__in=kinds) if kinds else entries
-    return filtered.aggregate(total=Sum("amount"))["total"] or ZERO
+    return as_money(filtered.aggregate(total=Sum("amount"))["total"])
 
 
 def held_of(vendor: VendorProfile) -> Decimal:
     """Shares owed and not sent: a held payout's share, a due one's frozen amount."""
     payouts = Payout.objects.filter(vendor=vendor)
-    held = payouts.filter(status=PayoutStatus.HELD).aggregate(t=Sum("share"))["t"] or ZERO
-    due = payouts.filter(status=PayoutStatus.DUE).aggregate(t=Sum("amount"))["t"] or ZERO
-    return held + due
+    held = payouts.filter(status=PayoutStatus.HELD).aggregate(t=Sum("share"))["t"]
+    due = payouts.filter(status=PayoutStatus.DUE).aggregate(t=Sum("amount"))["t"]
+    return as_money(held) + as_money(due)
 
 
 def balance_of(vendor: VendorProfile, currency: str) -> Balance:
@@ -97,8 +105,7 @@ def debt_recoverable(vendor: VendorProfile) -> Decimal:
     """What a release may take back from the vendor now: the debts attributed to their
     payouts (reversals refused, partial refunds charged to them). A reversal still under way is
     not yet a debt: it may succeed."""
-    total = Payout.objects.filter(vendor=vendor, debt__gt=0).aggregate(t=Sum("debt"))["t"]
-    return total or ZERO
+    return as_money(Payout.objects.filter(vendor=vendor, debt__gt=0).aggregate(t=Sum("debt"))["t"])
 
 
 def entries_of(vendor: VendorProfile) -> QuerySet[PayoutEntry]:
