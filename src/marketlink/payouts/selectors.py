@@ -40,12 +40,12 @@ def payout_state(order: RepairOrder) -> PayoutState:
         return NONE
     payout = Payout.objects.filter(order=order).first()
     if payout is None:
-        status = PayoutStatus.CANCELLED if order.status in UNPAID_ENDS else PayoutStatus.HELD
-        return {"status": str(status), "amount": order.vendor_share, "transfer_id": None}
+        unpaid = PayoutStatus.CANCELLED if order.status in UNPAID_ENDS else PayoutStatus.HELD
+        return {"status": str(unpaid), "amount": order.vendor_share, "transfer_id": None}
     amount = payout.amount if payout.amount is not None else payout.share
     # A release an open dispute holds is shown held, whether or not it was owed already.
-    status = PayoutStatus.HELD if payout.disputed else payout.status
-    return {"status": str(status), "amount": amount, "transfer_id": payout.transfer_id}
+    status = str(PayoutStatus.HELD) if payout.disputed else payout.status
+    return {"status": status, "amount": amount, "transfer_id": payout.transfer_id}
 
 
 def account_of(vendor: VendorProfile) -> ConnectedAccount | None:
