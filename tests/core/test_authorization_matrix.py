@@ -330,3 +330,25 @@ def test_each_role_gets_the_status_the_matrix_says(openapi, operation, role):
     seen = set(EMAIL.findall(text)) - {own, "newcomer@example.com"}
     allowed = {customer} if role in SEES_THE_ORDERS_CUSTOMER else set()
     assert seen <= allowed, f"{role} was shown {seen - allowed}"
+
+
+def test_a_vendor_never_sees_another_vendors_ledger():
+    seller = VendorProfileFactory(payouts_ready=True)
+    other = VendorProfileFactory(payouts_ready=True)
+    customer = AccountFactory()
+    variant = VariantFactory(service=ServiceFactory(vendor=seller))
+    order, _ = order_place(
+        customer=customer.user, customer_email=customer.email, variant_id=variant.id
+    )
+    checkout_open(order=order, base_url="http://testserver/")
+    _paid(order)  # the seller's ledger: the sale and the fee
+
+    def seen(vendor: Any, path: str) -> Any:
+        token = tokens_issue(user=vendor.user)["access"]
+        answer = Client().get(path, headers={"Authorization": f"Bearer {token}"})
+        return answer.json()["data"]
+
+    assert len(seen(seller, "/api/vendors/payouts/entries/")) == 1  # the sale (no fee set)
+    assert seen(other, "/api/vendors/payouts/entries/") == []
+    assert seen(other, "/api/vendors/payouts/")["balance"]["held"] == "0.00"
+    assert seen(seller, "/api/vendors/payouts/")["balance"]["held"] == str(order.total_amount)

@@ -1,5 +1,6 @@
 """Fixtures of the payouts tests: payouts switched on (a 10 % fee), on the dummy gateway or on
-Stripe's stand-in (its Connect events delivered by the test)."""
+Stripe's stand-in (its Connect events delivered by the test), and a marketplace played in one
+process whose money must add up when each test is done."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from stripe_shop import stripe_settings
+from payout_helpers import Marketplace
+from payouts_money import money_problems
+from stripe_shop import Shop, stripe_settings
 
 from marketlink.testing.stripe_server import StripeStandIn
 
@@ -36,8 +39,8 @@ def market(
     connect_standin: StripeStandIn,
     django_capture_on_commit_callbacks: Any,
     tasks_run_inline: None,
-) -> Any:
-    from payout_helpers import Marketplace
-    from stripe_shop import Shop
-
-    return Marketplace(api, Shop(api, connect_standin, django_capture_on_commit_callbacks))
+) -> Iterator[Marketplace]:
+    """The marketplace a test plays; when it is done, the money must add up."""
+    yield Marketplace(api, Shop(api, connect_standin, django_capture_on_commit_callbacks))
+    problems = money_problems(connect_standin)
+    assert not problems, "the money does not add up:\n" + "\n".join(problems)

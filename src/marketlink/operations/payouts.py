@@ -130,8 +130,8 @@ def _record(report: Report, outcome: Any, dry_run: bool) -> None:
     if dry_run or outcome.after == "released":
         report.count("released" if not dry_run else "would_release")
         return
-    if outcome.after == "held":
-        return  # not owed yet: nothing to do
+    if outcome.after == "held" or outcome.detail.startswith("under way"):
+        return  # not owed yet, or being released by a consumer: nothing to do
     report.count("not_released")
     if "no answer" in outcome.detail:
         report.unreachable("the payment provider did not answer: run again when it does")

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from marketlink import conf
 from marketlink.orders.models import OrderStatus
@@ -29,6 +30,7 @@ from marketlink.payouts.selectors import debt_recoverable
 from marketlink.payouts.services import release_is_owed, release_owe
 
 RETRYABLE = (EntryStatus.PENDING, EntryStatus.FAILED)
+UNDER_WAY = "under way: a consumer is releasing it now"
 
 
 def releases_due() -> QuerySet[Payout]:
@@ -98,8 +100,13 @@ def releases_make(payouts: Iterable[Payout]) -> list[Release]:
                 release_owe(payout.order)
             payout.refresh_from_db()
         entry = entry_for(RELEASE, release_subject(payout))
-        if entry is not None and entry.status in RETRYABLE:
-            rows.append(entry.pk)
+        lapsed = (
+            entry is not None
+            and entry.status == EntryStatus.RUNNING
+            and (entry.claimed_until is None or entry.claimed_until < timezone.now())
+        )
+        if entry is not None and (entry.status in RETRYABLE or lapsed):
+            rows.append(entry.pk)  # a running one whose drainer died is run here too
     outbox_retry(ids=rows)
     if rows:
         drain(kinds=[RELEASE], only=rows)
@@ -113,6 +120,8 @@ def _outcome(payout: Payout, before: str) -> Release:
         detail = "released" if now.transfer_id else "released: nothing to send (0)"
     elif now.status == PayoutStatus.HELD:
         detail = f"not owed: the order is {now.order.status}"
+    elif entry is not None and entry.status == EntryStatus.RUNNING:
+        detail = UNDER_WAY
     else:
         detail = f"not released: {entry.last_error if entry else 'no release row'}"
     return Release(now.order_id, before, now.status, now.amount, now.transfer_id, detail)

@@ -59,22 +59,26 @@ def _payout_of(entry: OutboxEntry) -> Payout | None:
 def _key(entry: OutboxEntry, *, look_first: bool = False) -> tuple[str, bool]:
     """The request's idempotency key, and whether to look at the provider before sending it:
     after a refusal (a new key), when the key is older than the provider's memory of it, and
-    (``look_first``) before the first key of a row that is not the first to ask."""
+    (``look_first``) before the first key of a row that is not the first to ask. A look owed
+    stays owed until one is made (:func:`_looked`)."""
     state: dict[str, Any] = dict(entry.payload)
     now = timezone.now()
-    look = False
     if state.get("key") is None or state.get("refused"):
-        look = state.get("key") is not None or look_first
+        if state.get("key") is not None or look_first:
+            state["look"] = True
         # Counted in the row, never from the claims: two drainers of one row (a lapsed claim)
         # take the same key, so the provider makes one transfer for both.
         number = int(state.get("tries", 0)) + 1
         state.update(key=f"marketlink-{entry.pk}-{number}", tries=number, refused=False)
         state["key_at"] = now.isoformat()
     elif now - datetime.fromisoformat(state["key_at"]) > KEY_MEMORY:
-        look = True
-        state["key_at"] = now.isoformat()
+        state.update(look=True, key_at=now.isoformat())
     _save(entry, state)
-    return str(state["key"]), look
+    return str(state["key"]), bool(state.get("look"))
+
+
+def _looked(entry: OutboxEntry) -> None:
+    _save(entry, {**entry.payload, "look": False})
 
 
 def _save(entry: OutboxEntry, state: dict[str, Any]) -> None:
@@ -115,15 +119,20 @@ def release(entry: OutboxEntry) -> Outcome:
     group = transfer_group(order.pk)
     # A release owed again (after a dispute) may follow one that reached the provider.
     key, look = _key(entry, look_first=payout.holds > 0)
-    if look:
-        found = _found(gateway.list_transfers(transfer_group=group), account.account_id)
-        if found is not None:
-            return Done(transfer_seen(payout, found, by="found at the provider"))
-    if "charge" not in entry.payload:
-        charge = (
-            gateway.payment_charge(order.payment_intent_id) if order.payment_intent_id else None
+    try:
+        if look:
+            found = _found(gateway.list_transfers(transfer_group=group), account.account_id)
+            if found is not None:
+                return Done(transfer_seen(payout, found, by="found at the provider"))
+            _looked(entry)
+        if "charge" not in entry.payload:
+            intent = order.payment_intent_id
+            charge = gateway.payment_charge(intent) if intent else None
+            _save(entry, {**entry.payload, "charge": charge})
+    except GatewayError as exc:
+        return Retry(
+            f"no answer: {_why(exc)}" if not exc.answered else f"refused a read: {_why(exc)}"
         )
-        _save(entry, {**entry.payload, "charge": charge})
     try:
         transfer = gateway.create_transfer(
             TransferRequest(
@@ -185,13 +194,17 @@ def reverse(entry: OutboxEntry) -> Outcome:
     transfer_id = entry.payload["transfer_id"]
     gateway = get_gateway()
     key, look = _key(entry)
-    if look:
-        listed = gateway.list_transfers(transfer_group=transfer_group(payout.order_id))
-        for transfer in listed:
-            for reversal in transfer.reversals if transfer.id == transfer_id else ():
-                reversal_seen(payout, reversal)
-        if Payout.objects.get(pk=payout.pk).reversal_due < amount:
-            return Done("the reversal was found made at the provider")
+    try:
+        if look:
+            listed = gateway.list_transfers(transfer_group=transfer_group(payout.order_id))
+            for transfer in listed:
+                for reversal in transfer.reversals if transfer.id == transfer_id else ():
+                    reversal_seen(payout, reversal)
+            if Payout.objects.get(pk=payout.pk).reversal_due < amount:
+                return Done("the reversal was found made at the provider")
+            _looked(entry)
+    except GatewayError as exc:
+        return Retry(f"could not look at the transfer first: {_why(exc)}")
     try:
         reversal = gateway.reverse_transfer(
             ReversalRequest(

@@ -20,6 +20,7 @@ from marketlink import conf
 from marketlink.orders.models import OrderStatus, RepairOrder
 from marketlink.orders.selectors import PAID_STATUSES
 from marketlink.outbox.services import outbox_write
+from marketlink.payments.models import Dispute, DisputeOutcome
 from marketlink.payouts.ledger import (
     RELEASE,
     entry_add,
@@ -75,6 +76,15 @@ def payout_opened(order: RepairOrder) -> Payout:
     )
     entry_add(payout=payout, kind=EntryKind.SALE, amount=order.total_amount)
     entry_add(payout=payout, kind=EntryKind.PLATFORM_FEE, amount=-order.platform_fee)
+    # Events come in any order: a dispute heard of before the payment counts from the start.
+    for dispute in Dispute.objects.filter(order=order):
+        if dispute.outcome == DisputeOutcome.LOST:
+            cause, disputed = f"lost-{dispute.provider_dispute_id}", dispute.provider_dispute_id
+            payout_given_back(order, cause=cause, provider_id=disputed)
+        elif dispute.outcome == DisputeOutcome.OPEN and not dispute.provider_status.startswith(
+            "warning"
+        ):
+            Payout.objects.filter(pk=payout.pk).update(disputed=True, needs_attention=True)
     return payout
 
 
