@@ -77,6 +77,20 @@ def dummy_onboarding(request: HttpRequest, token: str) -> HttpResponse:
     return _redirect(link["return"])
 
 
+def onboarding_finish(account: DummyAccount) -> None:
+    """The account holder finishes onboarding: the account can be paid, and the site is told
+    (``account.updated`` through the Connect pipeline, in the same transaction)."""
+    with transaction.atomic():
+        account.onboarded = True
+        account.save(update_fields=["onboarded"])
+        event = account_event(account)
+        DummyEvent.objects.create(
+            id=event["id"], event_type=event["type"], payload=event, created_at=timezone.now()
+        )
+        payload, signature = signed_connect_event(event)
+        webhooks.webhook_receive(payload=payload, signature=signature, connect=True)
+
+
 @require_http_methods(["GET"])
 @throttle_view(PUBLIC_PAGES)
 def dummy_dashboard(request: HttpRequest, token: str) -> HttpResponse:
