@@ -78,6 +78,7 @@ def tests(session: nox.Session, db: str) -> None:
             "tests/catalog",
             "tests/orders",
             "tests/payments",
+            "tests/payouts",
             env=env,
         )
 

@@ -124,8 +124,10 @@ def test_staff_charge_a_dashboard_partial_refund_and_settle_a_debt(market, admin
     )
     form = answer["Location"]
     assert "amount=16.99" in form
-    admin_client.post(form, {"vendor": vendor.pk, "order": order["id"], "amount": "16.99",
-                             "note": "paid back by bank transfer"})  # fmt: skip
+    settle = {"vendor": vendor.pk, "order": order["id"], "note": "paid back by bank transfer"}
+    refused = admin_client.post(form, {**settle, "amount": "20.00"})  # more than is owed
+    assert "The vendor owes 16.99" in refused.content.decode()
+    admin_client.post(form, {**settle, "amount": "16.99"})
 
     adjustment = PayoutEntry.objects.get(kind="adjustment")
     assert (adjustment.amount, adjustment.note) == (Decimal("16.99"), "paid back by bank transfer")

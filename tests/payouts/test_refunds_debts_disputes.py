@@ -132,3 +132,19 @@ def test_a_dispute_lost_before_the_release_cancels_it_and_after_reverses_it(mark
     # The money went back through the disputes: the ledger names each.
     refunds = PayoutEntry.objects.filter(vendor=vendor, kind="refund")
     assert sorted(entry.provider_id[:3] for entry in refunds) == ["dp_", "dp_"]
+
+
+def test_money_given_back_twice_is_given_back_once(market):
+    """A dispute lost, then the order refunded as well (a state machine's find): the vendor's
+    sale and the platform's fee are undone once."""
+    vendor = market.vendor()
+    order = market.processing(vendor)
+    intent = market.payout(order).order.payment_intent_id
+    market.standin.close_dispute(market.standin.dispute(intent)["id"], won=False)
+    market.deliver()
+
+    market.refund(order)
+    market.deliver()
+
+    assert PayoutEntry.objects.filter(order_id=order["id"], kind="fee_refund").count() == 1
+    assert ledger_sum(vendor) == 0

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
@@ -23,7 +24,7 @@ from marketlink.payments.gateways.base import GatewayError
 from marketlink.payouts import staff
 from marketlink.payouts.accounts import account_refresh
 from marketlink.payouts.models import ConnectedAccount, Payout, PayoutEntry
-from marketlink.payouts.selectors import balance_of, entries_of
+from marketlink.payouts.selectors import balance_of, debt_recoverable, entries_of
 
 
 def _each(
@@ -148,11 +149,33 @@ class PayoutAdmin(ActingAdmin):
         return False
 
 
+class AdjustmentForm(forms.ModelForm):
+    """A debt settled by hand: more than 0, at most what the vendor owes, with a note."""
+
+    class Meta:
+        model = PayoutEntry
+        fields = ("vendor", "order", "amount", "note")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        vendor, amount = data.get("vendor"), data.get("amount")
+        if vendor is not None and amount is not None:
+            owed = debt_recoverable(vendor)
+            if not 0 < amount <= owed:
+                raise forms.ValidationError(
+                    f"The vendor owes {owed}: settle more than 0 and at most that."
+                )
+        if not data.get("note"):
+            self.add_error("note", "Say how the debt was settled (paid back, forgiven, ...).")
+        return data
+
+
 @admin.register(PayoutEntry)
 class PayoutEntryAdmin(ActingAdmin):
     """The ledger: never changed or deleted. Staff add adjustments only (a debt settled by
     hand, with a note)."""
 
+    form = AdjustmentForm
     list_display = ("created_at", "vendor", "order", "kind", "amount", "provider_id", "note")
     list_filter = ("kind",)
     search_fields = ("vendor__business_name", "order__id", "provider_id", "note")
@@ -168,7 +191,7 @@ class PayoutEntryAdmin(ActingAdmin):
         entry = staff.debt_settle(
             vendor=obj.vendor,
             amount=Decimal(obj.amount),
-            note=obj.note or "settled by staff",
+            note=obj.note,
             user=request.user,
             order_id=obj.order_id,
         )

@@ -105,6 +105,9 @@ class Payout(models.Model):
     needs_attention = models.BooleanField(default=False)
     note = models.TextField(blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
+    # When the order's money went back to the customer (a whole refund or a lost dispute): it
+    # goes back once, whichever comes first.
+    given_back_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

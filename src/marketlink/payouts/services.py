@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Sum
+from django.utils import timezone
 
 from marketlink import conf
 from marketlink.orders.models import OrderStatus, RepairOrder
@@ -155,9 +156,10 @@ def payout_given_back(order: RepairOrder, *, cause: str, provider_id: str = "") 
     payout = Payout.objects.select_for_update().filter(order=order).first()
     if payout is None:
         return ""
+    if payout.given_back_at is not None:
+        return "already given back"  # a refund and a lost dispute of one order: once
+    payout.given_back_at = timezone.now()
     given_back = PayoutEntry.objects.filter(order=order, kind=EntryKind.REFUND)
-    if given_back.filter(provider_id__in=["", provider_id]).exists():
-        return "already given back"
     charged = -as_money(given_back.aggregate(total=Sum("amount"))["total"])
     entry_add(
         payout=payout,

@@ -59,8 +59,8 @@ def partial_refund_charge(payout: Payout) -> str:
     with transaction.atomic():
         payout = locked(payout.pk)
         order = payout.order
-        if order.status == OrderStatus.REFUNDED:
-            return "the order was refunded whole: its reversal covers it"
+        if order.status == OrderStatus.REFUNDED or payout.given_back_at is not None:
+            return "the order's money went back whole: its reversal covers it"
         succeeded = Refund.objects.filter(
             order=order,
             payment_intent_id=order.payment_intent_id,
