@@ -1,7 +1,8 @@
-"""Reconcile's payouts check: the provider's transfers of each order with a release in the
-window, listed by ``transfer_group``, and what the ledger lacks of them recorded (a worker that
-died after the provider's answer and before the ledger's write), never a second transfer made;
-and the accounts of gated vendors read again (an ``account.updated`` lost on the way).
+"""Reconcile's payouts check: the provider's transfers of each order whose release (or
+reversal) may be unrecorded, listed by ``transfer_group``, and what the ledger lacks of them
+recorded (a worker that died after the provider's answer and before the ledger's write), never a
+second transfer made; and the accounts of gated vendors read again (an ``account.updated`` lost
+on the way).
 
 The provider is read first, outside any transaction; what its answer changes is written in a
 transaction the caller may roll back (a dry run: nothing is asked of the provider but reads).
@@ -96,17 +97,17 @@ def payouts_reconcile(
 
 
 def _released(since: datetime) -> QuerySet[Payout]:
-    """Payouts whose release was owed (a row written), changed in the window."""
-    sent = Q(
-        status__in=[
-            PayoutStatus.DUE,
-            PayoutStatus.FAILED,
-            PayoutStatus.RELEASED,
-            PayoutStatus.DEBT,
-            PayoutStatus.REVERSED,
-        ]
-    ) | Q(status=PayoutStatus.CANCELLED, amount__isnull=False)
-    return Payout.objects.filter(sent, updated_at__gte=since).order_by("-updated_at", "-pk")
+    """Payouts, changed in the window, where a worker may have died between the provider's
+    answer and the ledger's write: a release owed and not recorded (waiting, failed, or
+    cancelled by a refund while it was being made), or a reversal under way. A recorded
+    release needs no look: its transfer is in the ledger, and a reversal made in Stripe's
+    dashboard reaches the site as ``transfer.reversed`` (replayable from Stripe's events)."""
+    unrecorded = Q(status__in=[PayoutStatus.DUE, PayoutStatus.FAILED]) | Q(
+        status=PayoutStatus.CANCELLED, amount__isnull=False, transfer_id__isnull=True
+    )
+    return Payout.objects.filter(
+        unrecorded | Q(reversal_due__gt=0), updated_at__gte=since
+    ).order_by("-updated_at", "-pk")
 
 
 def _gated() -> QuerySet[ConnectedAccount]:
