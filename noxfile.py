@@ -81,6 +81,7 @@ def tests(session: nox.Session, db: str) -> None:
             "tests/catalog",
             "tests/orders",
             "tests/payments",
+            "tests/payouts",
             env=env,
         )
 
@@ -227,11 +228,18 @@ def demo(session: nox.Session) -> None:
     """The example site on the embedded default, with demo data."""
     session.install("-e", ".")
     manage = ["python", "example_project/manage.py"]
-    session.run(*manage, "migrate", "--no-input")
+    # Vendors are paid out (a 10 % fee): each onboards at once on the dummy gateway's page.
+    env = {"MARKETLINK_PAYOUTS": "on", "MARKETLINK_PLATFORM_FEE_PERCENT": "10"}
+    session.run(*manage, "migrate", "--no-input", env=env)
     session.run(
-        "marketlink", "--settings=example_project.settings", "--pythonpath=example_project", "seed"
+        "marketlink",
+        "--settings=example_project.settings",
+        "--pythonpath=example_project",
+        "seed",
+        env=env,
     )
     address = (session.posargs or ["127.0.0.1:8000"])[0]
     session.log(f"marketlink demo: API http://{address}/api/  docs http://{address}/api/docs")
     session.log("log in as customer@example.com or vendor1@example.com, password demo-pass-123")
-    session.run(*manage, "runserver", address)
+    session.log("a vendor's payouts: GET /api/vendors/payouts/ (and /entries/, /dashboard/)")
+    session.run(*manage, "runserver", address, env=env)

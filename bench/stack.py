@@ -146,7 +146,9 @@ def paid_checkouts(
         with connection.cursor() as cursor:
             cursor.execute("RESET synchronous_commit")
     mine = {str(order.id) for order in orders}
-    events = [e for e in standin.events if e["data"]["object"]["metadata"].get("order_id") in mine]
+    events = [
+        e for e in standin.events if e["data"]["object"].get("metadata", {}).get("order_id") in mine
+    ]
     return orders, events
 
 

@@ -10,7 +10,9 @@ Environment: ``DATABASE_URL`` (postgres://user:pass@host:5432/name or sqlite:///
 pooling), ``REDIS_URL`` (redis://host:6379/0: cache, locks, throttling and the Huey queue),
 ``REDIS_SENTINELS`` (host:port,host:port: Redis Sentinel decides the primary; ``REDIS_URL`` then
 names the monitored service, redis://mymaster/0),
-``STRIPE_SECRET_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``, ``SECRET_KEY``, ``DEBUG``,
+``STRIPE_SECRET_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``,
+``STRIPE_CONNECT_WEBHOOK_SECRET``, ``MARKETLINK_PAYOUTS`` (``on``: vendors paid out) and
+``MARKETLINK_PLATFORM_FEE_PERCENT``, ``SECRET_KEY``, ``DEBUG``,
 ``ALLOWED_HOSTS``, ``EMAIL_BACKEND`` (and ``EMAIL_FILE_PATH`` for the file-based one),
 ``MARKETLINK_LOG_LEVEL``, ``MARKETLINK_LOG_FORMAT`` (``json``: one JSON object per line) and
 ``MARKETLINK_ABUSE_LIMITS`` (``off``: every throttle and per-customer limit lifted, as a host
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "marketlink.catalog",
     "marketlink.orders",
     "marketlink.payments",
+    "marketlink.payouts",
     "shop",
 ]
 
@@ -206,6 +209,9 @@ MARKETLINK: dict[str, Any] = {
     "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": os.environ.get("STRIPE_WEBHOOK_SECRET_PREVIOUS", ""),
     "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
+    "STRIPE_CONNECT_WEBHOOK_SECRET": os.environ.get("STRIPE_CONNECT_WEBHOOK_SECRET", ""),
+    "PAYOUTS_ENABLED": os.environ.get("MARKETLINK_PAYOUTS", "") == "on",
+    "PLATFORM_FEE_PERCENT": os.environ.get("MARKETLINK_PLATFORM_FEE_PERCENT", "0"),
 }
 if os.environ.get("DATABASE_POOLING") == "transaction":
     MARKETLINK["DATABASE_POOLING"] = "transaction"

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps
 from django.http import HttpRequest
 from ninja import NinjaAPI
 
@@ -49,6 +50,12 @@ def build_api(**options: Any) -> NinjaAPI:
     api.add_router("/payments/", link_router)
     api.add_router("/webhooks/", webhook_router)
     api.add_router("/health/", health_router)
+    if apps.is_installed("marketlink.payouts"):
+        from marketlink.payouts.api import pages_router, vendor_router
+
+        # A vendor's payouts, beside their profile under the same prefix (distinct paths).
+        api.add_router("/vendors/", vendor_router)
+        api.add_router("/payouts/", pages_router)
     return api
 
 

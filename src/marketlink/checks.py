@@ -35,6 +35,7 @@ def register() -> None:
     checks.register(check_currency)
     checks.register(check_transaction_pooling)
     checks.register(check_shared_caches)
+    checks.register(check_payouts)
 
 
 def check_settings(**_: Any) -> list[checks.CheckMessage]:
@@ -158,6 +159,49 @@ def check_currency(**_: Any) -> list[checks.CheckMessage]:
             id="marketlink.E008",
         )
     ]
+
+
+def check_payouts(**_: Any) -> list[checks.CheckMessage]:
+    """Payouts need their app, a fixed fee the currency can carry, and (on Stripe) the Connect
+    endpoint's secret: without it no account's changes arrive, and vendors stay gated."""
+    if conf.validation_errors():
+        return []
+    config = conf.get()
+    messages: list[checks.CheckMessage] = []
+    if money.is_supported(config.CURRENCY) and config.PLATFORM_FEE_FIXED % money.price_step(
+        config.CURRENCY
+    ):
+        step = money.format_amount(money.price_step(config.CURRENCY), config.CURRENCY)
+        messages.append(
+            checks.Error(
+                f"MARKETLINK['PLATFORM_FEE_FIXED'] is not a multiple of {step}, the smallest "
+                f"amount {config.CURRENCY.upper()} can be charged or transferred in.",
+                hint="Round it to the currency's step (e.g. whole units for JPY).",
+                id="marketlink.E010",
+            )
+        )
+    if not config.PAYOUTS_ENABLED:
+        return messages
+    if not apps.is_installed("marketlink.payouts"):
+        messages.append(
+            checks.Error(
+                "PAYOUTS_ENABLED is on but marketlink.payouts is not in INSTALLED_APPS: no "
+                "vendor could be onboarded or paid.",
+                hint="Add 'marketlink.payouts' to INSTALLED_APPS and migrate.",
+                id="marketlink.E011",
+            )
+        )
+    if config.PAYMENT_GATEWAY == "stripe" and not config.STRIPE_CONNECT_WEBHOOK_SECRET.strip():
+        messages.append(
+            checks.Error(
+                "PAYOUTS_ENABLED is on but STRIPE_CONNECT_WEBHOOK_SECRET is empty: connected "
+                "accounts' events (onboarding finished, payouts disabled) would be refused.",
+                hint="Add a Connect webhook endpoint at /api/webhooks/connect/ in Stripe and copy "
+                "its signing secret (whsec_...).",
+                id="marketlink.E012",
+            )
+        )
+    return messages
 
 
 def check_lock_store(**_: Any) -> list[checks.CheckMessage]:

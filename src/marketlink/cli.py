@@ -19,6 +19,7 @@ from marketlink.operations.doctor import doctor
 from marketlink.operations.invoices import invoices_app
 from marketlink.operations.orders import orders_app
 from marketlink.operations.outbox import outbox_app
+from marketlink.operations.payouts import payouts_app
 from marketlink.operations.reconcile import reconcile
 from marketlink.operations.runner import setup_django
 from marketlink.operations.seed import seed
@@ -27,7 +28,8 @@ from marketlink.operations.webhooks import webhooks_app
 app = typer.Typer(
     name="marketlink",
     help="Operate a marketlink marketplace: demo data, health of the installation, payment "
-    "events and their replay, reconciliation with the payment provider, invoices, reservations. "
+    "events and their replay, reconciliation with the payment provider, invoices, reservations, "
+    "payouts to vendors. "
     "Exit codes: 0 all well, 1 needs a person, 2 usage or configuration, 3 a dependency down.",
     no_args_is_help=True,
     add_completion=False,
@@ -37,6 +39,7 @@ app.add_typer(webhooks_app, name="events", help="Alias of `webhooks`.", hidden=T
 app.add_typer(orders_app, name="orders")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(payouts_app, name="payouts")
 app.command()(reconcile)
 app.command()(doctor)
 app.command()(seed)

@@ -9,6 +9,7 @@ tests works as they expect.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.conf import settings as django_settings
@@ -16,6 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from marketlink.countries import ISO_CODES
 
 __all__ = [
     "ABUSE_LIMITS_OFF",
@@ -166,6 +169,39 @@ class MarketlinkSettings(BaseModel):
         "asked again (or read again).",
     )
 
+    # --- Payouts (Stripe Connect: separate charges and transfers) -------------------------
+    PAYOUTS_ENABLED: bool = Field(
+        False,
+        description="Pay vendors their share through connected accounts (marketlink.payouts).",
+    )
+    PLATFORM_FEE_PERCENT: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        le=100,
+        description="The platform's percentage of each order (a vendor's fee_percent wins).",
+    )
+    PLATFORM_FEE_FIXED: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        description="Added to each order's fee, in currency units (a multiple of the price step).",
+    )
+    PAYOUT_RELEASE: Literal["on_completion", "on_payment"] = Field(
+        "on_completion", description="When the vendor's share is transferred."
+    )
+    STRIPE_CONNECT_WEBHOOK_SECRET: str = Field(
+        "", description="Signing secret of the Connect webhook endpoint (whsec_...)."
+    )
+    CONNECT_COUNTRY: str = Field(
+        "",
+        description="ISO 3166 alpha-2 country of new connected accounts; empty: the platform's.",
+    )
+    CONNECT_RETURN_URL: str = Field(
+        "", description="Template with {vendor_id}: after onboarding; empty: our own page."
+    )
+    CONNECT_REFRESH_URL: str = Field(
+        "", description="Template with {vendor_id}: an expired onboarding link; empty: our own."
+    )
+
     # --- Periodic jobs (Huey) ---------------------------------------------------------------
     PERIODIC_RECONCILE: bool | None = Field(
         None, description="Reconcile recent orders periodically; None: on with the Stripe gateway."
@@ -178,6 +214,14 @@ class MarketlinkSettings(BaseModel):
     @classmethod
     def _lowercase_currency(cls, value: str) -> str:
         return value.lower()
+
+    @field_validator("CONNECT_COUNTRY")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        code = value.strip().upper()
+        if code and code not in ISO_CODES:
+            raise ValueError("is not an ISO 3166-1 alpha-2 country code (e.g. US, GB, DE)")
+        return code
 
     @field_validator("PERIODIC_RECONCILE_MINUTES")
     @classmethod
@@ -220,7 +264,12 @@ class MarketlinkSettings(BaseModel):
 # The settings that hold secrets: their values are never shown (``marketlink doctor`` scrubs
 # them from whatever it prints, however the rest of the settings are).
 SECRET_SETTINGS = frozenset(
-    {"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PREVIOUS"}
+    {
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+        "STRIPE_CONNECT_WEBHOOK_SECRET",
+    }
 )
 
 # Every per-customer limit and throttle off: what a host merges into ``MARKETLINK`` for a load

@@ -14,7 +14,7 @@ takes ISK with two decimals and MGA with none. Update the tables when Stripe cha
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -161,3 +161,13 @@ def price_problem(price: Decimal, currency: str) -> str | None:
     if price > highest:
         return f"price must be at most {format_amount(highest, currency)}"
     return None
+
+
+def platform_fee(total: Decimal, currency: str, *, percent: Decimal, fixed: Decimal) -> Decimal:
+    """The platform's fee of an order: ``percent`` of ``total`` rounded half up to the
+    currency's step (a fee of 2.505 is 2.51, as a person rounds; amounts charged round half even
+    in :func:`to_minor_units`, which never meets a half here), plus ``fixed``, never more than
+    ``total``."""
+    step = price_step(currency)
+    share = (total * percent / 100 / step).quantize(Decimal(1), rounding=ROUND_HALF_UP) * step
+    return min(share + fixed, total).quantize(Decimal("0.01"))

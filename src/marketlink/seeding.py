@@ -13,6 +13,10 @@ vendor's completion and a refund. Two things are the demo's own:
 - a ``paid`` order stays paid: its invoice is owed before it is paid, due only when the demo's
   reservations end (``DEMO_RESERVATION``), so no drainer moves it to processing meanwhile;
 - pending orders keep their unit for ``DEMO_RESERVATION`` (``order_reservation_extend``).
+
+With payouts on, each vendor onboards first (the dummy gateway's instant onboarding, told to the
+site through the Connect webhook pipeline), so its services can be booked, and the completed
+order's share is transferred to it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
@@ -146,6 +151,7 @@ def _vendor(seed: int, number: int, password: str, result: SeedResult) -> Vendor
         user=account.user, business_name=business, address=f"{rng.randrange(1, 200)} Main Street"
     )
     result.logins.append(Login("vendor", email, password, profile.business_name))
+    _payout_account(profile)
     if Service.objects.filter(vendor=profile).exists():
         return profile
     for name, description, variants in CATALOGUE:
@@ -162,6 +168,19 @@ def _vendor(seed: int, number: int, password: str, result: SeedResult) -> Vendor
             )
             result.created["variants"] += 1
     return profile
+
+
+def _payout_account(profile: VendorProfile) -> None:
+    """With payouts on, the vendor onboards at once on the dummy gateway (once)."""
+    if not (conf.get().PAYOUTS_ENABLED and apps.is_installed("marketlink.payouts")):
+        return
+    from marketlink.payments.gateways.dummy.connect_views import onboarding_finish
+    from marketlink.payments.models import DummyAccount
+    from marketlink.payouts.accounts import account_of_vendor
+
+    account = DummyAccount.objects.get(pk=account_of_vendor(profile).account_id)
+    if not account.onboarded:
+        onboarding_finish(account)
 
 
 def _order(seed: int, number: int, people: list[Account], variants: list[ServiceVariant]) -> bool:

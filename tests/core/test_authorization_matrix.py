@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.core import signing
 from django.test import Client
 
 from marketlink.accounts.models import Role
@@ -34,9 +35,11 @@ from marketlink.orders.services import order_place
 from marketlink.orders.transitions import order_transition
 from marketlink.payments.checkout import checkout_open
 from marketlink.payments.gateways.dummy import session_event
-from marketlink.payments.models import DummyCheckoutSession
+from marketlink.payments.gateways.dummy.connect import account_event, signed_connect_event
+from marketlink.payments.models import DummyAccount, DummyCheckoutSession
 from marketlink.payments.selectors import payment_link_path
 from marketlink.payments.webhooks import webhook_receive
+from marketlink.payouts.accounts import PAGE_SALT
 from marketlink.testing.factories import (
     DEFAULT_PASSWORD,
     AccountFactory,
@@ -100,8 +103,16 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/orders/{id}/refund/"): (401, 403, 403, 200, 404, 200, 200, 403),
     ("post", "/api/orders/{id}/complete/"): (401, 403, 403, 200, 404, 200, 403, 403),
     ("post", "/api/webhooks/payment/"): EVERYONE_200,
+    ("post", "/api/webhooks/connect/"): EVERYONE_200,
     ("get", "/api/payments/pay/{token}/"): (303, 303, 303, 303, 303, 303, 303, 303),
     ("get", "/api/health/"): EVERYONE_200,
+    # Payouts (on here): a vendor's own account and ledger, nobody else's.
+    ("post", "/api/vendors/payouts/onboarding/"): VENDORS_200,
+    ("get", "/api/vendors/payouts/"): VENDORS_200,
+    ("get", "/api/vendors/payouts/entries/"): VENDORS_200,
+    ("post", "/api/vendors/payouts/dashboard/"): (401, 403, 403, 409, 409, 409, 403, 403),
+    ("get", "/api/payouts/connect/refresh/{token}/"): (303, 303, 303, 303, 303, 303, 303, 303),
+    ("get", "/api/payouts/connect/return/{token}/"): EVERYONE_200,
 }
 # Refund and complete act on an order the customer has paid and the invoice task has moved on;
 # every other operation finds the order pending.
@@ -156,7 +167,7 @@ def _paid(order: RepairOrder) -> None:
 
 
 def _site(role: str, operation: tuple[str, str]) -> Site:
-    vendor = VendorProfileFactory()
+    vendor = VendorProfileFactory(payouts_ready=True)
     other_vendor = VendorProfileFactory()
     ServiceFactory(vendor=other_vendor)
     variant = VariantFactory(service=ServiceFactory(vendor=vendor), stock=5)
@@ -200,6 +211,9 @@ def _site(role: str, operation: tuple[str, str]) -> Site:
 # How each operation is called: the path's id, and a valid body for it.
 def _path(site: Site, path: str) -> str:
     path = path.removeprefix("/api")
+    if path.startswith("/payouts/connect/"):
+        token = signing.dumps(str(site.order.vendor_id), salt=PAGE_SALT)
+        return path.replace("{token}", token)
     if "{token}" in path:
         return payment_link_path(site.order).removeprefix("/api")
     target = (
@@ -253,12 +267,16 @@ def _call(site: Site, method: str, path: str) -> Any:
     headers = {}
     if site.caller is not None:
         headers["Authorization"] = f"Bearer {site.caller.tokens['access']}"
-    if (method, path) == ("post", "/api/webhooks/payment/"):
-        payload, signature = _checkout_completed(site.order)
+    webhook = {
+        "/api/webhooks/payment/": lambda: _checkout_completed(site.order),
+        "/api/webhooks/connect/": lambda: signed_connect_event(
+            account_event(DummyAccount(id="acct_dummy_nobody", country="US", vendor_ref="x"))
+        ),
+    }.get(path)
+    if method == "post" and webhook is not None:
+        payload, signature = webhook()
         headers["Stripe-Signature"] = signature
-        return Client().post(
-            "/api/webhooks/payment/", payload, content_type="application/json", headers=headers
-        )
+        return Client().post(path, payload, content_type="application/json", headers=headers)
     body = BODIES.get((method, path))
     return Client().generic(
         method.upper(),
@@ -280,7 +298,7 @@ def openapi(django_db_blocker: Any) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def dummy_payments(settings: Any) -> None:
-    settings.MARKETLINK = {"PAYMENT_GATEWAY": "dummy"}
+    settings.MARKETLINK = {"PAYMENT_GATEWAY": "dummy", "PAYOUTS_ENABLED": True}
 
 
 def test_every_operation_is_in_the_matrix(openapi):
@@ -313,3 +331,25 @@ def test_each_role_gets_the_status_the_matrix_says(openapi, operation, role):
     seen = set(EMAIL.findall(text)) - {own, "newcomer@example.com"}
     allowed = {customer} if role in SEES_THE_ORDERS_CUSTOMER else set()
     assert seen <= allowed, f"{role} was shown {seen - allowed}"
+
+
+def test_a_vendor_never_sees_another_vendors_ledger():
+    seller = VendorProfileFactory(payouts_ready=True)
+    other = VendorProfileFactory(payouts_ready=True)
+    customer = AccountFactory()
+    variant = VariantFactory(service=ServiceFactory(vendor=seller))
+    order, _ = order_place(
+        customer=customer.user, customer_email=customer.email, variant_id=variant.id
+    )
+    checkout_open(order=order, base_url="http://testserver/")
+    _paid(order)  # the seller's ledger: the sale and the fee
+
+    def seen(vendor: Any, path: str) -> Any:
+        token = tokens_issue(user=vendor.user)["access"]
+        answer = Client().get(path, headers={"Authorization": f"Bearer {token}"})
+        return answer.json()["data"]
+
+    assert len(seen(seller, "/api/vendors/payouts/entries/")) == 1  # the sale (no fee set)
+    assert seen(other, "/api/vendors/payouts/entries/") == []
+    assert seen(other, "/api/vendors/payouts/")["balance"]["held"] == "0.00"
+    assert seen(seller, "/api/vendors/payouts/")["balance"]["held"] == str(order.total_amount)

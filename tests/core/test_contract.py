@@ -52,6 +52,8 @@ ORDER = shape(
     "vendor_name",
     "total_amount",
     "amount_refunded",  # (+)
+    "platform_fee",  # (+) vendor and staff only, null for the customer
+    "vendor_share",  # (+) likewise
     "currency",
     "status",
     "payment_method",
@@ -60,6 +62,7 @@ ORDER = shape(
     "created_at",
     "updated_at",
     variant=shape("id", "name", "price", "stock"),
+    payout=shape("status", "amount", "transfer_id"),  # (+) vendor and staff only
 )
 RETURN_PAGE = shape("order_id", "status", "provider_says_paid")  # provider_says_paid (+)
 NOTHING = None  # deletes, logout: `data` is null
@@ -96,11 +99,35 @@ RESPONSES: dict[tuple[str, str], tuple[int, Any]] = {
     ("post", "/api/orders/{id}/checkout/"): (200, ORDER),  # (+)
     ("post", "/api/orders/{id}/refund/"): (200, ORDER),  # (+)
     ("post", "/api/orders/{id}/complete/"): (200, ORDER),  # (+)
+    # (+) a vendor's payouts
+    ("post", "/api/vendors/payouts/onboarding/"): (200, shape("url", "expires_at")),
+    ("get", "/api/vendors/payouts/"): (
+        200,
+        shape(
+            account=shape(
+                "id",
+                "charges_enabled",
+                "payouts_enabled",
+                "details_submitted",
+                "requirements_due",
+                "ready",
+            ),
+            balance=shape("currency", "held", "released", "reversed", "debt"),
+        ),
+    ),
+    ("get", "/api/vendors/payouts/entries/"): (
+        200,
+        [shape("id", "order_id", "kind", "amount", "currency", "provider_id", "created_at")],
+    ),
+    ("post", "/api/vendors/payouts/dashboard/"): (200, shape("url")),
 }
 # Not the seed's client's business: the provider reads the webhook's status code, the payment link
 # (+) redirects a browser to the checkout, and health (+) is for operators.
 UNLISTED = {
     ("post", "/api/webhooks/payment/"),
+    ("post", "/api/webhooks/connect/"),
+    ("get", "/api/payouts/connect/refresh/{token}/"),
+    ("get", "/api/payouts/connect/return/{token}/"),
     ("get", "/api/payments/pay/{token}/"),
     ("get", "/api/health/"),
 }
@@ -146,6 +173,7 @@ QUERIES: dict[tuple[str, str], set[str]] = {
     ("get", "/api/services/{id}/variants/"): PAGE,
     ("get", "/api/orders/my/"): {"status", *PAGE},
     ("get", "/api/orders/vendor/"): {"status", *PAGE},
+    ("get", "/api/vendors/payouts/entries/"): PAGE,
 }
 
 

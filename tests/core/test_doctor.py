@@ -72,12 +72,14 @@ def test_a_healthy_embedded_site_is_all_ok_and_prints_a_table(development_site):
         "task queue",
         "stripe key",
         "webhook secret",
+        "connect webhook secret",
         "reservations",
         "invoices",
         "outbox",
         "events",
         "refunds and disputes",
         "stock",
+        "payouts",
     ]
     assert document["summary"]["ok"] == 15
     table = runner.invoke(app, ["doctor"], catch_exceptions=False)

@@ -120,3 +120,23 @@ def test_the_console_script_seeds_a_migrated_site_and_doctor_finds_it_healthy(tm
     checked = run_console_script("doctor", database_url=url, env=embedded)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "Summary:" in checked.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_payouts_on_the_vendors_onboard_and_the_completed_orders_are_paid_out(
+    api, tasks_run_inline, settings
+):
+    """What the demo shows: each vendor onboarded (the dummy's instant onboarding), an order
+    completed, and its transfer on the vendor's payout page."""
+    settings.MARKETLINK = {"PAYOUTS_ENABLED": True, "PLATFORM_FEE_PERCENT": "10"}
+    assert seed("--orders", "4")[0] == 0
+
+    assert set(VendorProfile.objects.values_list("payouts_ready", flat=True)) == {True}
+    completed = RepairOrder.objects.get(status=OrderStatus.COMPLETED)
+    vendor = completed.vendor.user
+    page = api.get("/vendors/payouts/", user=vendor).json()["data"]
+    assert page["account"]["ready"] is True
+    assert page["balance"]["released"] == str(completed.vendor_share)
+    seen = api.get(f"/orders/{completed.pk}/", user=vendor).json()["data"]["payout"]
+    assert seen["status"] == "released"
+    assert seen["transfer_id"].startswith("tr_dummy_")

@@ -78,6 +78,10 @@ class Rig:
     def webhook_url(self) -> str:
         return f"{self.site}/api/webhooks/payment/"
 
+    @property
+    def connect_url(self) -> str:
+        return f"{self.site}/api/webhooks/connect/"
+
     def start_huey(self) -> None:
         """The consumer as production runs it: with its scheduler (the outbox's periodic
         drain is what finds what a lost wake or a killed drainer left)."""
@@ -92,8 +96,9 @@ class Rig:
     def deliver(self, event: dict[str, Any], tries: int = 5) -> int:
         """Deliver ``event`` as Stripe does: again while it is not answered 2xx."""
         status = 0
+        url = self.connect_url if "account" in event else self.webhook_url
         for _ in range(tries):
-            status = self.standin.deliver(event, self.webhook_url)
+            status = self.standin.deliver(event, url)
             if 200 <= status < 300:
                 break
         return status
@@ -157,6 +162,10 @@ def rig(django_db_blocker: Any) -> Iterator[Rig]:
             STRIPE_SECRET_KEY=API_KEY,
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
             STRIPE_API_BASE=proxy.url,
+            STRIPE_CONNECT_WEBHOOK_SECRET=standin.connect_webhook_secret,
+            # Vendors are paid out (a 10 % fee): every case's money is accounted for.
+            MARKETLINK_PAYOUTS="on",
+            MARKETLINK_PLATFORM_FEE_PERCENT="10",
             EMAIL_BACKEND="held_mail.HeldFileBackend",
             EMAIL_FILE_PATH=str(folder / "mail"),
             MARKETLINK_LOG_LEVEL="WARNING",

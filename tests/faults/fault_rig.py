@@ -145,8 +145,9 @@ class PrivateRedis:
 
 class FaultProxy:
     """Forwards 127.0.0.1:``port`` to ``target``. ``mode``: ``"ok"``, ``"slow"`` (each new
-    connection waits ``delay`` seconds before it is forwarded) or ``"down"`` (each connection is
-    reset at once, as a host that refuses it)."""
+    connection waits ``delay`` seconds before it is forwarded), ``"mute"`` (requests go through
+    at once, their answers wait ``delay`` seconds: the provider acted, the caller does not know
+    yet) or ``"down"`` (each connection is reset at once, as a host that refuses it)."""
 
     def __init__(self, target_port: int, delay: float = 5.0) -> None:
         self.target_port, self.delay = target_port, delay
@@ -189,16 +190,20 @@ class FaultProxy:
         except OSError:
             client.close()
             return
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+        held = self.delay if self.mode == "mute" else 0.0
+        for source, sink, wait in ((client, upstream, 0.0), (upstream, client, held)):
+            threading.Thread(target=_pump, args=(source, sink, wait), daemon=True).start()
 
     def close(self) -> None:
         self._listener.close()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket, wait: float = 0.0) -> None:
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
+            if wait:
+                time.sleep(wait)
+                wait = 0.0
             sink.sendall(data)
     for sock in (source, sink):
         with contextlib.suppress(OSError):

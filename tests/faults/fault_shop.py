@@ -74,8 +74,10 @@ def tokens(count: int) -> list[str]:
     return customer_token_pool[:count]
 
 
-def variant(stock: int) -> Any:
-    return VariantFactory(stock=stock)
+def variant(stock: int, **extra: Any) -> Any:
+    """A variant of a new vendor, bookable: payouts are on in the rig, and a case that does
+    not pay its vendor out lets the gate open without an account (its payouts stay held)."""
+    return VariantFactory(stock=stock, **{"service__vendor__payouts_ready": True, **extra})
 
 
 def open_link(rig: Any, token: str, order_id: str) -> tuple[int, Any]:

@@ -62,14 +62,15 @@ def test_stripe_slow_and_down_for_link_refund_and_reconcile(rig):
         status, body = call("POST", refund, token=vendor_token(target))
         assert status in {502, 503}, body
     assert status_of(order_id) == "processing"
-    assert not rig.standin.refunds
+    intent = RepairOrder.objects.get(pk=order_id).payment_intent_id
+    # Nothing given back of this order's payment (other cases of the session refund theirs).
+    assert not [r for r in rig.standin.refunds.values() if r["payment_intent"] == intent]
     with rig.proxy.faulty("slow"):
         status, body = call("POST", refund, token=vendor_token(target))
         assert status == 200, body
     status, body = call("POST", refund, token=vendor_token(target))  # asked again: one refund
     assert status in {200, 409}, body
-    intent = RepairOrder.objects.get(pk=order_id).payment_intent_id
-    assert [r["payment_intent"] for r in rig.standin.refunds.values()] == [intent]
+    assert len([r for r in rig.standin.refunds.values() if r["payment_intent"] == intent]) == 1
 
     # A webhook dropped for good: reconcile finds the payment, once the provider answers.
     token, _, lost = placed(rig)

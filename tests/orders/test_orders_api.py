@@ -33,6 +33,9 @@ def test_booking_reserves_a_unit_and_answers_the_seed_shape(api, customer_user):
         "variant",
         "total_amount",
         "amount_refunded",
+        "platform_fee",
+        "vendor_share",
+        "payout",
         "currency",
         "status",
         "payment_method",
@@ -41,6 +44,8 @@ def test_booking_reserves_a_unit_and_answers_the_seed_shape(api, customer_user):
         "created_at",
         "updated_at",
     }
+    # The money split is the vendor's and staff's business, not the customer's.
+    assert (order["platform_fee"], order["vendor_share"], order["payout"]) == (None, None, None)
     assert order["status"] == "pending"
     assert order["total_amount"] == "29.99"
     assert order["currency"] == "usd"

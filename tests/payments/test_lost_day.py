@@ -2,10 +2,14 @@
 30 orders back to the truth (PostgreSQL, Redis, a real Huey consumer, the Stripe stand-in).
 
 While the stand-in drops every delivery, 20 orders are paid, 3 more are paid and then refunded
-in Stripe's dashboard, 2 checkouts expire after their reservation lapsed and 5 stay open. A dry
-run of ``webhooks replay --from-stripe`` and ``reconcile`` changes nothing and reports what the
-real run then does; the real run puts every order right (each paid order invoiced once by the
-consumer, the units adding up); and a second run of both changes nothing and finds nothing."""
+in Stripe's dashboard, 2 checkouts expire after their reservation lapsed and 5 stay open; with
+payouts on, a second vendor finishes onboarding (its Connect events lost too). A dry run of
+``webhooks replay --from-stripe`` and ``reconcile`` changes nothing and reports what the real
+run then does; the real run puts every order right (each paid order invoiced once by the
+consumer, the units adding up) and opens the second vendor's gate (reconcile reads its account
+again); the paid orders, completed, are paid out by the consumer (the transfers' webhooks lost
+as well), one transfer each, and the money adds up; a second run of both changes nothing and
+finds nothing."""
 
 from __future__ import annotations
 
@@ -21,10 +25,13 @@ from live_site import site_env, start_huey, stop, wait_for
 from mail_outbox import sent_emails
 
 from marketlink.orders.models import RepairOrder
-from marketlink.orders.services import order_place
+from marketlink.orders.services import order_complete, order_place
 from marketlink.payments.checkout import checkout_open
 from marketlink.payments.models import Invoice, InvoiceStatus, PaymentEvent
-from marketlink.testing.factories import AccountFactory, VariantFactory
+from marketlink.payouts.accounts import account_of_vendor, account_refresh
+from marketlink.payouts.models import Payout
+from marketlink.testing.factories import AccountFactory, VariantFactory, VendorProfileFactory
+from marketlink.vendors.models import VendorProfile
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -37,12 +44,23 @@ def snapshot() -> tuple[Any, ...]:
         sorted(RepairOrder.objects.values_list("pk", "status")),
         PaymentEvent.objects.count(),
         Invoice.objects.count(),
+        sorted(VendorProfile.objects.values_list("pk", "payouts_ready")),
+        sorted(Payout.objects.values_list("order_id", "status")),
     )
+
+
+def onboarded(standin: Any, vendor: Any) -> None:
+    """The vendor's account made and onboarded at the stand-in; the site reads it once."""
+    account = account_of_vendor(vendor)
+    standin.finish_onboarding(account.account_id)
+    account_refresh(account)
 
 
 def the_day(standin: Any) -> dict[str, list[str]]:
     """30 orders through a day whose webhook deliveries are all lost."""
-    variants = [VariantFactory(stock=10) for _ in range(3)]
+    seller = VendorProfileFactory()
+    onboarded(standin, seller)
+    variants = [VariantFactory(stock=10, service__vendor=seller) for _ in range(3)]
     orders = []
     for n in range(30):
         account = AccountFactory()
@@ -67,23 +85,38 @@ def the_day(standin: Any) -> dict[str, list[str]]:
             expires_at=timezone.now() - timedelta(minutes=5)
         )
         standin.expire(order.checkout_session_id)
-    assert not [d for d in standin.deliveries if not d.dropped]
-    return {name: [str(order.pk) for order in group] for name, group in fate.items()}
+    newcomer = VendorProfileFactory()  # onboards while its Connect events are lost
+    account = account_of_vendor(newcomer)
+    standin.finish_onboarding(account.account_id)
+    assert not [d for d in standin.deliveries + standin.connect_deliveries if not d.dropped]
+    assert not VendorProfile.objects.get(pk=newcomer.pk).payouts_ready
+    return {name: [str(order.pk) for order in group] for name, group in fate.items()} | {
+        "newcomer": [str(newcomer.pk)]
+    }
 
 
 def statuses(ids: list[str]) -> set[str]:
     return set(RepairOrder.objects.filter(pk__in=ids).values_list("status", flat=True))
 
 
-def test_a_day_of_lost_webhooks_is_recovered_by_replay_and_reconcile(standin, outbox):
+def test_a_day_of_lost_webhooks_is_recovered_by_replay_and_reconcile(standin, outbox, settings):
     from huey.contrib.djhuey import HUEY
 
     HUEY.flush()
+    settings.MARKETLINK = {
+        **settings.MARKETLINK,
+        "PAYOUTS_ENABLED": True,
+        "PLATFORM_FEE_PERCENT": "10",
+        "STRIPE_CONNECT_WEBHOOK_SECRET": standin.connect_webhook_secret,
+    }
     fate = the_day(standin)
     env = site_env(
         STRIPE_SECRET_KEY=standin.api_key,
         STRIPE_WEBHOOK_SECRET=standin.webhook_secret,
         STRIPE_API_BASE=standin.api_base,
+        STRIPE_CONNECT_WEBHOOK_SECRET=standin.connect_webhook_secret,
+        MARKETLINK_PAYOUTS="on",
+        MARKETLINK_PLATFORM_FEE_PERCENT="10",
         EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         EMAIL_FILE_PATH=str(outbox),
     )
@@ -97,7 +130,10 @@ def test_a_day_of_lost_webhooks_is_recovered_by_replay_and_reconcile(standin, ou
         code, _ = invoke_json("reconcile", "--dry-run")
         assert code == 0
         assert snapshot() == before
-        assert dry_replay["summary"]["stored_now"] == len(standin.events)
+        # The platform's events: a connected account's are not in its Events API (reconcile
+        # reads the accounts instead).
+        platform = [event for event in standin.events if "account" not in event]
+        assert dry_replay["summary"]["stored_now"] == len(platform)
 
         code, replayed = invoke_json("webhooks", "replay", "--from-stripe", "--since", "1d")
         assert code == 0, replayed["summary"]
@@ -116,10 +152,28 @@ def test_a_day_of_lost_webhooks_is_recovered_by_replay_and_reconcile(standin, ou
             ),
             timeout=120,
         )
+        # Completed, the paid orders are paid out by the consumer, their webhooks lost too.
+        for order in RepairOrder.objects.filter(pk__in=fate["paid"]):
+            order_complete(order=order)
+        wait_for(
+            lambda: (
+                Payout.objects.filter(order_id__in=fate["paid"], status="released").count()
+                == len(fate["paid"])
+            ),
+            timeout=120,
+        )
     finally:
         stop(consumer, graceful=True)
 
-    assert statuses(fate["paid"]) == {"processing"}
+    assert VendorProfile.objects.get(pk=fate["newcomer"][0]).payouts_ready
+    assert reconciled["summary"]["by_kind"]["account_changed"]["fixed"] == 1
+    transferred = [t["metadata"]["order_id"] for t in standin.transfers.values()]
+    assert sorted(transferred) == sorted(fate["paid"])  # one each, for the completed ones
+    assert set(
+        Payout.objects.filter(order_id__in=fate["refunded"]).values_list("status", flat=True)
+    ) == {"cancelled"}
+
+    assert statuses(fate["paid"]) == {"completed"}  # processing once recovered, then completed
     assert statuses(fate["refunded"]) == {"refunded"}
     assert statuses(fate["expired"]) == {"cancelled"}
     assert statuses(fate["open"]) == {"pending"}
@@ -128,8 +182,17 @@ def test_a_day_of_lost_webhooks_is_recovered_by_replay_and_reconcile(standin, ou
         assert sum(invoice.number in email for email in emails) == 1
     assert_invariants(standin=standin)
 
-    # Both commands again: nothing changes, nothing to fix.
+    # The transfers' webhooks were lost too: replayed (kept now), each finds its transfer
+    # recorded, and changes nothing else.
+    before_late = snapshot()
+    code, late = invoke_json("webhooks", "replay", "--from-stripe", "--since", "1d")
+    assert (code, late["summary"]["stored_now"]) == (0, len(fate["paid"]))
+    told = PaymentEvent.objects.filter(event_type="transfer.created")
+    assert set(told.values_list("status", flat=True)) == {"processed"}
     after = snapshot()
+    assert (after[0], *after[2:]) == (before_late[0], *before_late[2:])
+
+    # Both commands again: nothing changes, nothing to fix.
     code, again = invoke_json("webhooks", "replay", "--from-stripe", "--since", "1d")
     assert (code, again["summary"]["stored_now"], again["summary"]["failed"]) == (0, 0, 0)
     code, again = invoke_json("reconcile")

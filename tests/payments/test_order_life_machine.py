@@ -1,7 +1,9 @@
 """An order's life as a Hypothesis state machine: place, pay, cancel, expire, refund (through
 marketlink, in part or whole in the Stripe Dashboard, pending, failed and asked again), complete,
 and the provider's events delivered late, twice and in any order, with the invariants checked
-after every step.
+after every step. With payouts on, completing releases the vendor's share, refunds after the
+release reverse it (refused once the vendor's balance left for their bank: a debt), and
+disputes open and close, won or lost; the money invariant is checked with the others.
 
 The payments are real ones through the Stripe SDK and the local stand-in: the customer opens the
 payment link (a Checkout Session is made there) and pays; the stand-in emits its events, which
@@ -31,11 +33,13 @@ from hypothesis.stateful import (
 )
 from invariants import invariant_violations
 from order_helpers import refreshed, stock_of
+from payout_helpers import onboarded_account
 from stripe_shop import Shop, lapse
 
 from marketlink.accounts.models import Role
 from marketlink.money import to_minor_units
 from marketlink.orders.services import orders_expire
+from marketlink.outbox.drainer import drain
 from marketlink.payments.refunds import order_refund
 from marketlink.testing.factories import AccountFactory, VariantFactory
 from marketlink.testing.stripe_server import StripeStandIn
@@ -77,9 +81,13 @@ class LifeOfOrders:
         self.given_back: set[str] = set()
 
     def act(self, call: Any) -> Any:
-        """``call()`` with its on-commit work (signals, tasks) run as after a real commit."""
+        """``call()`` with its on-commit work (signals, tasks) run as after a real commit, and
+        what it owes (the outbox) done, as a consumer would. (Within the example's transaction
+        nothing commits, so the outbox's one wake per transaction would come only once.)"""
         with self.on_commit(execute=True):
-            return call()
+            done = call()
+        drain()
+        return done
 
     def order_of(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The order an event is about: by the order id it carries, else (a refund made in the
@@ -284,7 +292,9 @@ def life(shop: Shop, django_capture_on_commit_callbacks: Any) -> type:
         def refund(self, which: int, pending: bool) -> None:
             """Staff refund what is left through the service (it reads the payment's refunds
             first); the provider's refund events follow."""
-            order = self._order(which, self._in(*REFUNDABLE))
+            self._refund(self._order(which, self._in(*REFUNDABLE)), pending)
+
+        def _refund(self, order: dict[str, Any], pending: bool) -> None:
             self.life.standin.refund_status = "pending" if pending else "succeeded"
             self.life.act(lambda: order_refund(order=refreshed(order)))
             self.life.learn_all(order["intent"])
@@ -337,7 +347,7 @@ def life(shop: Shop, django_capture_on_commit_callbacks: Any) -> type:
 
         def _deliver(self, event: dict[str, Any]) -> None:
             free = stock_of(self.life.variant)
-            response = shop.deliver(event)
+            response = self.life.act(lambda: shop.deliver(event))
             assert response.status_code == 200, response.content
             self._expect_after(event, free)
 
@@ -424,3 +434,81 @@ def test_the_refunds_of_paid_orders_keep_every_invariant(
     refund_life: type, abuse_limits_off: None
 ) -> None:
     hypothesis.stateful.run_state_machine_as_test(refund_life, settings=REFUND_SETTINGS)
+
+
+# Lives that start with two paid orders, so their steps go to releases, refunds, reversals
+# (refused once the vendor was paid out) and disputes.
+PAYOUT_SETTINGS = bounded_machine(max_examples=20, steps=15)
+
+
+@pytest.fixture
+def payout_life(life: type, settings: Any, standin: StripeStandIn) -> type:
+    settings.MARKETLINK = {
+        **settings.MARKETLINK,
+        "PAYOUTS_ENABLED": True,
+        "PLATFORM_FEE_PERCENT": "10",
+        "STRIPE_CONNECT_WEBHOOK_SECRET": standin.connect_webhook_secret,
+    }
+
+    class PayoutLife(life):  # type: ignore[misc,valid-type]
+        """Payouts on: the vendor onboarded first, so its variant can be booked."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            vendor = self.life.variant.service.vendor
+            self.account = onboarded_account(self.life.shop.api, standin, vendor)
+
+        @initialize()
+        def two_paid_orders(self) -> None:
+            """Lives that start with money to pay out spend their steps on it."""
+            for _ in range(2):
+                self.place()
+                self.pay(which=len(self.life.orders) - 1, told_at_once=True)
+
+        @precondition(lambda self: self._in("completed"))
+        @rule(which=pick)
+        def refund_after_release(self, which: int) -> None:
+            """A refund of an order whose share was released: its transfer is reversed."""
+            self._refund(self._order(which, self._in("completed")), pending=False)
+
+        @precondition(lambda self: self.life.orders)
+        @rule()
+        def vendor_paid_out(self) -> None:
+            """The vendor's balance leaves for their bank: a reversal now is refused."""
+            standin.pay_out(self.account)
+
+        @precondition(lambda self: self._disputable())
+        @rule(which=pick)
+        def dispute(self, which: int) -> None:
+            order = self._order(which, self._disputable())
+            standin.dispute(order["intent"])
+
+        @precondition(lambda self: self._open_disputes())
+        @rule(which=pick, won=st.booleans())
+        def close_dispute(self, which: int, won: bool) -> None:
+            disputes = self._open_disputes()
+            standin.close_dispute(disputes[which % len(disputes)], won=won)
+
+        def _disputable(self) -> list[dict[str, Any]]:
+            disputed = {d["payment_intent"] for d in self._disputes()}
+            return [o for o in self.life.orders if o["intent"] and o["intent"] not in disputed]
+
+        def _open_disputes(self) -> list[str]:
+            return sorted(d["id"] for d in self._disputes() if d["status"] == "needs_response")
+
+        def _disputes(self) -> list[dict[str, Any]]:
+            ours = {order["intent"] for order in self.life.orders}
+            found = {
+                event["data"]["object"]["id"]: event["data"]["object"]
+                for event in standin.events
+                if event["type"].startswith("charge.dispute.")
+            }
+            return [d for d in found.values() if d["payment_intent"] in ours]
+
+    return PayoutLife
+
+
+def test_the_payouts_of_orders_keep_every_invariant(
+    payout_life: type, abuse_limits_off: None
+) -> None:
+    hypothesis.stateful.run_state_machine_as_test(payout_life, settings=PAYOUT_SETTINGS)

@@ -95,7 +95,10 @@ def test_opening_the_link_makes_a_session_with_the_orders_terms(
         f"{variant.service.vendor.business_name}: {variant.name}"
     )
     assert params["metadata"] == {"order_id": order["id"]}
-    assert params["payment_intent_data"] == {"metadata": {"order_id": order["id"]}}
+    assert params["payment_intent_data"] == {
+        "metadata": {"order_id": order["id"]},
+        "transfer_group": f"order_{order['id']}",  # what the vendor's transfer names too
+    }
     assert params["client_reference_id"] == order["id"]
     assert params["customer_email"] == customer_user.email.lower()
     assert int(params["expires_at"]) == int(stored.expires_at.timestamp())

@@ -12,6 +12,14 @@
   its ``amount_refunded`` is what of them stands succeeded now. With the provider's side: each
   recorded refund is one the provider made, for that amount and currency.
 
+- Money adds up for every vendor and for the platform, over the orders paid with payouts on:
+  paid = refunded (lost disputes included) + fees kept + held + (transferred - reversed) -
+  debt outstanding - settled by hand, where a refunded order keeps no fee (and a partial refund
+  not charged to the vendor comes out of the fee), "transferred - reversed" is read from the
+  provider where it is given (the stand-in, or the dummy gateway's own records); a vendor's
+  ledger sums to held - debt; each order has at most one transfer, and each transfer and
+  reversal the ledger records is the provider's, for that amount.
+
 ``invariant_violations`` returns what is wrong as sentences, so a failing test says which order,
 variant or event broke which rule; ``assert_invariants`` fails with all of them at once.
 """
@@ -22,6 +30,7 @@ from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.utils import timezone
 
 from marketlink.money import from_minor_units, to_minor_units
@@ -59,6 +68,7 @@ def invariant_violations(
     problems += _invoice_problems(settled)
     problems += _refund_problems()
     problems += _refunds_unknown_there(standin) if standin is not None else []
+    problems += payout_problems(standin)
     if expiry_grace is not None:
         lapsed = RepairOrder.objects.filter(
             status=OrderStatus.PENDING, expires_at__lt=timezone.now() - expiry_grace
@@ -195,3 +205,12 @@ def _refunds_unknown_there(standin: Any) -> list[str]:
                 f"refund {refund.provider_refund_id}: recorded succeeded, {made['status']} there"
             )
     return problems
+
+
+def payout_problems(standin: Any = None) -> list[str]:
+    """The money invariant, per vendor and for the platform (see the module's docstring)."""
+    if not apps.is_installed("marketlink.payouts"):
+        return []
+    from payouts_money import money_problems
+
+    return money_problems(standin)

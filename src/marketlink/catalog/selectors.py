@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
+from marketlink import conf
 from marketlink.catalog.models import Service, ServiceVariant
 from marketlink.exceptions import NotFound, PermissionDenied
 from marketlink.vendors.models import VendorProfile
@@ -43,6 +44,15 @@ def public(path: str = "") -> Q:
     return live(path) & selling(f"{path}vendor__")
 
 
+def payable(path: str = "") -> Q:
+    """With payouts on, a vendor whose payout account is not ready is left out of the public
+    catalogue: its share could not be routed to it. (Booking one of its variants is refused
+    with its own 409 by the booking, which reads the flag itself.)"""
+    if not conf.get().PAYOUTS_ENABLED:
+        return Q()
+    return Q(**{f"{path}payouts_ready": True})
+
+
 def bookable() -> Q:
     """A variant a customer may book: live, of a public service."""
     return live() & public("service__")
@@ -64,7 +74,7 @@ def service_list(
     *, search: str | None = None, vendor: uuid.UUID | None = None
 ) -> QuerySet[Service]:
     """What the public sees: live services of active vendors."""
-    services = _services(public())
+    services = _services(public() & payable("vendor__"))
     if vendor is not None:
         services = services.filter(vendor_id=vendor)
     if search:
@@ -104,7 +114,7 @@ def variant_list(*, service_id: uuid.UUID) -> QuerySet[ServiceVariant]:
 def variant_get(*, variant_id: uuid.UUID) -> ServiceVariant:
     variant = (
         ServiceVariant.objects.select_related("service__vendor")
-        .filter(bookable(), pk=variant_id)
+        .filter(bookable(), payable("service__vendor__"), pk=variant_id)
         .first()
     )
     if variant is None:

@@ -276,6 +276,29 @@ def check_webhook_secret() -> Finding:
     return Finding("webhook secret", "ok", "Set (a whsec_ signing secret).")
 
 
+def check_connect_webhook_secret() -> Finding:
+    config = conf.get()
+    name = "connect webhook secret"
+    if not config.PAYOUTS_ENABLED:
+        return Finding(name, "ok", "Payouts are off: no Connect endpoint is needed.")
+    if config.PAYMENT_GATEWAY != "stripe":
+        return Finding(name, "ok", "The dummy gateway signs its Connect events itself.")
+    secret = config.STRIPE_CONNECT_WEBHOOK_SECRET.strip()
+    fix = (
+        "Add a Connect endpoint at /api/webhooks/connect/ in Stripe and set "
+        "MARKETLINK['STRIPE_CONNECT_WEBHOOK_SECRET'] to its signing secret (whsec_...)."
+    )
+    if not secret:
+        detail = "STRIPE_CONNECT_WEBHOOK_SECRET is empty: no account's change reaches the site."
+        return Finding(name, "fail", detail, fix)
+    if not secret.startswith("whsec_"):
+        return Finding(name, "warn", "Set, but it does not look like a signing secret.", fix)
+    if secret == config.STRIPE_WEBHOOK_SECRET.strip():
+        detail = "The same as STRIPE_WEBHOOK_SECRET: Stripe signs each endpoint with its own."
+        return Finding(name, "warn", detail, fix)
+    return Finding(name, "ok", "Set (a whsec_ signing secret).")
+
+
 CHECKS: list[Check] = [
     check_settings,
     check_database,
@@ -286,4 +309,5 @@ CHECKS: list[Check] = [
     check_task_queue,
     check_stripe_key,
     check_webhook_secret,
+    check_connect_webhook_secret,
 ]

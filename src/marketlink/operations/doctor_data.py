@@ -166,6 +166,50 @@ def check_stock() -> Finding:
     )
 
 
+def check_payouts() -> Finding:
+    """Vendors customers cannot book because their payout account is not ready (the gate),
+    releases that failed, debts and flagged payouts."""
+    from django.apps import apps
+
+    from marketlink import conf
+
+    if not conf.get().PAYOUTS_ENABLED or not apps.is_installed("marketlink.payouts"):
+        return Finding("payouts", "ok", "Payouts are off.")
+    from marketlink.catalog.selectors import selling
+    from marketlink.payouts.models import Payout, PayoutStatus
+    from marketlink.vendors.models import VendorProfile
+
+    gated = VendorProfile.objects.filter(selling(), payouts_ready=False)
+    failed = Payout.objects.filter(status=PayoutStatus.FAILED)
+    flagged = Payout.objects.filter(needs_attention=True).exclude(status=PayoutStatus.FAILED)
+    debts = Payout.objects.filter(status=PayoutStatus.DEBT)
+    counts = [gated.count(), failed.count(), flagged.count(), debts.count()]
+    if not any(counts):
+        return Finding("payouts", "ok", "Every selling vendor can be paid; nothing is flagged.")
+    names = [
+        str(v)
+        for v in gated.order_by("business_name").values_list("business_name", flat=True)[:SHOWN]
+    ]
+    parts = []
+    if counts[0]:
+        parts.append(
+            f"{counts[0]} selling vendor(s) cannot be booked until their payout account "
+            f"is ready: {_some(names, counts[0])}"
+        )
+    if counts[1]:
+        parts.append(f"{counts[1]} release(s) failed for good")
+    if counts[2] or counts[3]:
+        parts.append(f"{counts[3]} debt(s) and {counts[2]} other payout(s) flagged")
+    return Finding(
+        "payouts",
+        "fail" if counts[1] else "warn",
+        "; ".join(parts) + ".",
+        "Gated vendors onboard with POST /vendors/payouts/onboarding/; `marketlink payouts list "
+        "--status failed` (or debt) says why, `marketlink payouts release ORDER_ID` once fixed; "
+        "debts are settled in the admin.",
+    )
+
+
 DATA_CHECKS: list[Check] = [
     check_reservations,
     check_invoices,
@@ -173,4 +217,5 @@ DATA_CHECKS: list[Check] = [
     check_events,
     check_refunds_and_disputes,
     check_stock,
+    check_payouts,
 ]

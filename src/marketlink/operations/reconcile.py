@@ -3,7 +3,9 @@ left wrong, apply what the webhook would have, and send the invoices and refunds
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
+from itertools import chain
 from typing import Annotated, Any
 
 import typer
@@ -34,11 +36,15 @@ def reconcile(
 ) -> None:
     """Check pending orders (newest first), cancelled and failed ones with a checkout, paid ones
     against refunds at the provider, and invoices not sent past the grace period; fix what
-    differs as the lost webhook would have. Exit 1 when something needs a person or --limit
-    was reached, 3 when the provider could not be asked."""
+    differs as the lost webhook would have. With payouts on, also the provider's transfers of
+    released orders (one the ledger lacks is recorded, never made again) and gated vendors'
+    accounts. Exit 1 when something needs a person or --limit was reached, 3 when the
+    provider could not be asked."""
     setup_django()
     from marketlink.orders.models import ChangeSource
     from marketlink.payments.reconcile import Kind, LimitReached, reconcile_orders, reconcile_plan
+
+    payouts = _payouts_check()
 
     moment = parse_since(since)
     report = Report(
@@ -54,15 +60,24 @@ def reconcile(
             report.summary[key] = 0
         report.summary["since"] = moment.isoformat(timespec="seconds")
         plan = reconcile_plan(since=moment)
+        if payouts is not None:
+            for kind in payouts.Kind:
+                report.tally(kind)
+            plan |= {f"payout {name}": n for name, n in payouts.payouts_plan(since=moment).items()}
         counted = ", ".join(f"{min(n, limit)} {check}" for check, n in plan.items())
         say(
             f"{'Dry run: checking' if dry_run else 'Checking'} orders ({counted}); "
             f"{'nothing will change' if dry_run else 'fixing what differs'}.",
             as_json=as_json,
         )
-        outcomes = reconcile_orders(
-            since=moment, limit=limit, source=ChangeSource.CLI, run=partial(run_maybe_dry, dry_run)
+        run = partial(run_maybe_dry, dry_run)
+        outcomes: Iterable[Any] = reconcile_orders(
+            since=moment, limit=limit, source=ChangeSource.CLI, run=run
         )
+        if payouts is not None:
+            outcomes = chain(
+                outcomes, payouts.payouts_reconcile(since=moment, limit=limit, run=run)
+            )
         total = sum(min(n, limit) for n in plan.values())
         for outcome in progress(outcomes, total=total, description="checking orders"):
             if isinstance(outcome, LimitReached):
@@ -70,6 +85,17 @@ def reconcile(
                 report.needs_attention(f"--limit {limit} reached: more orders to check")
             else:
                 _record(report, outcome)
+
+
+def _payouts_check() -> Any:
+    """Payouts' own check, where its app is installed (a host without it has none)."""
+    from django.apps import apps
+
+    if not apps.is_installed("marketlink.payouts"):
+        return None
+    from marketlink.payouts import reconcile as payouts
+
+    return payouts
 
 
 def _record(report: Report, outcome: Any) -> None:

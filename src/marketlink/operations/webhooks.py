@@ -24,6 +24,7 @@ webhooks_app = typer.Typer(
     no_args_is_help=True,
 )
 
+# The table's; each item (the JSON document) also names a Connect event's ``account``.
 LIST_COLUMNS = ("event_id", "type", "status", "attempts", "order", "attention", "created", "detail")
 
 
@@ -34,6 +35,8 @@ def _event_item(event: Any) -> dict[str, Any]:
         "status": event.status,
         "attempts": event.attempts,
         "order": str(event.order_id) if event.order_id else None,
+        # A connected account's event (Connect) names its account.
+        "account": event.account or None,
         "attention": event.needs_attention,
         "created": event.created_at.isoformat(timespec="seconds"),
         "detail": event.last_error or event.result,

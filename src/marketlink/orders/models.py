@@ -72,6 +72,12 @@ class RepairOrder(models.Model):
     # What the provider has given back of this order's own payment (succeeded refunds), kept by
     # payments: the order counts as refunded only once it reaches the total.
     amount_refunded = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
+    # Frozen when the order is placed, so a later change of fee never rewrites it:
+    # platform_fee + vendor_share = total_amount. With payouts off the fee is 0.
+    platform_fee = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
+    vendor_share = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
+    # Placed while payouts were on: only such an order's share is ever transferred.
+    payouts_on = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -91,6 +97,10 @@ class RepairOrder(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(total_amount__gt=0), name="marketlink_order_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(platform_fee__gte=0, vendor_share__gte=0),
+                name="marketlink_order_fee_and_share_not_negative",
             ),
         ]
 

@@ -8,8 +8,10 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import AfterValidator, StringConstraints
 
+from marketlink.accounts.models import Role
+from marketlink.accounts.services import account_for_user
 from marketlink.envelope import PageQuery
-from marketlink.orders import payment_hooks
+from marketlink.orders import payment_hooks, payout_hooks
 from marketlink.orders.models import RepairOrder
 
 StatusName = Literal[
@@ -53,6 +55,37 @@ class PaymentStateOut(Schema):
     provider_says_paid: bool
 
 
+PayoutStatusName = Literal[
+    "none", "held", "due", "released", "reversed", "debt", "failed", "cancelled"
+]
+
+
+class PayoutOut(Schema):
+    """Where the vendor's share stands: ``held`` from booking until release (or until the order
+    is cancelled or refunded unpaid), ``due`` (owed, not made yet), ``released``, ``reversed``,
+    ``debt`` (a reversal was refused: the vendor owes it), ``failed`` (flagged for staff),
+    ``cancelled`` (refunded or cancelled before release), ``none`` (placed with payouts off)."""
+
+    status: PayoutStatusName
+    amount: Decimal | None = Field(
+        description="What is (or will be) transferred: the share less any debt it recovers."
+    )
+    transfer_id: str | None
+
+
+def _for_the_seller(context: dict[str, Any]) -> bool:
+    """Whether the caller is the order's vendor or staff (the customer sees no money split).
+    Only they and the customer see an order at all, and a vendor never books: the role says."""
+    request = context["request"]
+    seller: bool | None = getattr(request, "_marketlink_seller", None)
+    if seller is None:
+        user = getattr(request, "auth", None)
+        role = account_for_user(user).effective_role if user is not None else None
+        seller = role in (Role.VENDOR, Role.ADMIN)
+        request._marketlink_seller = seller
+    return seller
+
+
 class OrderOut(Schema):
     id: uuid.UUID
     customer_email: str
@@ -62,6 +95,13 @@ class OrderOut(Schema):
     amount_refunded: Decimal = Field(
         description="What was given back of the order's payment (refunds that succeeded)."
     )
+    platform_fee: Decimal | None = Field(
+        description="The platform's fee, frozen at booking (vendor and staff only)."
+    )
+    vendor_share: Decimal | None = Field(
+        description="What the vendor is paid: the total less the fee (vendor and staff only)."
+    )
+    payout: PayoutOut | None = Field(description="The vendor's payout (vendor and staff only).")
     currency: str
     status: StatusName
     payment_method: str
@@ -78,6 +118,20 @@ class OrderOut(Schema):
             "price": order.unit_price,
             "stock": order.stock_after_reservation,
         }
+
+    @staticmethod
+    def resolve_platform_fee(order: RepairOrder, context: dict[str, Any]) -> Decimal | None:
+        return order.platform_fee if _for_the_seller(context) else None
+
+    @staticmethod
+    def resolve_vendor_share(order: RepairOrder, context: dict[str, Any]) -> Decimal | None:
+        return order.vendor_share if _for_the_seller(context) else None
+
+    @staticmethod
+    def resolve_payout(
+        order: RepairOrder, context: dict[str, Any]
+    ) -> payout_hooks.PayoutState | None:
+        return payout_hooks.get().payout_of(order) if _for_the_seller(context) else None
 
     @staticmethod
     def resolve_payment_url(order: RepairOrder, context: dict[str, Any]) -> str | None:

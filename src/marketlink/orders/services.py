@@ -13,13 +13,19 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketlink import conf, metrics
+from marketlink import conf, metrics, money
 from marketlink.exceptions import Conflict, InvalidInput
 from marketlink.orders import limits, signals, stock
 from marketlink.orders.models import ChangeSource, OrderStatus, RepairOrder
 from marketlink.orders.transitions import TransitionRefused, order_transition
+from marketlink.vendors.selectors import vendor_payout_terms
 
 logger = logging.getLogger(__name__)
+
+VENDOR_NOT_READY = (
+    "This vendor cannot take bookings yet: their payout account is not ready to receive "
+    "payments. Try again later."
+)
 
 NO_EMAIL = (
     "Booking needs an email address for the order and its receipt, and your account has none: "
@@ -78,6 +84,8 @@ def order_place(
     )
     limited = limits.limits_apply()
     try:
+        if config.PAYOUTS_ENABLED:
+            _fee_frozen(order, variant_id, config)
         # With limits, the customer's lock and count come first, outside the variant's lock, so
         # the variant stays locked for the one statement that takes its unit; the variant is
         # read before them, so one that cannot be booked costs no lock.
@@ -117,6 +125,25 @@ def order_place(
     )
     metrics.booking_answered("taken")
     return order, True
+
+
+def _fee_frozen(order: RepairOrder, variant_id: uuid.UUID, config: conf.MarketlinkSettings) -> None:
+    """With payouts on, the order carries the platform's fee and the vendor's share from the
+    start: the variant is read first (what the order copies of it, which the write then keeps
+    as read), the booking refused while its vendor's payout account is not ready, and the fee
+    reckoned from the vendor's own percentage if staff set one, else the site's."""
+    stock.read_variant(order, variant_id)
+    ready, percent = vendor_payout_terms(order.vendor_id)
+    if not ready:
+        raise Conflict(VENDOR_NOT_READY, code="vendor_payouts_not_ready")
+    order.platform_fee = money.platform_fee(
+        order.total_amount,
+        config.CURRENCY,
+        percent=config.PLATFORM_FEE_PERCENT if percent is None else percent,
+        fixed=config.PLATFORM_FEE_FIXED,
+    )
+    order.vendor_share = order.total_amount - order.platform_fee
+    order.payouts_on = True
 
 
 def _report_sold_out(variant_id: uuid.UUID) -> None:

@@ -43,6 +43,8 @@ COPIED = {
     "variant_name": "name",
     "unit_price": "price",
     "total_amount": "price",
+    # The whole price, unless the caller reckons a platform fee (payouts on) before the write.
+    "vendor_share": "price",
 }
 # The order's field that receives the stock left after its unit was taken.
 STOCK_LEFT = "stock_after_reservation"
@@ -182,16 +184,18 @@ def has_copy(order: RepairOrder) -> bool:
 
 
 def read_into(order: RepairOrder, variant_id: uuid.UUID) -> int | None:
-    """The stock of a bookable variant, after copying its name, price and vendor into ``order``;
-    None when the variant is not bookable (archived, of an archived service or of a vendor who
-    does not sell)."""
+    """The stock of a bookable variant, after copying its name, price and vendor into ``order``
+    unless it holds that copy already (a fee may have been reckoned from it); None when the
+    variant is not bookable (archived, of an archived service or of a vendor who does not
+    sell)."""
     read = _variant(connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(read.sql, read.bind(variant_id))
         row = cursor.fetchone()
     if row is None:
         return None
-    _copy(order, row[1:-1])
+    if not has_copy(order):
+        _copy(order, row[1:-1])
     return int(row[-1])
 
 

@@ -36,11 +36,29 @@ def payment_webhook(request: HttpRequest) -> dict[str, Any]:
     """Verify the ``Stripe-Signature``, keep the event, process it once. 400: not a genuine
     event; 503: a transient failure, the provider should retry; 200 otherwise, also for events
     that need staff attention (they are flagged, and retried when delivered again)."""
+    return _received(request, connect=False)
+
+
+@webhook_router.post(
+    "/connect/",
+    response=responses(200, Envelope[WebhookOut], 413, 503),
+    summary="Connected accounts' events (Stripe Connect, signed with its own secret)",
+)
+def connect_webhook(request: HttpRequest) -> dict[str, Any]:
+    """The Connect endpoint: connected accounts' events (an account onboarded, its payouts
+    disabled), signed with ``STRIPE_CONNECT_WEBHOOK_SECRET``; the same pipeline and answers as
+    the payment endpoint's."""
+    return _received(request, connect=True)
+
+
+def _received(request: HttpRequest, *, connect: bool) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise InvalidInput("Webhook bodies must be application/json.")
     refuse_oversized_body(request, allowance=4)  # events outgrow our own requests
     record = webhooks.webhook_receive(
-        payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+        payload=request.body,
+        signature=request.headers.get("Stripe-Signature", ""),
+        connect=connect,
     )
     data = {"event_id": record.event_id, "status": record.status, "result": record.result}
     return ok(data, "Event received.")

@@ -43,6 +43,8 @@ class PaymentEvent(models.Model):
         default=False, help_text="A permanent problem (amount mismatch, unknown order) for staff."
     )
     result = models.CharField(max_length=500, blank=True)
+    # A connected account's event (Connect) names the account; the platform's own events do not.
+    account = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -241,3 +243,51 @@ class DummyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.id}"
+
+
+class DummyAccount(models.Model):
+    """A connected account on the dummy gateway's "provider side": onboarded at once by its
+    own page, so a demo pays vendors out end to end."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    vendor_ref = models.CharField(max_length=64)
+    email = models.EmailField(blank=True)
+    country = models.CharField(max_length=2)
+    onboarded = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class DummyTransfer(models.Model):
+    """A transfer the dummy gateway made: one per idempotency key, as Stripe's."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    destination = models.ForeignKey(DummyAccount, on_delete=models.PROTECT, related_name="+")
+    amount_minor = models.PositiveBigIntegerField()
+    amount_reversed_minor = models.PositiveBigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    transfer_group = models.CharField(max_length=255, db_index=True)
+    source_transaction = models.CharField(max_length=255, blank=True)
+    order_ref = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class DummyReversal(models.Model):
+    id = models.CharField(max_length=64, primary_key=True)
+    transfer = models.ForeignKey(DummyTransfer, on_delete=models.PROTECT, related_name="reversals")
+    amount_minor = models.PositiveBigIntegerField()
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.id

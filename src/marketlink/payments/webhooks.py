@@ -20,6 +20,7 @@ from marketlink.exceptions import (
     ServiceUnavailable,
 )
 from marketlink.orders.models import ChangeSource
+from marketlink.payments import event_hooks
 from marketlink.payments.gateways import gateway_named, get_gateway
 from marketlink.payments.gateways.base import (
     GatewayError,
@@ -50,14 +51,17 @@ PROCESSING_FIELDS = [
 # --- The webhook pipeline ----------------------------------------------------------------------
 
 
-def webhook_receive(*, payload: bytes, signature: str) -> PaymentEvent:
+def webhook_receive(*, payload: bytes, signature: str, connect: bool = False) -> PaymentEvent:
     """Verify, keep and process one delivery. Raises InvalidInput (400) for anything that is not
-    a genuine event, ServiceUnavailable (503, so the provider retries) for transient failures."""
+    a genuine event, ServiceUnavailable (503, so the provider retries) for transient failures.
+    ``connect``: a delivery to the Connect endpoint (connected accounts' events), signed with
+    its own secret; it then takes the same pipeline."""
     gateway = get_gateway()
     try:
         if not signature:
             raise InvalidSignature("The Stripe-Signature header is missing.")
-        event = gateway.verify_event(payload, signature)
+        verify = gateway.verify_connect_event if connect else gateway.verify_event
+        event = verify(payload, signature)
     except InvalidSignature as exc:
         # The reason only: never the header, the body or the secret it was checked against.
         logger.warning(
@@ -161,7 +165,11 @@ def _event_record(event: ProviderEvent, payload: Any, gateway: str) -> None:
     """Keep the delivery, committed before it is processed, in one statement. Of concurrent
     copies one row is written (``event_process`` then makes the others wait on its lock)."""
     row = PaymentEvent(
-        event_id=event.event_id, event_type=event.provider_type, payload=payload, gateway=gateway
+        event_id=event.event_id,
+        event_type=event.provider_type,
+        payload=payload,
+        gateway=gateway,
+        account=(event.account or "")[:255],
     )
     PaymentEvent.objects.bulk_create([row], ignore_conflicts=True)
 
@@ -239,11 +247,12 @@ def _with_provider_reads(
         if stored is None:
             return None
         gateway = gateway_named(stored["gateway"])
-        if gateway.kind_of(stored["event_type"]) not in PROVIDER_READS:
+        kind = gateway.kind_of(stored["event_type"])
+        if kind not in PROVIDER_READS and event_hooks.read_of(kind) is None:
             return None
         payload = PaymentEvent.objects.values_list("payload", flat=True).get(**lookup)
         parsed = gateway.parse_event(payload)
-    read = PROVIDER_READS.get(parsed.kind)
+    read = PROVIDER_READS.get(parsed.kind) or event_hooks.read_of(parsed.kind)
     return parsed if read is None else read(parsed)
 
 
@@ -253,20 +262,33 @@ def _dispatch(record: PaymentEvent, source: str, parsed: ProviderEvent | None) -
     if other_mode is not None:
         return EventStatus.IGNORED, other_mode
     handler = HANDLERS.get(event.kind)
+    own = event_hooks.handler_of(event.kind)
+    if own is not None:
+        # An event no order owns (a connected account's), handled by the app that registered it.
+        record.order = order_for_event(event) if event.order_ref else None
+        return EventStatus.PROCESSED, own(event, source)
     if handler is None:
         return EventStatus.IGNORED, f"{record.event_type} is not handled"
     order = order_for_event(event)
     if order is None:
         raise PermanentProblem("no order matches this event")
     record.order = order
-    return EventStatus.PROCESSED, handler(order, event, source)
+    said = [handler(order, event, source)]
+    said += [step(order, event, source) for step in event_hooks.steps_of(event.kind)]
+    return EventStatus.PROCESSED, "; ".join(part for part in said if part)
 
 
 def _of_the_other_mode(event: ProviderEvent) -> str | None:
     """Why an event is ignored when its mode contradicts ``STRIPE_MODE`` (an endpoint of the
     other mode pointed at this site): its payments are not this site's money. None when the
     site or the event does not say its mode."""
-    declared = conf.get().STRIPE_MODE
+    config = conf.get()
+    declared = config.STRIPE_MODE
+    if declared is None and event.account and config.PAYMENT_GATEWAY == "stripe":
+        # A live Connect endpoint also receives the test-mode events of accounts connected in
+        # live mode: without a declared mode, the key's is the site's.
+        live = config.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+        declared = "live" if live else "test"
     if declared is None or event.livemode is None or event.livemode == (declared == "live"):
         return None
     return (

@@ -11,10 +11,18 @@ from marketlink.vendors.models import VendorProfile
 
 @admin.register(VendorProfile)
 class VendorProfileAdmin(admin.ModelAdmin):
-    list_display = ("business_name", "user", "is_active", "suspended", "created_at")
-    list_filter = ("suspended", "is_active", "created_at")
+    list_display = (
+        "business_name",
+        "user",
+        "is_active",
+        "suspended",
+        "payouts_ready",
+        "created_at",
+    )
+    list_filter = ("suspended", "is_active", "payouts_ready", "created_at")
     search_fields = ("business_name", "address", "id")
-    readonly_fields = ("id", "suspended_at", "created_at", "updated_at")
+    # payouts_ready follows the vendor's payout account (the payouts app writes it).
+    readonly_fields = ("id", "suspended_at", "payouts_ready", "created_at", "updated_at")
     raw_id_fields = ("user",)
     actions = ("suspend", "reinstate")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -30,6 +31,21 @@ class VendorProfile(models.Model):
     )
     suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
     suspension_reason = models.CharField(max_length=500, blank=True)
+    # Written by the payouts app from the vendor's connected account (payouts enabled, transfers
+    # active): with payouts on, a vendor that is not ready cannot be booked, since its share
+    # could not be routed. Kept here so the booking read checks it without importing payouts.
+    payouts_ready = models.BooleanField(
+        default=False, editable=False, help_text="Its connected account can receive transfers."
+    )
+    fee_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Staff only: the platform's percentage for this vendor (empty: the site's "
+        "PLATFORM_FEE_PERCENT).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -40,7 +56,12 @@ class VendorProfile(models.Model):
                 condition=models.Q(suspended=False, suspended_at__isnull=True)
                 | models.Q(suspended=True, suspended_at__isnull=False),
                 name="marketlink_vendor_suspended_has_a_time",
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(fee_percent__isnull=True)
+                | models.Q(fee_percent__gte=0, fee_percent__lte=100),
+                name="marketlink_vendor_fee_percent_range",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from marketlink.exceptions import NotFound, PermissionDenied
@@ -36,3 +37,12 @@ def verified_vendor_of(user: Any) -> VendorProfile:
     if not profile.is_active:
         raise PermissionDenied("Your vendor profile is inactive; reactivate it to sell.")
     return profile
+
+
+def vendor_payout_terms(vendor_id: Any) -> tuple[bool, Decimal | None]:
+    """Whether the vendor can be paid out now, and the platform's fee percentage staff set for
+    them (None: the site's own)."""
+    ready, percent = (
+        VendorProfile.objects.filter(pk=vendor_id).values_list("payouts_ready", "fee_percent").get()
+    )
+    return bool(ready), percent

@@ -25,14 +25,31 @@ CHECKOUT_EXPIRY_STEP = timedelta(minutes=5)
 class GatewayError(PaymentProviderError):
     """The provider could not be reached or refused a well-formed request (502).
 
-    ``answered``: the provider gave a definite answer (a refusal: any 4xx but a rate limit, or a
-    500). Stripe saves such an answer under the request's idempotency key and replays it, so
-    asking again under the same key cannot succeed; a request that got no answer (a network
-    error, a 503, a rate limit) may be sent again as it was."""
+    ``answered``: the provider decided the request (refused it: Stripe's 400, 402 and 404; or
+    failed executing it: 500). Stripe saves such an answer under the request's idempotency key
+    and replays it, so asking again under the same key cannot succeed. A request that was not
+    decided (the network, a 503, a rate limit, the same key still in flight, or the key refused
+    before anything ran) may be sent again as it was.
 
-    def __init__(self, message: str | None = None, *, answered: bool = False, **kwargs: Any):
+    ``no_access``: the key was refused access (Stripe's 401 and 403), to a connected account
+    that is no longer the platform's, say, or for want of a right: not decided, and asking
+    again passes only once access is back."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        answered: bool = False,
+        no_access: bool = False,
+        reason: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(message, **kwargs)
         self.answered = answered
+        self.no_access = no_access
+        # The provider's own name for a refusal (Stripe's ``code``: ``balance_insufficient``),
+        # for the record a person reads; never decisive, as a provider may not document one.
+        self.reason = reason
 
 
 class InvalidSignature(InvalidInput):
@@ -94,6 +111,12 @@ class EventKind(StrEnum):
     CHARGE_REFUNDED = "charge_refunded"  # a payment reported (partly) refunded
     REFUND = "refund"  # a refund's own status
     DISPUTE = "dispute"  # opened, changed or closed
+    # Connect: a connected account changed (its own events, or the platform's of transfers).
+    ACCOUNT_UPDATED = "account_updated"
+    CAPABILITY_UPDATED = "capability_updated"
+    ACCOUNT_DEAUTHORIZED = "account_deauthorized"
+    TRANSFER_CREATED = "transfer_created"
+    TRANSFER_REVERSED = "transfer_reversed"  # also a partial reversal
     OTHER = "other"  # nothing marketlink acts on
 
 
@@ -110,6 +133,42 @@ class ProviderRefund:
     currency: str | None = None
     # The ``Refund`` row marketlink wrote before asking for it (sent as metadata), if it is ours.
     reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderAccount:
+    """A connected account as the provider reports it. ``requirements_due``: what it must
+    still provide, now or overdue, each once."""
+
+    id: str
+    country: str | None
+    charges_enabled: bool
+    payouts_enabled: bool
+    details_submitted: bool
+    transfers_active: bool
+    requirements_due: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProviderReversal:
+    id: str
+    transfer_id: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class ProviderTransfer:
+    """A transfer to a connected account, with what was reversed of it."""
+
+    id: str
+    amount_minor: int
+    currency: str
+    destination: str
+    transfer_group: str | None
+    # The order id marketlink sent with it (metadata), if it is marketlink's.
+    order_ref: str | None
+    amount_reversed_minor: int = 0
+    reversals: tuple[ProviderReversal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +196,11 @@ class ProviderEvent:
     # Whether the provider sent it in live mode (real money) or test mode; None: it does not say
     # (the dummy gateway, which has no modes).
     livemode: bool | None = None
+    # Connect: the connected account the event happened on (None: the platform's own event),
+    # the account an account event carries, and the transfer a transfer event is about.
+    account: str | None = None
+    connected_account: ProviderAccount | None = None
+    transfer: ProviderTransfer | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +227,92 @@ class AccountCheck:
     detail: str
 
 
-class PaymentGateway(Protocol):
+@dataclass(frozen=True)
+class AccountRequest:
+    """A connected account for one vendor: Express Dashboard, the platform paying the
+    provider's fees and liable for losses, able to receive transfers. ``recipient``: in another
+    country than the platform's, so under the recipient service agreement (transfers only)."""
+
+    vendor_id: str
+    email: str
+    country: str
+    recipient: bool
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class AccountLink:
+    """A single-use link to the provider's hosted onboarding, handed to the vendor."""
+
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """One transfer of a vendor's share: from the charge that paid the order
+    (``source_transaction``), grouped with it (``transfer_group``)."""
+
+    amount_minor: int
+    currency: str
+    destination: str
+    transfer_group: str
+    source_transaction: str | None
+    order_id: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ReversalRequest:
+    transfer_id: str
+    amount_minor: int
+    order_id: str
+    idempotency_key: str
+
+
+def transfer_group(order_id: object) -> str:
+    """What groups an order's charge and its transfers at the provider."""
+    return f"order_{order_id}"
+
+
+class ConnectGateway(Protocol):
+    """What a gateway must do to pay vendors (separate charges and transfers). Failures raise
+    :class:`GatewayError`, ``answered`` when the provider refused (and would refuse the same
+    request under the same key again)."""
+
+    def platform_country(self) -> str:
+        """The platform account's own country (ISO 3166 alpha-2)."""
+        ...
+
+    def create_account(self, request: AccountRequest) -> ProviderAccount: ...
+
+    def fetch_account(self, account_id: str) -> ProviderAccount: ...
+
+    def create_account_link(
+        self, account_id: str, *, refresh_url: str, return_url: str
+    ) -> AccountLink: ...
+
+    def create_login_link(self, account_id: str) -> str:
+        """A link to the account's own dashboard (the provider's Express Dashboard)."""
+        ...
+
+    def payment_charge(self, payment_intent_id: str) -> str | None:
+        """The charge that captured a payment (the ``source_transaction`` of its transfers)."""
+        ...
+
+    def create_transfer(self, request: TransferRequest) -> ProviderTransfer: ...
+
+    def list_transfers(self, *, transfer_group: str) -> tuple[ProviderTransfer, ...]: ...
+
+    def reverse_transfer(self, request: ReversalRequest) -> ProviderReversal: ...
+
+    def verify_connect_event(self, payload: bytes, signature: str) -> dict[str, Any]:
+        """As :meth:`PaymentGateway.verify_event`, for the Connect endpoint's deliveries
+        (signed with its own secret)."""
+        ...
+
+
+class PaymentGateway(ConnectGateway, Protocol):
     name: str
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...

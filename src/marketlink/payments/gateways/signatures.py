@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
+from typing import Any
+
+from marketlink import conf
+from marketlink.payments.gateways.base import InvalidSignature
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -39,3 +44,12 @@ def verify(payload: bytes, header: str, secret: str, tolerance: int) -> str | No
     if abs(time.time() - timestamp) > tolerance:
         return "the signature's timestamp is outside the tolerance"
     return None
+
+
+def verified_event(payload: bytes, signature: str, secret: str) -> dict[str, Any]:
+    """The event in ``payload`` if ``secret`` signed it recently enough (the dummy gateway's
+    endpoints); else :class:`InvalidSignature` saying what is wrong."""
+    problem = verify(payload, signature, secret, conf.get().STRIPE_WEBHOOK_TOLERANCE)
+    if problem:
+        raise InvalidSignature(f"Invalid webhook signature: {problem}.")
+    return json.loads(payload)  # type: ignore[no-any-return]

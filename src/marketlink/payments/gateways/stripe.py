@@ -28,7 +28,9 @@ from marketlink.payments.gateways.base import (
     ProviderEvent,
     ProviderRefund,
     RefundRequest,
+    transfer_group,
 )
+from marketlink.payments.gateways.stripe_connect import StripeConnect, read_account, read_transfer
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ REFERENCE_KEY = "marketlink_refund_id"
 EVENT_RETENTION = timedelta(days=30)
 
 
-class StripeGateway:
+class StripeGateway(StripeConnect):
     name = "stripe"
 
     def _client(self) -> stripe.StripeClient:
@@ -71,7 +73,11 @@ class StripeGateway:
                 }
             ],
             "metadata": {"order_id": request.order_id},
-            "payment_intent_data": {"metadata": {"order_id": request.order_id}},
+            "payment_intent_data": {
+                "metadata": {"order_id": request.order_id},
+                # What the vendor's transfer names too (separate charges and transfers).
+                "transfer_group": transfer_group(request.order_id),
+            },
             "client_reference_id": request.order_id,
             "customer_email": request.customer_email,
             "success_url": request.success_url,
@@ -147,37 +153,12 @@ class StripeGateway:
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         config = conf.get()
-        if not config.STRIPE_WEBHOOK_SECRET.strip():
-            # Checked here, not only by a system check (which gunicorn never runs): some SDK
-            # releases verify with the empty key, and then anyone could sign an event.
-            logger.error(
-                "STRIPE_WEBHOOK_SECRET is empty: refusing every webhook delivery",
-                extra={"event": "webhook.secret_missing"},
-            )
-            raise InvalidSignature(
-                "Invalid Stripe signature: STRIPE_WEBHOOK_SECRET is not configured on this site."
-            )
-        if not signature.isascii():  # the SDK's compare_digest raises TypeError on it
-            raise InvalidSignature("Invalid Stripe signature: the header is not ASCII.")
-        try:
-            # Stripe signs the body's text; SDK releases before 15.6 format bytes as "b'...'".
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidSignature("The event body is not UTF-8 text.") from None
-        # During a rotation the previous secret still signs what is in flight.
         secrets = [config.STRIPE_WEBHOOK_SECRET, config.STRIPE_WEBHOOK_SECRET_PREVIOUS]
-        refusal: stripe.SignatureVerificationError | None = None
-        for secret in filter(str.strip, secrets):
-            try:
-                stripe.WebhookSignature.verify_header(
-                    text, signature, secret, tolerance=config.STRIPE_WEBHOOK_TOLERANCE
-                )
-            except stripe.SignatureVerificationError as exc:
-                refusal = refusal or exc
-            else:
-                return json.loads(text)  # type: ignore[no-any-return]
-        assert refusal is not None
-        raise InvalidSignature(f"Invalid Stripe signature: {refusal.user_message or refusal}")
+        return _verified(payload, signature, secrets, "STRIPE_WEBHOOK_SECRET")
+
+    def verify_connect_event(self, payload: bytes, signature: str) -> dict[str, Any]:
+        secret = conf.get().STRIPE_CONNECT_WEBHOOK_SECRET
+        return _verified(payload, signature, [secret], "STRIPE_CONNECT_WEBHOOK_SECRET")
 
     def list_events(
         self,
@@ -242,9 +223,42 @@ class StripeGateway:
             raise _provider_failed(what, exc) from exc
 
 
+def _verified(payload: bytes, signature: str, secrets: list[str], setting: str) -> dict[str, Any]:
+    """The event in ``payload`` if one of ``secrets`` (a rotation's two, or one) signed it."""
+    if not secrets[0].strip():
+        # Checked here, not only by a system check (which gunicorn never runs): some SDK
+        # releases verify with the empty key, and then anyone could sign an event.
+        logger.error(
+            "%s is empty: refusing every webhook delivery",
+            setting,
+            extra={"event": "webhook.secret_missing"},
+        )
+        raise InvalidSignature(
+            f"Invalid Stripe signature: {setting} is not configured on this site."
+        )
+    if not signature.isascii():  # the SDK's compare_digest raises TypeError on it
+        raise InvalidSignature("Invalid Stripe signature: the header is not ASCII.")
+    try:
+        # Stripe signs the body's text; SDK releases before 15.6 format bytes as "b'...'".
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSignature("The event body is not UTF-8 text.") from None
+    tolerance = conf.get().STRIPE_WEBHOOK_TOLERANCE
+    refusal: stripe.SignatureVerificationError | None = None
+    for secret in filter(str.strip, secrets):
+        try:
+            stripe.WebhookSignature.verify_header(text, signature, secret, tolerance=tolerance)
+        except stripe.SignatureVerificationError as exc:
+            refusal = refusal or exc
+        else:
+            return json.loads(text)  # type: ignore[no-any-return]
+    assert refusal is not None
+    raise InvalidSignature(f"Invalid Stripe signature: {refusal.user_message or refusal}")
+
+
 def _provider_failed(what: str, exc: stripe.StripeError) -> GatewayError:
-    """The failure in marketlink's terms. Stripe saves a definite answer (a 4xx but a rate limit,
-    or a 500) under the idempotency key; a network error or a 503 leaves nothing saved."""
+    """The failure in marketlink's terms. Stripe saves a definite answer (400, 402, 404 or 500)
+    under the idempotency key; a network error, a 503 or a refused key leaves nothing saved."""
     logger.warning(
         "Stripe failed to %s: %s",
         what,
@@ -262,11 +276,17 @@ def _provider_failed(what: str, exc: stripe.StripeError) -> GatewayError:
     # 500, or the network: nothing was decided, and asking again may pass.
     status = exc.http_status
     answered = status in (400, 402, 404, 500)
+    reason = exc.code or None
     if answered and status != 500:
         why = exc.user_message or exc.code or f"HTTP {status}"
-        return GatewayError(f"The payment provider refused to {what}: {why}", answered=True)
+        return GatewayError(
+            f"The payment provider refused to {what}: {why}", answered=True, reason=reason
+        )
     return GatewayError(
-        f"The payment provider failed to {what}; try again shortly.", answered=answered
+        f"The payment provider failed to {what}; try again shortly.",
+        answered=answered,
+        no_access=status in (401, 403),
+        reason=reason,
     )
 
 
@@ -300,6 +320,11 @@ _KINDS = {
     "charge.refund.updated": EventKind.REFUND,
     "charge.dispute.created": EventKind.DISPUTE,
     "charge.dispute.closed": EventKind.DISPUTE,
+    "account.updated": EventKind.ACCOUNT_UPDATED,
+    "capability.updated": EventKind.CAPABILITY_UPDATED,
+    "account.application.deauthorized": EventKind.ACCOUNT_DEAUTHORIZED,
+    "transfer.created": EventKind.TRANSFER_CREATED,
+    "transfer.reversed": EventKind.TRANSFER_REVERSED,
 }
 # Where each kind of object keeps the amount a handler checks.
 _AMOUNT_FIELDS = {
@@ -346,6 +371,10 @@ def parse_event(event: dict[str, Any]) -> ProviderEvent:
         dispute_status=_text(obj.get("status")) if object_type == "dispute" else None,
         dispute_reason=_text(obj.get("reason")) if object_type == "dispute" else None,
         livemode=livemode if isinstance(livemode := event.get("livemode"), bool) else None,
+        # A connected account's event names it; a capability's object does too.
+        account=_text(event.get("account")) or _text(obj.get("account")),
+        connected_account=read_account(obj) if object_type == "account" else None,
+        transfer=read_transfer(obj) if object_type == "transfer" else None,
     )
 
 

@@ -22,7 +22,6 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from marketlink import conf
 from marketlink.payments.gateways import signatures
 from marketlink.payments.gateways import stripe as stripe_events
 from marketlink.payments.gateways.base import (
@@ -32,11 +31,11 @@ from marketlink.payments.gateways.base import (
     EventKind,
     FetchedEvent,
     GatewayError,
-    InvalidSignature,
     ProviderEvent,
     ProviderRefund,
     RefundRequest,
 )
+from marketlink.payments.gateways.dummy.connect import DummyConnect
 from marketlink.payments.models import DummyCheckoutSession, DummyEvent
 
 
@@ -46,7 +45,7 @@ def webhook_secret() -> str:
     ).hexdigest()
 
 
-class DummyGateway:
+class DummyGateway(DummyConnect):
     name = "dummy"
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
@@ -131,12 +130,7 @@ class DummyGateway:
         )
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
-        problem = signatures.verify(
-            payload, signature, webhook_secret(), conf.get().STRIPE_WEBHOOK_TOLERANCE
-        )
-        if problem:
-            raise InvalidSignature(f"Invalid webhook signature: {problem}.")
-        return json.loads(payload)  # type: ignore[no-any-return]
+        return signatures.verified_event(payload, signature, webhook_secret())
 
 
 def _session(session: DummyCheckoutSession) -> CheckoutSession:

@@ -28,9 +28,15 @@ _ENGINE = Engine(
 )
 
 
-def _page(request: HttpRequest, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    template = _ENGINE.get_template("dummy_checkout.html")
-    return HttpResponse(template.render(RequestContext(request, context)), status=status)
+def page(
+    request: HttpRequest,
+    context: dict[str, Any],
+    status: int = 200,
+    template: str = "dummy_checkout.html",
+) -> HttpResponse:
+    """One of the dummy's pages (its templates are in this package)."""
+    found = _ENGINE.get_template(template)
+    return HttpResponse(found.render(RequestContext(request, context)), status=status)
 
 
 @require_http_methods(["GET", "POST"])
@@ -41,7 +47,7 @@ def dummy_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         session.status = "expired"
         session.save(update_fields=["status"])
     if request.method == "GET" or session.status != "open":
-        return _page(request, {"session": session})
+        return page(request, {"session": session})
     paying = request.POST.get("action") == "pay"
     if paying:
         session.status, session.payment_status = "complete", "paid"
@@ -61,5 +67,5 @@ def dummy_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     except MarketlinkError as exc:
         session.refresh_from_db()
         context = {"session": session, "problem": exc.message}
-        return _page(request, context, status=exc.status_code)
+        return page(request, context, status=exc.status_code)
     return HttpResponseRedirect(target.replace("{CHECKOUT_SESSION_ID}", session.id), status=303)
