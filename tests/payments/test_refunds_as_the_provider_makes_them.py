@@ -228,6 +228,44 @@ def test_a_refunded_charge_with_the_provider_down_is_answered_503_and_processed_
     assert status_of(order) == "refunded"
 
 
+def test_a_payment_refunded_in_more_than_ten_parts_is_refunded_when_they_reach_its_total(
+    shop, standin, api, customer_user
+):
+    """Stripe shows a charge's refunds 10 at a time: the eleventh and later must count too."""
+    variant = VariantFactory(stock=5)
+    order, intent = paid_order(shop, customer_user, variant)
+    parts = [250] * 11 + [249]  # 29.99 given back in 12 parts, in Stripe's dashboard
+    for amount in parts:
+        standin.refund(intent["id"], amount)
+    # Only the last refunded charge's event arrives (the others were lost, or come later).
+    *_, last = shop.undelivered("charge.refunded")
+    assert last["data"]["object"]["amount_refunded"] == sum(parts) == 2999
+
+    assert shop.deliver(last).status_code == 200
+
+    assert PaymentEvent.objects.get(event_id=last["id"]).status == "processed"
+    answer = api.get(f"/orders/{order['id']}/", user=customer_user).json()["data"]
+    assert (answer["status"], answer["amount_refunded"]) == ("refunded", "29.99")
+    assert sorted(amount for _, _, amount, _ in rows()) == sorted(parts)
+    assert {(kind, status) for kind, status, _, _ in rows()} == {("external", "succeeded")}
+    assert stock_of(variant) == 5
+
+
+def test_every_refund_of_a_payment_is_read_a_hundred_per_call(shop, standin, customer_user):
+    _, intent = paid_order(shop, customer_user, VariantFactory(stock=5))
+    made = [standin.refund(intent["id"], 1)["id"] for _ in range(101)]
+    asked_before = len(standin.requests_log)
+
+    listed = StripeGateway().fetch_refunds(intent["id"])
+
+    assert [refund.id for refund in listed] == made[::-1]  # newest first
+    asked = standin.requests_log[asked_before:]
+    assert [(r.method, r.path, r.params["limit"]) for r in asked] == [
+        ("GET", "/v1/refunds", "100")
+    ] * 2
+    assert asked[1].params["starting_after"] == made[1]
+
+
 # --- Currency -----------------------------------------------------------------------------------
 
 

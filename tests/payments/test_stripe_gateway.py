@@ -392,7 +392,9 @@ def test_the_vendor_refunds_once_and_the_unit_comes_back(
     assert again.json()["data"]["status"] == "refunded"
     [refund] = standin.refunds.values()
     assert (refund["payment_intent"], refund["amount"]) == (intent["id"], 2999)
-    refund_requests = [r for r in standin.requests_log if r.path == "/v1/refunds"]
+    refund_requests = [
+        r for r in standin.requests_log if (r.method, r.path) == ("POST", "/v1/refunds")
+    ]
     assert len(refund_requests) == 1
     row = Refund.objects.get()
     assert refund_requests[0].idempotency_key == f"marketlink-refund-{row.pk}"

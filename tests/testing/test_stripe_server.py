@@ -251,6 +251,59 @@ def test_refunds_update_the_charge_and_enforce_the_remaining_amount(
     assert len(standin.refunds) == 2
 
 
+def test_refunds_are_listed_by_payment_in_pages_and_a_charge_expands_ten(
+    standin: StripeStandIn, client: stripe.StripeClient
+) -> None:
+    intent_id, other_id = paid_intent(standin, client), paid_intent(standin, client)
+    newest_first = [standin.refund(intent_id, 100)["id"] for _ in range(12)][::-1]
+    standin.refund(other_id, 100)
+
+    def listed(**params: Any) -> stripe.ListObject[stripe.Refund]:
+        return client.v1.refunds.list(params={"payment_intent": intent_id, **params})  # type: ignore[arg-type]
+
+    first = listed(limit=5)
+    assert (first.url, [r.id for r in first.data], first.has_more) == (
+        "/v1/refunds",
+        newest_first[:5],
+        True,
+    )
+    rest = listed(limit=10, starting_after=newest_first[4])
+    assert ([r.id for r in rest.data], rest.has_more) == (newest_first[5:], False)
+    assert [r.id for r in listed()] == newest_first[:10]  # default limit 10
+    assert [r.id for r in listed(limit=5).auto_paging_iter()] == newest_first
+    charge_id = standin.payment_intents[intent_id]["latest_charge"]
+    assert [r.id for r in client.v1.refunds.list(params={"charge": charge_id}).data] == (
+        newest_first[:10]
+    )
+    assert len(client.v1.refunds.list(params={"limit": 100}).data) == 13
+
+    intent = client.v1.payment_intents.retrieve(
+        intent_id, params={"expand": ["latest_charge.refunds"]}
+    )
+    expanded = intent.to_dict()["latest_charge"]["refunds"]
+    assert [r["id"] for r in expanded["data"]] == newest_first[:10]
+    assert (expanded["has_more"], expanded["url"]) == (True, f"/v1/charges/{charge_id}/refunds")
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"payment_intent": "pi_nope"}, "payment_intent"),
+        ({"charge": "ch_nope"}, "charge"),
+        ({"starting_after": "re_nope"}, "starting_after"),
+        ({"limit": 101}, "limit"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_refund_list_parameters_are_refused(
+    client: stripe.StripeClient, params: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.refunds.list(params=params)  # type: ignore[arg-type]
+
+    assert refused.value.param == param
+
+
 def test_async_payment_succeeds_later(standin: StripeStandIn, client: stripe.StripeClient) -> None:
     session = create_session(client)
 

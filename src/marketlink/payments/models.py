@@ -10,6 +10,9 @@ from django.db import models
 from marketlink.money import format_minor_units
 from marketlink.orders.models import RepairOrder
 
+# How much of what processing an event said its row keeps (``PaymentEvent.result``).
+RESULT_LENGTH = 500
+
 
 class EventStatus(models.TextChoices):
     RECEIVED = "received", "Received"
@@ -42,7 +45,7 @@ class PaymentEvent(models.Model):
     needs_attention = models.BooleanField(
         default=False, help_text="A permanent problem (amount mismatch, unknown order) for staff."
     )
-    result = models.CharField(max_length=500, blank=True)
+    result = models.CharField(max_length=RESULT_LENGTH, blank=True)
     # A connected account's event (Connect) names the account; the platform's own events do not.
     account = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

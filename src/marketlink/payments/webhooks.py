@@ -29,7 +29,7 @@ from marketlink.payments.gateways.base import (
     ProviderEvent,
 )
 from marketlink.payments.handlers import HANDLERS, PROVIDER_READS
-from marketlink.payments.models import EventStatus, PaymentEvent
+from marketlink.payments.models import RESULT_LENGTH, EventStatus, PaymentEvent
 from marketlink.payments.paying import pay_at_once
 from marketlink.payments.rules import PermanentProblem
 from marketlink.payments.selectors import order_for_event
@@ -206,7 +206,10 @@ def event_process(
             if transient is not None:
                 raise transient
             with transaction.atomic():
-                record.status, record.result = _dispatch(record, source, parsed)
+                record.status, result = _dispatch(record, source, parsed)
+            # Cut to its column: a note per refund of a payment refunded in many parts would
+            # not fit, and PostgreSQL would refuse the row (the event then never processed).
+            record.result = result[:RESULT_LENGTH]
             record.last_error, record.needs_attention = "", False
             record.processed_at = timezone.now()
         except PermanentProblem as exc:

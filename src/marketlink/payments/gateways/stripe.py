@@ -134,19 +134,15 @@ class StripeGateway(StripeConnect):
         return _refund(refund.to_dict())
 
     def fetch_refunds(self, payment_intent_id: str) -> tuple[ProviderRefund, ...]:
-        # A charge lists its refunds only when asked to (API 2022-11-15 on).
-        intent = self._call(
-            "fetch a payment",
-            lambda client: client.v1.payment_intents.retrieve(
-                payment_intent_id, params={"expand": ["latest_charge.refunds"]}
-            ),
-        )
-        charge = intent.latest_charge
-        if charge is None or isinstance(charge, str):
-            return ()
-        listed = charge.to_dict().get("refunds")
-        data = listed.get("data") if isinstance(listed, dict) else None
-        return tuple(_refund(r) for r in data or () if isinstance(r, dict))
+        # Listed, every page of them: a charge's expanded ``refunds`` holds only its 10 newest,
+        # and a payment refunded in more parts would look short of its total.
+        what = "list a payment's refunds"
+        params = {"payment_intent": payment_intent_id, "limit": 100}
+        page = self._call(what, lambda client: client.v1.refunds.list(params=params))
+        try:
+            return tuple(_refund(refund.to_dict()) for refund in page.auto_paging_iter())
+        except stripe.StripeError as exc:  # a later page's call
+            raise _provider_failed(what, exc) from exc
 
     def parse_event(self, event: dict[str, Any]) -> ProviderEvent:
         return parse_event(event)

@@ -60,6 +60,8 @@ newest first, filtered by ``created`` (a time, or ``created[gt|gte|lt|lte]``), `
 wildcards) or ``types[]`` (not both), and ``delivery_success`` (whether a webhook delivery of
 the event was answered 2xx); ``limit`` 1..100 (default 10), ``starting_after`` or
 ``ending_before``, ``has_more``. ``GET /v1/events/{id}`` answers within the same 30 days.
+``GET /v1/refunds`` lists refunds the same way, by ``payment_intent`` or ``charge``; a charge's
+``refunds``, expanded, holds only its 10 newest (``has_more``), as Stripe's does.
 ``GET /v1/balance`` (with ``livemode``: false for ``sk_test_``/``rk_test_`` keys) and
 ``GET /v1/account`` are the cheap calls that check a key; a wrong key is a 401 in Stripe's shape.
 

@@ -7,11 +7,21 @@ charge its amount back, as Stripe's does."""
 
 from collections.abc import Mapping
 
+from marketlink.testing.stripe import lists
 from marketlink.testing.stripe.common import JSONObject, StandInError, Store, new_id
 from marketlink.testing.stripe.events import Events
-from marketlink.testing.stripe.params import as_int, as_str, metadata, one_of, only, required
+from marketlink.testing.stripe.params import (
+    as_int,
+    as_str,
+    metadata,
+    one_of,
+    only,
+    optional_str,
+    required,
+)
 
 _REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+_LIST_PARAMS = {"payment_intent", "charge", *lists.PAGE_PARAMS}
 
 
 class Refunds:
@@ -27,6 +37,43 @@ class Refunds:
         amount = as_int(params["amount"], "amount") if "amount" in params else None
         reason = one_of(params["reason"], _REASONS, "reason") if "reason" in params else None
         return self.refund(intent_id, amount, reason, metadata(params, "metadata"))
+
+    def page(self, params: JSONObject) -> JSONObject:
+        """``GET /v1/refunds``, filtered by ``payment_intent`` and ``charge``; a filter naming
+        no such object is a 404, as Stripe answers it."""
+        only(params, _LIST_PARAMS)
+        intent_id = optional_str(params, "payment_intent")
+        charge_id = optional_str(params, "charge")
+        if intent_id is not None:
+            self._store.get("payment_intent", intent_id, "payment_intent")
+        if charge_id is not None:
+            self._store.get("charge", charge_id, "charge")
+        return lists.page(
+            self._newest_first(),
+            params,
+            url="/v1/refunds",
+            object_type="refund",
+            keep=lambda refund: (
+                intent_id in (None, refund["payment_intent"])
+                and charge_id in (None, refund["charge"])
+            ),
+        )
+
+    def of_charge(self, charge_id: str) -> JSONObject:
+        """A charge's ``refunds`` when expanded: like any list Stripe expands, only its first
+        page (the 10 newest), ``has_more`` saying there are more to list with ``page``."""
+        return lists.page(
+            self._newest_first(),
+            {},
+            url=f"/v1/charges/{charge_id}/refunds",
+            object_type="refund",
+            keep=lambda refund: refund["charge"] == charge_id,
+        )
+
+    def _newest_first(self) -> list[JSONObject]:
+        return lists.newest_first(
+            obj for obj in self._store.objects.values() if obj["object"] == "refund"
+        )
 
     def refund(
         self, intent_id: str, amount: int | None, reason: str | None, meta: Mapping[str, str]

@@ -46,6 +46,7 @@ class Router:
         self._api_key = api_key
         self._store = store
         self._sessions = sessions
+        self._refunds = refunds
         self._events = events
         self._accounts = accounts
         self._transfers = transfers
@@ -63,6 +64,7 @@ class Router:
         }
         get: dict[str, Handler] = {
             "/v1/events": lambda p, ids, acct: events.page(p, acct),
+            "/v1/refunds": lambda p, ids, acct: refunds.page(p),
             "/v1/events/{}": _plain(lambda ids, acct: events.retrieve(ids[0], acct)),
             "/v1/balance": _plain(self._balance),
             "/v1/account": _plain(self._account),
@@ -134,16 +136,7 @@ class Router:
             }
         elif head == "refunds" and obj.get("object") == "charge":
             # Not on a charge unless expanded, as Stripe's API has it since 2022-11-15.
-            value = {
-                "object": "list",
-                "data": [
-                    copy.deepcopy(refund)
-                    for refund in self._store.objects.values()
-                    if refund["object"] == "refund" and refund["charge"] == obj["id"]
-                ],
-                "has_more": False,
-                "url": f"/v1/charges/{obj['id']}/refunds",
-            }
+            value = self._refunds.of_charge(obj["id"])
         elif head in obj and value is None:
             return
         elif isinstance(value, str) and value in self._store.objects:
