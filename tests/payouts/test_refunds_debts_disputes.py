@@ -7,8 +7,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
+from outbox_helpers import drain
 from payout_helpers import ledger_sum
 
+from marketlink.outbox.models import OutboxEntry
+from marketlink.outbox.registry import kind_named
+from marketlink.payouts.ledger import REVERSAL
 from marketlink.payouts.models import PayoutEntry
 from marketlink.payouts.selectors import balance_of
 
@@ -148,3 +153,32 @@ def test_money_given_back_twice_is_given_back_once(market):
 
     assert PayoutEntry.objects.filter(order_id=order["id"], kind="fee_refund").count() == 1
     assert ledger_sum(vendor) == 0
+
+
+def test_a_reversal_refused_access_is_asked_again_and_is_a_debt_only_when_its_retries_are_spent(
+    market,
+):
+    """A 403 (the account disconnected, or a key without the right) decided nothing: the
+    reversal is asked again under its key, not taken for a refusal. Once its retries are spent
+    the vendor still holds the money, and the ledger says so: a debt, flagged."""
+    vendor = market.vendor()
+    order = market.processing(vendor)
+    market.complete(order)
+    market.standin.fail_reversals(10, status=403, code="no_access")
+
+    market.refund(order)
+
+    assert (market.payout(order).debt, market.payout(order).needs_attention) == (0, False)
+    entry = OutboxEntry.objects.get(kind=REVERSAL)
+    assert (entry.status, entry.attempts, entry.payload.get("refused")) == ("pending", 1, False)
+    assert "no answer" in entry.last_error
+
+    # About 42 minutes of retries later, the last one refused too.
+    retries = kind_named(REVERSAL).retries
+    OutboxEntry.objects.filter(pk=entry.pk).update(attempts=retries, due_at=timezone.now())
+    drain(kinds=[REVERSAL])
+
+    payout = market.payout(order)
+    assert (payout.status, payout.debt, payout.needs_attention) == ("debt", Decimal("26.99"), True)
+    assert balance_of(vendor, "usd").debt == Decimal("26.99") == -ledger_sum(vendor)
+    assert OutboxEntry.objects.get(pk=entry.pk).status == "failed"
