@@ -103,7 +103,8 @@ def test_with_json_an_email_sent_inline_goes_to_stderr_not_into_the_document(tmp
     document = json.loads(result.stdout)  # the whole of stdout: one document, nothing else
     assert document["summary"]["sent"] == 1
     # The email was sent, and printed where it belongs (its Subject header may be folded).
-    assert "Subject:" in result.stderr and "Invoice ML-" in result.stderr
+    assert "Subject:" in result.stderr
+    assert "Invoice ML-" in result.stderr
 
 
 @pytest.mark.django_db
