@@ -8,11 +8,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.db.models import Q
+from django.utils import timezone
 from fault_rig import call
+from invariants import assert_invariants
 from live_site import wait_for
 
 from marketlink.accounts.services import tokens_issue
 from marketlink.orders.models import RepairOrder
+from marketlink.outbox.models import EntryStatus, OutboxEntry
 from marketlink.testing.factories import AccountFactory, VariantFactory
 
 
@@ -114,3 +118,20 @@ def status_of(order_id: Any) -> str:
 def becomes(order_id: Any, *statuses: str, timeout: float = 30) -> str:
     return str(wait_for(lambda: status_of(order_id) in statuses and status_of(order_id),
                           timeout, f"order {order_id} to become {statuses}"))  # fmt: skip
+
+
+def invariants_hold(rig: Any, timeout: float = 75) -> None:
+    """The shared invariants, once the consumer has run what is due: the outbox drains a
+    moment after its wake (a batch gathers), so what a case just paid may not be invoiced yet.
+    Not waited for: an entry waiting out a retry's backoff, and one a killed drainer left
+    claimed (the periodic run, once a minute, takes it up: the invariants hold meanwhile)."""
+
+    def due() -> bool:
+        now = timezone.now()
+        return OutboxEntry.objects.filter(
+            Q(status=EntryStatus.RUNNING, claimed_until__gt=now)
+            | Q(status=EntryStatus.PENDING, due_at__lte=now)
+        ).exists()
+
+    wait_for(lambda: not due(), timeout, "the outbox to drain what is due")
+    assert_invariants(standin=rig.standin)

@@ -9,8 +9,7 @@ import signal
 import uuid
 
 from fault_rig import kill_one_worker
-from fault_shop import becomes, book, customer, paid_at_provider, storm, variant
-from invariants import assert_invariants
+from fault_shop import becomes, book, customer, invariants_hold, paid_at_provider, storm, variant
 from live_site import wait_for
 
 from marketlink.orders.models import RepairOrder
@@ -43,7 +42,7 @@ def test_worker_killed_mid_booking_and_mid_webhook(rig):
     becomes(order_id, "processing")
     wait_for(lambda: Invoice.objects.filter(order_id=order_id, status="sent").exists(), 30,
                "the invoice")  # fmt: skip
-    assert_invariants(standin=rig.standin)
+    invariants_hold(rig)
 
 
 def test_consumer_killed_mid_batch_then_restarted(rig):
@@ -81,4 +80,4 @@ def test_consumer_killed_mid_batch_then_restarted(rig):
     mail = [path.read_text() for path in rig.outbox.iterdir()]
     for invoice in Invoice.objects.filter(order_id__in=orders):
         assert sum(invoice.number in text for text in mail) == 1, invoice.number
-    assert_invariants(standin=rig.standin)
+    invariants_hold(rig)
