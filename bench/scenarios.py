@@ -312,8 +312,8 @@ class Bench:
             f"{len(orders)} orders paid at the stand-in in {prepared:.1f} s; {len(events)} "
             f"{WEBHOOK_KINDS[scenario]} x {WEBHOOK_COPIES} = {expected} deliveries; copies in "
             f"flight together: {concurrent:.0%} of the concurrent pairs; second copy after the "
-            f"first's answer: {sequential:.0%} of the sequential pairs; every invoice sent "
-            f"{drained:.1f} s after the last answer"
+            f"first's answer: {sequential:.0%} of the sequential pairs; every invoice sent (its "
+            f"outbox entry done) {drained:.1f} s after the last answer"
         )
         return outcome
 

@@ -82,13 +82,18 @@ def overlap(result: LoadResult) -> tuple[float, float]:
 
 
 def wait_for_invoices(order_ids: list[Any], timeout: float) -> float:
-    """Seconds until the consumer marked every order's invoice sent (or ``timeout`` passed)."""
+    """Seconds until the consumer marked every order's invoice sent and recorded its outbox
+    entry done (or ``timeout`` passed): a batch's entries are recorded after its last message
+    went, a moment after its invoices read sent."""
+    from marketlink.outbox.models import OutboxEntry
     from marketlink.payments.models import Invoice, InvoiceStatus
 
+    subjects = [str(order_id) for order_id in order_ids]
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         sent = Invoice.objects.filter(order_id__in=order_ids, status=InvoiceStatus.SENT).count()
-        if sent >= len(order_ids):
+        owed = OutboxEntry.objects.filter(subject_id__in=subjects).exclude(status="done")
+        if sent >= len(order_ids) and not owed.exists():
             break
         time.sleep(0.1)
     return time.monotonic() - started
