@@ -61,7 +61,7 @@ def instrument() -> None:
     wrap(stripe_gateway.StripeGateway, "verify_event", "      verify_event (signature + JSON)")
     wrap(stripe.WebhookSignature, "verify_header", "        stripe verify_header")
     wrap(webhooks, "pay_at_once", "      the fast path (pay_at_once), in all")
-    wrap(paying, "_kept", "        event row INSERT (_kept)")
+    wrap(paying, "_already_paid_by", "        the row says 'already paid' (_already_paid_by)")
     wrap(transitions, "order_pay_when_pending", "        order_pay_when_pending, in all")
     wrap(sql, "pay_when_pending", "          the order's conditional UPDATE")
     wrap(history, "changes_record", "          history + what it owes, in all")
