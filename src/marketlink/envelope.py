@@ -23,6 +23,7 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.datastructures import MultiValueDict
+from django.views.decorators.csrf import csrf_exempt
 from ninja import Field, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.errors import Throttled as NinjaThrottled
@@ -226,9 +227,12 @@ def _envelope(
     return api.create_response(request, error_body(message, errors, data, code), status=status)
 
 
+@csrf_exempt
 def unknown_path(request: HttpRequest, path: str = "") -> HttpResponse:
     """The last URL pattern under marketlink's prefix: an unknown path gets a 404 in the
-    envelope (not Django's HTML page), with a hint when only the trailing slash is missing."""
+    envelope (not Django's HTML page), with a hint when only the trailing slash is missing.
+    Exempt from CSRF as the API's own views are: an API client's POST to a wrong path would
+    otherwise get Django's HTML 403 about a cookie instead of this 404."""
     from django.http import JsonResponse
     from django.urls import Resolver404, resolve
 

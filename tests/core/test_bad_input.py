@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +93,14 @@ def test_unknown_paths_get_a_404_in_the_envelope(api):
     assert body["message"] == "No such endpoint."
     body = assert_envelope_error(api.post("/orders", {"variant_id": "x"}), 404)
     assert "did you mean /api/orders/" in body["message"]
+
+
+def test_a_post_to_an_unknown_path_is_a_404_in_the_envelope_not_a_csrf_page():
+    # An API client sends no CSRF cookie; Django's check answered an HTML 403 here.
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/api/auth/login/", {"email": "a@b.c"}, content_type="application/json")
+    body = assert_envelope_error(response, 404)
+    assert body["message"] == "No such endpoint."
 
 
 @pytest.mark.parametrize(
