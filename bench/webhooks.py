@@ -85,18 +85,23 @@ def wait_for_invoices(order_ids: list[Any], timeout: float) -> float:
     """Seconds until the consumer marked every order's invoice sent and recorded its outbox
     entry done (or ``timeout`` passed): a batch's entries are recorded after its last message
     went, a moment after its invoices read sent."""
-    from marketlink.outbox.models import OutboxEntry
     from marketlink.payments.models import Invoice, InvoiceStatus
 
-    subjects = [str(order_id) for order_id in order_ids]
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         sent = Invoice.objects.filter(order_id__in=order_ids, status=InvoiceStatus.SENT).count()
-        owed = OutboxEntry.objects.filter(subject_id__in=subjects).exclude(status="done")
-        if sent >= len(order_ids) and not owed.exists():
+        if sent >= len(order_ids) and not entries_not_done(order_ids).exists():
             break
         time.sleep(0.1)
     return time.monotonic() - started
+
+
+def entries_not_done(order_ids: list[Any]) -> Any:
+    """The outbox entries these orders owe that are not recorded done."""
+    from marketlink.outbox.models import OutboxEntry
+
+    subjects = [str(order_id) for order_id in order_ids]
+    return OutboxEntry.objects.filter(subject_id__in=subjects).exclude(status="done")
 
 
 def payment_problems(
@@ -160,7 +165,6 @@ def invoice_problems(orders: list[Any]) -> tuple[int, list[str]]:
     Huey's queue or schedule."""
     from huey.contrib.djhuey import HUEY
 
-    from marketlink.outbox.models import OutboxEntry
     from marketlink.payments.models import Invoice, InvoiceStatus
 
     ids = [order.id for order in orders]
@@ -169,7 +173,7 @@ def invoice_problems(orders: list[Any]) -> tuple[int, list[str]]:
     problems = []
     if once != len(ids):
         problems.append(f"invoices (status, attempts): {dict(invoices)} for {len(ids)} orders")
-    owed = OutboxEntry.objects.filter(subject_id__in=[str(i) for i in ids]).exclude(status="done")
+    owed = entries_not_done(ids)
     if owed.exists():
         problems.append(f"{owed.count()} outbox entries of these orders not done")
     left = HUEY.pending_count() + HUEY.scheduled_count()
