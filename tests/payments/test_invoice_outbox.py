@@ -326,9 +326,12 @@ def test_a_consumer_sends_the_invoice_once_the_paying_webhook_commits(queue, con
     assert transitions(order) == [("pending", "paid"), ("paid", "processing")]
 
 
+# Each drainer says when it is set up and waits for the word to start: Python and Django start
+# at different speeds on a loaded machine, and one drainer could otherwise finish before the other
+# begins.
 DRAIN = (
-    "import django; django.setup(); from marketlink.outbox.drainer import drain; "
-    "print(drain(batch=4)['done'])"
+    "import sys, django; django.setup(); from marketlink.outbox.drainer import drain; "
+    "print('ready', flush=True); sys.stdin.readline(); print(drain(batch=4)['done'])"
 )
 
 
@@ -343,10 +346,22 @@ def test_two_drainers_at_once_never_send_one_invoice_twice(outbox):
     env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), env["PYTHONPATH"]])
     drainers = [
         subprocess.Popen(
-            [sys.executable, "-c", DRAIN], env=env, cwd=str(EXAMPLE), stdout=subprocess.PIPE
+            [sys.executable, "-c", DRAIN],
+            env=env,
+            cwd=str(EXAMPLE),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
+    for proc in drainers:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in drainers:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     sent_by = [int(proc.communicate(timeout=120)[0]) for proc in drainers]
 
     assert sum(sent_by) == 40
