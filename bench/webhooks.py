@@ -81,10 +81,16 @@ def overlap(result: LoadResult) -> tuple[float, float]:
     return met[0] / max(1, count[0]), met[1] / max(1, count[1])
 
 
+QUEUE_SETTLE_S = 5.0  # several times OUTBOX_WAKE_DELAY's default of 1 s
+
+
 def wait_for_invoices(order_ids: list[Any], timeout: float) -> float:
     """Seconds until the consumer marked every order's invoice sent and recorded its outbox
     entry done (or ``timeout`` passed): a batch's entries are recorded after its last message
-    went, a moment after its invoices read sent."""
+    went, a moment after its invoices read sent. Then up to ``QUEUE_SETTLE_S`` more for Huey's
+    queue and schedule to empty, not counted in the seconds returned."""
+    from huey.contrib.djhuey import HUEY
+
     from marketlink.payments.models import Invoice, InvoiceStatus
 
     started = time.monotonic()
@@ -93,7 +99,13 @@ def wait_for_invoices(order_ids: list[Any], timeout: float) -> float:
         if sent >= len(order_ids) and not entries_not_done(order_ids).exists():
             break
         time.sleep(0.1)
-    return time.monotonic() - started
+    drained = time.monotonic() - started
+    # A wake scheduled ``OUTBOX_WAKE_DELAY`` after a late commit may still wait with the work
+    # done: it finds nothing and goes. Only a task still there after that is left over.
+    settle_by = time.monotonic() + QUEUE_SETTLE_S
+    while HUEY.pending_count() + HUEY.scheduled_count() and time.monotonic() < settle_by:
+        time.sleep(0.1)
+    return drained
 
 
 def entries_not_done(order_ids: list[Any]) -> Any:
@@ -159,9 +171,6 @@ def payment_problems(
     return problems
 
 
-QUEUE_SETTLE_S = 5.0  # several times OUTBOX_WAKE_DELAY's default of 1 s
-
-
 def invoice_problems(orders: list[Any]) -> tuple[int, list[str]]:
     """How many orders have their one invoice sent on the first try, and what went wrong: an
     invoice missing, failed or sent after a retry, an outbox entry not done, a wake left in
@@ -179,11 +188,7 @@ def invoice_problems(orders: list[Any]) -> tuple[int, list[str]]:
     owed = entries_not_done(ids)
     if owed.exists():
         problems.append(f"{owed.count()} outbox entries of these orders not done")
-    # A wake scheduled ``OUTBOX_WAKE_DELAY`` after a late commit may still be waiting although
-    # the work is done: it finds nothing and goes. Only one still there after that is left over.
-    settle_by = time.monotonic() + QUEUE_SETTLE_S
-    while (left := HUEY.pending_count() + HUEY.scheduled_count()) and time.monotonic() < settle_by:
-        time.sleep(0.1)
+    left = HUEY.pending_count() + HUEY.scheduled_count()
     if left:
         problems.append(f"{left} tasks left in Huey's queue or schedule")
     return once, problems
